@@ -1,0 +1,668 @@
+//! The lock table: who holds which job, until when, and who waits for it.
+//!
+//! Pure and synchronous: no I/O, no clocks, no async. Every operation takes a [`Now`] and first
+//! advances the table to it, so rules hold at exact instants whatever the caller's timer does.
+//!
+//! Invariants:
+//! - A job has at most one holder. A lease is *held* while `now < expires`, in *grace* while
+//!   `expires <= now < grace_until` (only its holder may take it back), and *expired* after.
+//! - Fencing tokens come from one counter and strictly increase with every new holder of any
+//!   job; a renewal keeps its token.
+//! - Waiters exist only for jobs that are held or in grace; the moment a job becomes free to
+//!   others, its first waiter gets it (first come, first served).
+//! - Memory is bounded: at most `max_jobs` entries (expired ones are evicted first and after
+//!   `retention`), at most `max_waiters` waiters, and reads never create entries.
+
+pub mod clock;
+pub mod duration;
+mod event;
+mod saved;
+
+#[cfg(test)]
+mod tests;
+
+pub use clock::{Clock, Mono, Now, SystemClock};
+pub use event::{Event, EventKind};
+pub use saved::{SavedLease, SavedState};
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::time::{Duration, SystemTime};
+
+/// Policy knobs the engine enforces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rules {
+    pub default_ttl: Duration,
+    pub grace: Duration,
+    pub max_ttl: Duration,
+    pub max_jobs: usize,
+    /// How long an expired lease keeps its last holder before it is forgotten.
+    pub retention: Duration,
+    pub max_waiters: usize,
+}
+
+impl Default for Rules {
+    fn default() -> Self {
+        Rules {
+            default_ttl: Duration::from_secs(30),
+            grace: Duration::from_secs(5),
+            max_ttl: Duration::from_secs(24 * 3600),
+            max_jobs: 10_000,
+            retention: Duration::from_secs(24 * 3600),
+            max_waiters: 10_000,
+        }
+    }
+}
+
+/// The longest name a job or client may have, in bytes of UTF-8.
+pub const MAX_NAME_BYTES: usize = 256;
+
+/// Why a job or client name is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NameError {
+    #[error("must not be empty")]
+    Empty,
+    #[error("must be at most {MAX_NAME_BYTES} bytes of UTF-8")]
+    TooLong,
+    #[error("must not contain control characters")]
+    Control,
+}
+
+/// Checks a job or client name: 1–256 bytes of UTF-8 without control characters.
+pub fn validate_name(name: &str) -> Result<(), NameError> {
+    if name.is_empty() {
+        Err(NameError::Empty)
+    } else if name.len() > MAX_NAME_BYTES {
+        Err(NameError::TooLong)
+    } else if name.chars().any(char::is_control) {
+        Err(NameError::Control)
+    } else {
+        Ok(())
+    }
+}
+
+impl Rules {
+    /// Accepts a ttl in `(0, max_ttl]`.
+    pub fn check_ttl(&self, ttl: Duration) -> Result<Duration, TtlOutOfRange> {
+        if ttl.is_zero() || ttl > self.max_ttl {
+            Err(TtlOutOfRange { max: self.max_ttl })
+        } else {
+            Ok(ttl)
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("ttl must be greater than 0 and at most {}", duration::Compact(*.max))]
+pub struct TtlOutOfRange {
+    pub max: Duration,
+}
+
+/// Where a lease stands at some instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LeaseState {
+    Held,
+    Grace,
+    Expired,
+}
+
+impl LeaseState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeaseState::Held => "held",
+            LeaseState::Grace => "grace",
+            LeaseState::Expired => "expired",
+        }
+    }
+}
+
+/// A job's current holder and the terms of its lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub holder: String,
+    pub token: u64,
+    pub ttl: Duration,
+    /// Wall-clock time of the grant to this holder (renewals keep it), for display.
+    pub acquired_at: SystemTime,
+    pub expires: Mono,
+    pub grace_until: Mono,
+}
+
+impl Lease {
+    pub fn state(&self, now: Mono) -> LeaseState {
+        if now < self.expires {
+            LeaseState::Held
+        } else if now < self.grace_until {
+            LeaseState::Grace
+        } else {
+            LeaseState::Expired
+        }
+    }
+}
+
+/// A job name with its lease, as listed by [`Engine::list`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobLease {
+    pub job: String,
+    pub lease: Lease,
+}
+
+/// How a client came to hold a job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GrantKind {
+    /// The job was free.
+    Acquired,
+    /// The client already held it; the lease was extended.
+    Renewed,
+    /// The previous holder's lease had expired past its grace period.
+    TookOver {
+        previous: String,
+        /// How long ago the previous lease expired.
+        lapsed_for: Duration,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    pub job: String,
+    pub kind: GrantKind,
+    pub lease: Lease,
+}
+
+/// Why a client was not granted a job. Nothing changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Denied {
+    #[error("held by another client")]
+    Held(Lease),
+    #[error("grace period active")]
+    Grace(Lease),
+    #[error("too many jobs: at most {max_jobs} can be held at once")]
+    Full { max_jobs: usize },
+    #[error("too many clients waiting: at most {max_waiters} can wait at once")]
+    TooManyWaiters { max_waiters: usize },
+    #[error("the server lost its saved state and refuses new grants until its old leases have surely expired")]
+    Quarantined { until: Mono },
+}
+
+/// The caller of [`Engine::release`] does not hold the job.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("client does not hold the lock")]
+pub struct NotHolder;
+
+/// Identifies a queued waiter, see [`Engine::acquire_or_wait`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WaiterId(u64);
+
+/// The result of [`Engine::acquire_or_wait`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WaitOutcome {
+    Granted(Grant),
+    Denied(Denied),
+    /// The job is busy; the waiter will show up in [`Engine::take_woken`] once granted.
+    Queued(WaiterId),
+}
+
+/// A queued waiter that was granted its job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Woken {
+    pub waiter: WaiterId,
+    pub grant: Grant,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Held,
+    Grace,
+    Expired,
+}
+
+#[derive(Debug)]
+struct Entry {
+    lease: Lease,
+    /// The phase the table has processed; `deadline()` is when it ends.
+    phase: Phase,
+}
+
+#[derive(Debug)]
+struct Waiter {
+    id: WaiterId,
+    client: String,
+    ttl: Duration,
+}
+
+/// Time the suspend-inclusive clock may run ahead of the awake clock before we call it sleep.
+const SLEEP_THRESHOLD: Duration = Duration::from_secs(1);
+
+/// The lock table. See the module docs for its invariants.
+#[derive(Debug)]
+pub struct Engine {
+    rules: Rules,
+    jobs: HashMap<String, Entry>,
+    /// `(end of current phase, job)` for every entry: the timer sleeps until the first.
+    deadlines: BTreeSet<(Mono, String)>,
+    /// `(instant it expired, job)` for expired entries, oldest first: evicted first.
+    expired: BTreeSet<(Mono, String)>,
+    last_token: u64,
+    waiters: HashMap<String, VecDeque<Waiter>>,
+    waiter_jobs: HashMap<WaiterId, String>,
+    last_waiter: u64,
+    quarantine_until: Option<Mono>,
+    last_seen: Option<(Mono, Duration)>,
+    events: Vec<Event>,
+    woken: Vec<Woken>,
+}
+
+impl Engine {
+    pub fn new(rules: Rules) -> Self {
+        Engine {
+            rules,
+            jobs: HashMap::new(),
+            deadlines: BTreeSet::new(),
+            expired: BTreeSet::new(),
+            last_token: 0,
+            waiters: HashMap::new(),
+            waiter_jobs: HashMap::new(),
+            last_waiter: 0,
+            quarantine_until: None,
+            last_seen: None,
+            events: Vec::new(),
+            woken: Vec::new(),
+        }
+    }
+
+    pub fn rules(&self) -> &Rules {
+        &self.rules
+    }
+
+    /// The most recently issued fencing token (0 before the first grant).
+    pub fn last_token(&self) -> u64 {
+        self.last_token
+    }
+
+    /// The number of jobs with a recorded holder (held, in grace or expired).
+    pub fn len(&self) -> usize {
+        self.jobs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.jobs.is_empty()
+    }
+
+    /// Acquires or renews `job` for `client`; see the crate docs for the rules.
+    pub fn acquire(
+        &mut self,
+        job: &str,
+        client: &str,
+        ttl: Duration,
+        now: Now,
+    ) -> Result<Grant, Denied> {
+        self.advance(now);
+        self.try_grant(job, client, ttl, now)
+    }
+
+    /// Like [`acquire`](Self::acquire), but when the job is busy (held or in grace) the client
+    /// joins the job's queue instead of being refused.
+    pub fn acquire_or_wait(
+        &mut self,
+        job: &str,
+        client: &str,
+        ttl: Duration,
+        now: Now,
+    ) -> WaitOutcome {
+        self.advance(now);
+        match self.try_grant(job, client, ttl, now) {
+            Ok(grant) => WaitOutcome::Granted(grant),
+            Err(Denied::Held(_) | Denied::Grace(_))
+                if self.waiter_jobs.len() < self.rules.max_waiters =>
+            {
+                self.last_waiter += 1;
+                let id = WaiterId(self.last_waiter);
+                self.waiters
+                    .entry(job.to_owned())
+                    .or_default()
+                    .push_back(Waiter {
+                        id,
+                        client: client.to_owned(),
+                        ttl,
+                    });
+                self.waiter_jobs.insert(id, job.to_owned());
+                WaitOutcome::Queued(id)
+            }
+            Err(Denied::Held(_) | Denied::Grace(_)) => WaitOutcome::Denied(Denied::TooManyWaiters {
+                max_waiters: self.rules.max_waiters,
+            }),
+            Err(denied) => WaitOutcome::Denied(denied),
+        }
+    }
+
+    /// Removes a waiter from its queue. Returns false if it is not queued (already granted,
+    /// or unknown).
+    pub fn cancel_wait(&mut self, id: WaiterId) -> bool {
+        let Some(job) = self.waiter_jobs.remove(&id) else {
+            return false;
+        };
+        if let Some(queue) = self.waiters.get_mut(&job) {
+            queue.retain(|w| w.id != id);
+            if queue.is_empty() {
+                self.waiters.remove(&job);
+            }
+        }
+        true
+    }
+
+    /// The number of queued waiters across all jobs.
+    pub fn waiting(&self) -> usize {
+        self.waiter_jobs.len()
+    }
+
+    /// Releases `job` if `client` holds it (in any state). The job is free at once: no grace.
+    pub fn release(&mut self, job: &str, client: &str, now: Now) -> Result<Lease, NotHolder> {
+        self.advance(now);
+        match self.jobs.get(job) {
+            Some(entry) if entry.lease.holder == client => {}
+            _ => return Err(NotHolder),
+        }
+        let lease = self.remove(job);
+        self.emit(EventKind::Released, job, &lease, now);
+        self.serve_waiters(job, now);
+        Ok(lease)
+    }
+
+    /// Frees `job` whatever its holder, with no grace period. Returns the removed lease.
+    pub fn force_release(&mut self, job: &str, now: Now) -> Option<Lease> {
+        self.advance(now);
+        self.jobs.get(job)?;
+        let lease = self.remove(job);
+        self.emit(EventKind::ForceReleased, job, &lease, now);
+        self.serve_waiters(job, now);
+        Some(lease)
+    }
+
+    /// The lease recorded for `job`, if any. Never creates an entry.
+    pub fn get(&mut self, job: &str, now: Now) -> Option<Lease> {
+        self.advance(now);
+        self.jobs.get(job).map(|e| e.lease.clone())
+    }
+
+    /// Every job with a recorded holder, sorted by job name.
+    pub fn list(&mut self, now: Now) -> Vec<JobLease> {
+        self.advance(now);
+        let mut all: Vec<JobLease> = self
+            .jobs
+            .iter()
+            .map(|(job, e)| JobLease {
+                job: job.clone(),
+                lease: e.lease.clone(),
+            })
+            .collect();
+        all.sort_unstable_by(|a, b| a.job.cmp(&b.job));
+        all
+    }
+
+    /// When the table next changes by itself (a lease expires, a grace period ends, an
+    /// expired entry is forgotten). `None` when nothing is pending: nothing needs to wake.
+    pub fn next_deadline(&self) -> Option<Mono> {
+        self.deadlines.first().map(|(at, _)| *at)
+    }
+
+    /// Refuses every grant until `until`; see [`Denied::Quarantined`].
+    pub fn quarantine(&mut self, until: Mono) {
+        self.quarantine_until = Some(until);
+    }
+
+    pub fn quarantined_until(&self, now: Mono) -> Option<Mono> {
+        self.quarantine_until.filter(|until| now < *until)
+    }
+
+    /// Events since the last call, oldest first.
+    pub fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
+    }
+
+    /// Waiters granted since the last call.
+    pub fn take_woken(&mut self) -> Vec<Woken> {
+        std::mem::take(&mut self.woken)
+    }
+
+    /// Brings the table to `now`: notices sleep, ends phases whose deadline passed (emitting
+    /// `Expired`, serving waiters, evicting old entries). Every operation calls it first.
+    pub fn advance(&mut self, now: Now) {
+        self.notice_sleep(now);
+        while let Some((at, job)) = self.deadlines.first().cloned() {
+            if at > now.mono {
+                break;
+            }
+            self.deadlines.pop_first();
+            let Some(entry) = self.jobs.get_mut(&job) else {
+                continue;
+            };
+            match entry.phase {
+                Phase::Held => {
+                    entry.phase = Phase::Grace;
+                    let lease = entry.lease.clone();
+                    self.emit(EventKind::Expired, &job, &lease, now);
+                    self.schedule(&job);
+                }
+                Phase::Grace => {
+                    entry.phase = Phase::Expired;
+                    let expired_at = entry.lease.expires;
+                    self.expired.insert((expired_at, job.clone()));
+                    self.schedule(&job);
+                    self.serve_waiters(&job, now);
+                }
+                Phase::Expired => {
+                    self.remove(&job);
+                }
+            }
+        }
+    }
+
+    /// The machine slept if the suspend-inclusive clock ran ahead of the awake clock since
+    /// our last look. Leases that ran out while it slept could not be renewed (their holders
+    /// could not reach us), so each gets one fresh grace window before others may take it.
+    fn notice_sleep(&mut self, now: Now) {
+        let previous = self.last_seen.replace((now.mono, now.awake));
+        let Some((mono0, awake0)) = previous else {
+            return;
+        };
+        let slept = mono0
+            .until(now.mono)
+            .saturating_sub(now.awake.saturating_sub(awake0));
+        if slept <= SLEEP_THRESHOLD || self.rules.grace.is_zero() {
+            return;
+        }
+        let fresh_grace = now.mono + self.rules.grace;
+        let affected: Vec<String> = self
+            .jobs
+            .iter()
+            .filter(|(_, e)| {
+                e.phase != Phase::Expired
+                    && e.lease.grace_until > mono0
+                    && e.lease.expires <= now.mono
+                    && e.lease.grace_until < fresh_grace
+            })
+            .map(|(job, _)| job.clone())
+            .collect();
+        for job in affected {
+            self.unschedule(&job);
+            let entry = self.jobs.get_mut(&job).expect("listed above");
+            entry.lease.grace_until = fresh_grace;
+            self.schedule(&job);
+        }
+    }
+
+    fn try_grant(
+        &mut self,
+        job: &str,
+        client: &str,
+        ttl: Duration,
+        now: Now,
+    ) -> Result<Grant, Denied> {
+        if let Some(until) = self.quarantined_until(now.mono) {
+            return Err(Denied::Quarantined { until });
+        }
+        let previous = match self.jobs.get(job) {
+            Some(entry) if entry.lease.holder == client => {
+                return Ok(self.renew(job, ttl, now));
+            }
+            Some(entry) => match entry.lease.state(now.mono) {
+                LeaseState::Held => return Err(Denied::Held(entry.lease.clone())),
+                LeaseState::Grace => return Err(Denied::Grace(entry.lease.clone())),
+                LeaseState::Expired => Some(self.remove(job)),
+            },
+            None => {
+                if self.jobs.len() >= self.rules.max_jobs && !self.evict_oldest_expired() {
+                    return Err(Denied::Full {
+                        max_jobs: self.rules.max_jobs,
+                    });
+                }
+                None
+            }
+        };
+        Ok(self.grant_new(job, client, ttl, previous, now))
+    }
+
+    fn renew(&mut self, job: &str, ttl: Duration, now: Now) -> Grant {
+        self.unschedule(job);
+        let grace = self.rules.grace;
+        let entry = self.jobs.get_mut(job).expect("caller checked");
+        entry.lease.ttl = ttl;
+        entry.lease.expires = now.mono + ttl;
+        entry.lease.grace_until = entry.lease.expires + grace;
+        entry.phase = Phase::Held;
+        let lease = entry.lease.clone();
+        self.schedule(job);
+        self.emit(EventKind::Renewed, job, &lease, now);
+        Grant {
+            job: job.to_owned(),
+            kind: GrantKind::Renewed,
+            lease,
+        }
+    }
+
+    fn grant_new(
+        &mut self,
+        job: &str,
+        client: &str,
+        ttl: Duration,
+        previous: Option<Lease>,
+        now: Now,
+    ) -> Grant {
+        self.last_token += 1;
+        let expires = now.mono + ttl;
+        let lease = Lease {
+            holder: client.to_owned(),
+            token: self.last_token,
+            ttl,
+            acquired_at: now.wall,
+            expires,
+            grace_until: expires + self.rules.grace,
+        };
+        self.jobs.insert(
+            job.to_owned(),
+            Entry {
+                lease: lease.clone(),
+                phase: Phase::Held,
+            },
+        );
+        self.schedule(job);
+        let kind = match previous {
+            Some(old) => {
+                let lapsed_for = old.expires.until(now.mono);
+                self.emit(
+                    EventKind::TakenOver {
+                        previous: old.holder.clone(),
+                        previous_token: old.token,
+                        lapsed_for,
+                    },
+                    job,
+                    &lease,
+                    now,
+                );
+                GrantKind::TookOver {
+                    previous: old.holder,
+                    lapsed_for,
+                }
+            }
+            None => {
+                self.emit(EventKind::Acquired, job, &lease, now);
+                GrantKind::Acquired
+            }
+        };
+        Grant {
+            job: job.to_owned(),
+            kind,
+            lease,
+        }
+    }
+
+    /// Grants a job that just became free to others to its first waiter, if any.
+    fn serve_waiters(&mut self, job: &str, now: Now) {
+        let Some(queue) = self.waiters.get_mut(job) else {
+            return;
+        };
+        let Some(waiter) = queue.pop_front() else {
+            return;
+        };
+        if queue.is_empty() {
+            self.waiters.remove(job);
+        }
+        self.waiter_jobs.remove(&waiter.id);
+        let previous = self.jobs.contains_key(job).then(|| self.remove(job));
+        let grant = self.grant_new(job, &waiter.client, waiter.ttl, previous, now);
+        self.woken.push(Woken {
+            waiter: waiter.id,
+            grant,
+        });
+    }
+
+    /// Makes room for one entry by forgetting the expired lease that expired longest ago.
+    fn evict_oldest_expired(&mut self) -> bool {
+        let Some((_, job)) = self.expired.first().cloned() else {
+            return false;
+        };
+        self.remove(&job);
+        true
+    }
+
+    fn remove(&mut self, job: &str) -> Lease {
+        self.unschedule(job);
+        let entry = self.jobs.remove(job).expect("caller checked the entry exists");
+        self.expired.remove(&(entry.lease.expires, job.to_owned()));
+        entry.lease
+    }
+
+    fn deadline_of(&self, entry: &Entry) -> Mono {
+        match entry.phase {
+            Phase::Held => entry.lease.expires,
+            Phase::Grace => entry.lease.grace_until,
+            Phase::Expired => entry.lease.grace_until + self.rules.retention,
+        }
+    }
+
+    fn schedule(&mut self, job: &str) {
+        let at = self.deadline_of(&self.jobs[job]);
+        self.deadlines.insert((at, job.to_owned()));
+    }
+
+    fn unschedule(&mut self, job: &str) {
+        if let Some(entry) = self.jobs.get(job) {
+            let at = self.deadline_of(entry);
+            self.deadlines.remove(&(at, job.to_owned()));
+            if entry.phase == Phase::Expired {
+                self.expired.remove(&(entry.lease.expires, job.to_owned()));
+            }
+        }
+    }
+
+    fn emit(&mut self, kind: EventKind, job: &str, lease: &Lease, now: Now) {
+        self.events.push(Event {
+            kind,
+            job: job.to_owned(),
+            holder: lease.holder.clone(),
+            token: lease.token,
+            at: now.wall,
+            acquired_at: lease.acquired_at,
+            expires_at: now.wall_at(lease.expires),
+        });
+    }
+}

@@ -1,0 +1,110 @@
+//! The table's durable form, and the rules for bringing it back after a restart.
+
+use super::{Engine, Entry, JobLease, Now, Phase, validate_name};
+use serde::{Deserialize, Serialize};
+use std::time::{Duration, SystemTime};
+
+/// Everything needed to restore the table: leases with wall-clock times (the monotonic clock
+/// restarts with the machine) and the token counter.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct SavedState {
+    pub last_token: u64,
+    pub leases: Vec<SavedLease>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SavedLease {
+    pub job: String,
+    pub holder: String,
+    pub token: u64,
+    pub ttl_ms: u64,
+    /// Unix milliseconds.
+    pub acquired_at_ms: u64,
+    /// Unix milliseconds.
+    pub expires_at_ms: u64,
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn from_unix_ms(ms: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+impl Engine {
+    /// The table as it should be saved.
+    pub fn export(&mut self, now: Now) -> SavedState {
+        let leases = self
+            .list(now)
+            .into_iter()
+            .map(|JobLease { job, lease }| SavedLease {
+                job,
+                holder: lease.holder,
+                token: lease.token,
+                ttl_ms: u64::try_from(lease.ttl.as_millis()).unwrap_or(u64::MAX),
+                acquired_at_ms: unix_ms(lease.acquired_at),
+                expires_at_ms: unix_ms(now.wall_at(lease.expires)),
+            })
+            .collect();
+        SavedState {
+            last_token: self.last_token,
+            leases,
+        }
+    }
+
+    /// Loads saved leases into an empty table after a restart.
+    ///
+    /// Each lease counts as held until the later of its saved expiry and `now + ttl`: the
+    /// holder may have renewed just before the crash without that renewal reaching the file.
+    /// The token counter resumes above every token saved. Entries with invalid names, a zero
+    /// ttl or a job seen twice are skipped; the number skipped is returned.
+    pub fn restore(&mut self, saved: SavedState, now: Now) -> usize {
+        self.advance(now);
+        let mut skipped = 0;
+        let max_saved_token = saved.leases.iter().map(|l| l.token).max().unwrap_or(0);
+        self.last_token = self
+            .last_token
+            .max(saved.last_token)
+            .max(max_saved_token);
+        for l in saved.leases {
+            let ttl = Duration::from_millis(l.ttl_ms);
+            if validate_name(&l.job).is_err()
+                || validate_name(&l.holder).is_err()
+                || ttl.is_zero()
+                || self.jobs.contains_key(&l.job)
+                || self.jobs.len() >= self.rules.max_jobs
+            {
+                skipped += 1;
+                continue;
+            }
+            // A saved expiry far ahead can only come from a wrong wall clock: cap it.
+            let latest = now.mono + self.rules.max_ttl;
+            let expires = now
+                .mono_at(from_unix_ms(l.expires_at_ms))
+                .min(latest)
+                .max(now.mono + ttl)
+                .min(latest);
+            let lease = super::Lease {
+                holder: l.holder,
+                token: l.token,
+                ttl,
+                acquired_at: from_unix_ms(l.acquired_at_ms),
+                expires,
+                grace_until: expires + self.rules.grace,
+            };
+            self.jobs.insert(
+                l.job.clone(),
+                Entry {
+                    lease,
+                    phase: Phase::Held,
+                },
+            );
+            self.schedule(&l.job);
+        }
+        skipped
+    }
+}

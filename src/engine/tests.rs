@@ -1,0 +1,524 @@
+//! Engine rules on a virtual clock, at exact boundaries.
+
+use super::*;
+
+const T0: u64 = 1_000;
+
+/// A virtual clock: `at(s)` is `s` seconds after an arbitrary start, awake the whole time.
+fn at_ms(ms: u64) -> Now {
+    let since = Duration::from_millis(T0 * 1000 + ms);
+    Now {
+        mono: Mono::from_duration(since),
+        awake: since,
+        wall: SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000) + since,
+    }
+}
+
+fn at(s: u64) -> Now {
+    at_ms(s * 1000)
+}
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+fn engine() -> Engine {
+    Engine::new(Rules {
+        grace: secs(5),
+        ..Rules::default()
+    })
+}
+
+fn kind(r: Result<Grant, Denied>) -> GrantKind {
+    r.expect("granted").kind
+}
+
+#[test]
+fn free_job_is_acquired_with_token_one() {
+    let mut e = engine();
+    let g = e.acquire("backup", "laptop1", secs(10), at(0)).unwrap();
+    assert_eq!(g.kind, GrantKind::Acquired);
+    assert_eq!(g.lease.token, 1);
+    assert_eq!(g.lease.holder, "laptop1");
+    assert_eq!(g.lease.expires, at(10).mono);
+    assert_eq!(g.lease.grace_until, at(15).mono);
+}
+
+#[test]
+fn holder_renews_and_keeps_token_and_acquired_at() {
+    let mut e = engine();
+    let first = e.acquire("backup", "a", secs(10), at(0)).unwrap();
+    let g = e.acquire("backup", "a", secs(20), at(4)).unwrap();
+    assert_eq!(g.kind, GrantKind::Renewed);
+    assert_eq!(g.lease.token, first.lease.token);
+    assert_eq!(g.lease.acquired_at, first.lease.acquired_at);
+    assert_eq!(g.lease.expires, at(24).mono);
+}
+
+#[test]
+fn other_client_is_refused_until_the_instant_of_expiry() {
+    let mut e = engine();
+    e.acquire("backup", "a", secs(10), at(0)).unwrap();
+    assert!(matches!(
+        e.acquire("backup", "b", secs(10), at_ms(9_999)),
+        Err(Denied::Held(l)) if l.holder == "a"
+    ));
+    // At t = expiry the lease is no longer held: grace begins.
+    assert!(matches!(
+        e.acquire("backup", "b", secs(10), at(10)),
+        Err(Denied::Grace(_))
+    ));
+}
+
+#[test]
+fn grace_blocks_others_until_its_end_then_takeover() {
+    let mut e = engine();
+    e.acquire("backup", "a", secs(10), at(0)).unwrap();
+    assert!(matches!(
+        e.acquire("backup", "b", secs(10), at_ms(14_999)),
+        Err(Denied::Grace(_))
+    ));
+    let g = e.acquire("backup", "b", secs(10), at(15)).unwrap();
+    assert_eq!(
+        g.kind,
+        GrantKind::TookOver {
+            previous: "a".into(),
+            lapsed_for: secs(5)
+        }
+    );
+    assert_eq!(g.lease.token, 2);
+}
+
+#[test]
+fn previous_holder_may_renew_during_grace_and_after_lapse() {
+    let mut e = engine();
+    e.acquire("backup", "a", secs(10), at(0)).unwrap();
+    assert_eq!(
+        kind(e.acquire("backup", "a", secs(10), at(12))),
+        GrantKind::Renewed
+    );
+    // Lapsed long ago, nobody else came: still renewable with the same token.
+    let g = e.acquire("backup", "a", secs(10), at(3_600)).unwrap();
+    assert_eq!(g.kind, GrantKind::Renewed);
+    assert_eq!(g.lease.token, 1);
+}
+
+#[test]
+fn release_frees_at_once_without_grace() {
+    let mut e = engine();
+    e.acquire("backup", "a", secs(10), at(0)).unwrap();
+    assert_eq!(e.release("backup", "b", at(1)), Err(NotHolder));
+    e.release("backup", "a", at(1)).unwrap();
+    assert!(e.is_empty(), "a released job leaves memory");
+    assert_eq!(kind(e.acquire("backup", "b", secs(10), at(1))), GrantKind::Acquired);
+}
+
+#[test]
+fn release_of_unknown_job_or_after_takeover_is_not_holder() {
+    let mut e = engine();
+    assert_eq!(e.release("nothing", "a", at(0)), Err(NotHolder));
+    e.acquire("backup", "a", secs(1), at(0)).unwrap();
+    e.acquire("backup", "b", secs(10), at(7)).unwrap();
+    assert_eq!(e.release("backup", "a", at(8)), Err(NotHolder));
+}
+
+#[test]
+fn holder_may_release_an_expired_lease() {
+    let mut e = engine();
+    e.acquire("backup", "a", secs(1), at(0)).unwrap();
+    assert!(e.release("backup", "a", at(100)).is_ok());
+}
+
+#[test]
+fn get_never_creates_entries_and_reports_states() {
+    let mut e = engine();
+    assert_eq!(e.get("backup", at(0)), None);
+    assert!(e.is_empty());
+    e.acquire("backup", "a", secs(10), at(0)).unwrap();
+    let lease = e.get("backup", at(0)).unwrap();
+    assert_eq!(lease.state(at(9).mono), LeaseState::Held);
+    assert_eq!(lease.state(at(10).mono), LeaseState::Grace);
+    assert_eq!(lease.state(at(15).mono), LeaseState::Expired);
+    // A lapsed job keeps its last holder.
+    assert_eq!(e.get("backup", at(100)).unwrap().holder, "a");
+}
+
+#[test]
+fn tokens_strictly_increase_across_jobs_and_holders() {
+    let mut e = engine();
+    let mut last = 0;
+    for (i, job) in ["a", "b", "a", "c"].iter().enumerate() {
+        let t = at(100 * i as u64);
+        let g = e.acquire(job, &format!("client{i}"), secs(1), t).unwrap();
+        assert!(g.lease.token > last);
+        last = g.lease.token;
+        let renew = e.acquire(job, &format!("client{i}"), secs(1), t).unwrap();
+        assert_eq!(renew.lease.token, last);
+    }
+    assert_eq!(e.last_token(), last);
+}
+
+#[test]
+fn force_release_frees_and_old_holder_gets_a_new_token() {
+    let mut e = engine();
+    let first = e.acquire("backup", "a", secs(10), at(0)).unwrap();
+    let removed = e.force_release("backup", at(1)).unwrap();
+    assert_eq!(removed.holder, "a");
+    assert_eq!(e.force_release("backup", at(1)), None);
+    let again = e.acquire("backup", "a", secs(10), at(2)).unwrap();
+    assert_eq!(again.kind, GrantKind::Acquired);
+    assert!(again.lease.token > first.lease.token);
+}
+
+#[test]
+fn zero_grace_makes_a_lease_free_at_expiry() {
+    let mut e = Engine::new(Rules {
+        grace: Duration::ZERO,
+        ..Rules::default()
+    });
+    e.acquire("j", "a", secs(10), at(0)).unwrap();
+    assert!(matches!(e.acquire("j", "b", secs(1), at_ms(9_999)), Err(Denied::Held(_))));
+    assert!(matches!(
+        kind(e.acquire("j", "b", secs(1), at(10))),
+        GrantKind::TookOver { .. }
+    ));
+}
+
+#[test]
+fn ttl_range_is_checked() {
+    let rules = Rules::default();
+    assert!(rules.check_ttl(Duration::ZERO).is_err());
+    assert!(rules.check_ttl(Duration::from_nanos(1)).is_ok());
+    assert!(rules.check_ttl(secs(24 * 3600)).is_ok());
+    let err = rules.check_ttl(secs(24 * 3600 + 1)).unwrap_err();
+    assert_eq!(err.to_string(), "ttl must be greater than 0 and at most 24h");
+}
+
+#[test]
+fn names_are_validated() {
+    assert_eq!(validate_name(""), Err(NameError::Empty));
+    assert!(validate_name(&"x".repeat(256)).is_ok());
+    assert_eq!(validate_name(&"x".repeat(257)), Err(NameError::TooLong));
+    assert_eq!(validate_name("a\nb"), Err(NameError::Control));
+    assert_eq!(validate_name("a\u{7f}"), Err(NameError::Control));
+    assert!(validate_name("mäc mini").is_ok());
+    assert!(validate_name("photos/2026").is_ok());
+}
+
+#[test]
+fn full_table_evicts_oldest_expired_first_then_refuses() {
+    let mut e = Engine::new(Rules {
+        max_jobs: 3,
+        grace: secs(1),
+        ..Rules::default()
+    });
+    e.acquire("old", "a", secs(1), at(0)).unwrap();
+    e.acquire("older", "a", secs(1), at(0)).unwrap();
+    e.acquire("live", "a", secs(1000), at(0)).unwrap();
+    // Renew "old" so "older" lapsed first.
+    e.acquire("old", "a", secs(1), at(1)).unwrap();
+    e.acquire("new1", "b", secs(1000), at(10)).unwrap();
+    assert!(e.get("older", at(10)).is_none(), "oldest expired entry evicted");
+    assert!(e.get("old", at(10)).is_some());
+    e.acquire("new2", "b", secs(1000), at(10)).unwrap();
+    assert!(e.get("old", at(10)).is_none());
+    // Three live leases: the next new job is refused and nothing else changes.
+    let before = e.list(at(10));
+    assert_eq!(
+        e.acquire("new3", "b", secs(10), at(10)),
+        Err(Denied::Full { max_jobs: 3 })
+    );
+    assert_eq!(e.list(at(10)), before);
+    // Existing jobs still renew.
+    assert!(e.acquire("live", "a", secs(10), at(10)).is_ok());
+}
+
+#[test]
+fn expired_entries_are_forgotten_after_retention() {
+    let mut e = Engine::new(Rules {
+        retention: secs(100),
+        ..Rules::default()
+    });
+    e.acquire("j", "a", secs(10), at(0)).unwrap();
+    // Lapsed at 15 (10 + 5 grace); forgotten at 115.
+    assert!(e.get("j", at(114)).is_some());
+    assert!(e.get("j", at(115)).is_none());
+    assert_eq!(e.next_deadline(), None, "nothing left to wake up for");
+}
+
+#[test]
+fn next_deadline_tracks_expiry_grace_and_retention() {
+    let mut e = engine();
+    assert_eq!(e.next_deadline(), None);
+    e.acquire("j", "a", secs(10), at(0)).unwrap();
+    assert_eq!(e.next_deadline(), Some(at(10).mono));
+    e.advance(at(10));
+    assert_eq!(e.next_deadline(), Some(at(15).mono));
+    e.advance(at(15));
+    assert_eq!(e.next_deadline(), Some(at(15).mono + e.rules().retention));
+    e.release("j", "a", at(16)).unwrap();
+    assert_eq!(e.next_deadline(), None);
+}
+
+#[test]
+fn events_describe_each_change() {
+    let mut e = engine();
+    e.acquire("j", "a", secs(10), at(0)).unwrap();
+    e.acquire("j", "a", secs(10), at(1)).unwrap();
+    e.advance(at(11));
+    e.acquire("j", "b", secs(10), at(20)).unwrap();
+    e.release("j", "b", at(21)).unwrap();
+    e.acquire("j", "c", secs(10), at(22)).unwrap();
+    e.force_release("j", at(23)).unwrap();
+    let kinds: Vec<_> = e.take_events().into_iter().map(|ev| ev.kind).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            EventKind::Acquired,
+            EventKind::Renewed,
+            EventKind::Expired,
+            EventKind::TakenOver {
+                previous: "a".into(),
+                previous_token: 1,
+                lapsed_for: secs(9)
+            },
+            EventKind::Released,
+            EventKind::Acquired,
+            EventKind::ForceReleased,
+        ]
+    );
+    assert!(e.take_events().is_empty());
+}
+
+#[test]
+fn refused_requests_change_nothing_and_emit_nothing() {
+    let mut e = engine();
+    e.acquire("j", "a", secs(10), at(0)).unwrap();
+    e.take_events();
+    let before = e.list(at(1));
+    let _ = e.acquire("j", "b", secs(10), at(1));
+    let _ = e.release("j", "b", at(1));
+    let _ = e.get("other", at(1));
+    assert_eq!(e.list(at(1)), before);
+    assert!(e.take_events().is_empty());
+}
+
+#[test]
+fn waiters_are_granted_in_arrival_order_on_release() {
+    let mut e = engine();
+    e.acquire("j", "a", secs(10), at(0)).unwrap();
+    let WaitOutcome::Queued(w1) = e.acquire_or_wait("j", "b", secs(10), at(1)) else {
+        panic!("b should queue")
+    };
+    let WaitOutcome::Queued(w2) = e.acquire_or_wait("j", "c", secs(10), at(1)) else {
+        panic!("c should queue")
+    };
+    assert_eq!(e.waiting(), 2);
+    e.release("j", "a", at(2)).unwrap();
+    let woken = e.take_woken();
+    assert_eq!(woken.len(), 1);
+    assert_eq!(woken[0].waiter, w1);
+    assert_eq!(woken[0].grant.lease.holder, "b");
+    assert_eq!(woken[0].grant.kind, GrantKind::Acquired);
+    e.release("j", "b", at(3)).unwrap();
+    let woken = e.take_woken();
+    assert_eq!(woken[0].waiter, w2);
+    assert_eq!(e.waiting(), 0);
+}
+
+#[test]
+fn waiter_is_not_granted_during_grace_but_right_after_it() {
+    let mut e = engine();
+    e.acquire("j", "a", secs(10), at(0)).unwrap();
+    let WaitOutcome::Queued(w) = e.acquire_or_wait("j", "b", secs(10), at(1)) else {
+        panic!()
+    };
+    e.advance(at_ms(14_999));
+    assert!(e.take_woken().is_empty());
+    e.advance(at(15));
+    let woken = e.take_woken();
+    assert_eq!(woken[0].waiter, w);
+    assert!(matches!(woken[0].grant.kind, GrantKind::TookOver { .. }));
+}
+
+#[test]
+fn previous_holder_renewing_in_grace_keeps_waiters_waiting() {
+    let mut e = engine();
+    e.acquire("j", "a", secs(10), at(0)).unwrap();
+    e.acquire_or_wait("j", "b", secs(10), at(1));
+    e.acquire("j", "a", secs(10), at(12)).unwrap();
+    e.advance(at(20));
+    assert!(e.take_woken().is_empty());
+    assert_eq!(e.waiting(), 1);
+}
+
+#[test]
+fn cancelled_waiter_is_never_granted() {
+    let mut e = engine();
+    e.acquire("j", "a", secs(10), at(0)).unwrap();
+    let WaitOutcome::Queued(w1) = e.acquire_or_wait("j", "b", secs(10), at(1)) else {
+        panic!()
+    };
+    let WaitOutcome::Queued(w2) = e.acquire_or_wait("j", "c", secs(10), at(1)) else {
+        panic!()
+    };
+    assert!(e.cancel_wait(w1));
+    assert!(!e.cancel_wait(w1));
+    e.release("j", "a", at(2)).unwrap();
+    let woken = e.take_woken();
+    assert_eq!(woken.len(), 1);
+    assert_eq!(woken[0].waiter, w2);
+    assert_eq!(e.get("j", at(2)).unwrap().holder, "c");
+}
+
+#[test]
+fn waiting_for_a_free_job_grants_at_once() {
+    let mut e = engine();
+    assert!(matches!(
+        e.acquire_or_wait("j", "a", secs(10), at(0)),
+        WaitOutcome::Granted(_)
+    ));
+}
+
+#[test]
+fn waiter_count_is_bounded() {
+    let mut e = Engine::new(Rules {
+        max_waiters: 1,
+        ..Rules::default()
+    });
+    e.acquire("j", "a", secs(10), at(0)).unwrap();
+    assert!(matches!(e.acquire_or_wait("j", "b", secs(1), at(0)), WaitOutcome::Queued(_)));
+    assert_eq!(
+        e.acquire_or_wait("j", "c", secs(1), at(0)),
+        WaitOutcome::Denied(Denied::TooManyWaiters { max_waiters: 1 })
+    );
+}
+
+#[test]
+fn sleep_gives_leases_that_lapsed_during_it_a_fresh_grace_window() {
+    let mut e = engine();
+    e.acquire("j", "a", secs(10), at(0)).unwrap();
+    e.acquire("k", "a", secs(1000), at(0)).unwrap();
+    // The machine sleeps from t=5 to t=65: the awake clock stands still.
+    let mut woke = at(65);
+    woke.awake = at(5).awake;
+    e.advance(at(5));
+    assert!(matches!(e.acquire("j", "b", secs(10), woke), Err(Denied::Grace(_))));
+    let lease = e.get("j", woke).unwrap();
+    assert_eq!(lease.grace_until, woke.mono + secs(5));
+    // Leases still running are untouched.
+    assert_eq!(e.get("k", woke).unwrap().grace_until, at(1005).mono);
+    // After the fresh window, others may take it.
+    let mut later = at(70);
+    later.awake = woke.awake + secs(5);
+    assert!(e.acquire("j", "b", secs(10), later).is_ok());
+}
+
+#[test]
+fn wall_clock_jumps_move_no_deadline() {
+    let mut e = engine();
+    e.acquire("j", "a", secs(10), at(0)).unwrap();
+    let mut jumped = at(5);
+    jumped.wall += secs(3600);
+    assert!(matches!(e.acquire("j", "b", secs(10), jumped), Err(Denied::Held(_))));
+    let mut back = at(6);
+    back.wall -= secs(7200);
+    assert!(matches!(e.acquire("j", "b", secs(10), back), Err(Denied::Held(_))));
+}
+
+#[test]
+fn quarantine_refuses_every_grant_until_it_ends() {
+    let mut e = engine();
+    e.quarantine(at(30).mono);
+    assert!(matches!(
+        e.acquire("j", "a", secs(10), at(29)),
+        Err(Denied::Quarantined { .. })
+    ));
+    assert!(e.acquire("j", "a", secs(10), at(30)).is_ok());
+}
+
+#[test]
+fn restore_counts_leases_held_until_later_of_saved_expiry_and_restart_plus_ttl() {
+    let mut before = engine();
+    before.acquire("short", "a", secs(10), at(0)).unwrap();
+    before.acquire("long", "b", secs(600), at(0)).unwrap();
+    let saved = before.export(at(1));
+    assert_eq!(saved.last_token, 2);
+
+    // Restart 5 s later on a machine whose monotonic clock restarted from a low value.
+    let restart = Now {
+        mono: Mono::from_duration(secs(7)),
+        awake: secs(7),
+        wall: at(6).wall,
+    };
+    let mut after = engine();
+    assert_eq!(after.restore(saved, restart), 0);
+    let short = after.get("short", restart).unwrap();
+    // Saved expiry was 4 s away; restart + ttl is 10 s away: the later wins.
+    assert_eq!(short.expires, restart.mono + secs(10));
+    let long = after.get("long", restart).unwrap();
+    assert_eq!(long.expires, restart.mono + secs(600));
+    assert!(matches!(
+        after.acquire("short", "x", secs(1), restart),
+        Err(Denied::Held(_))
+    ));
+    assert_eq!(kind(after.acquire("short", "a", secs(10), restart)), GrantKind::Renewed);
+    let next = after.acquire("new", "c", secs(1), restart).unwrap();
+    assert_eq!(next.lease.token, 3, "tokens never go backwards");
+}
+
+#[test]
+fn restore_skips_invalid_entries_and_keeps_token_above_all_saved() {
+    let saved = SavedState {
+        last_token: 3,
+        leases: vec![
+            SavedLease {
+                job: "ok".into(),
+                holder: "a".into(),
+                token: 9,
+                ttl_ms: 1000,
+                acquired_at_ms: 0,
+                expires_at_ms: 0,
+            },
+            SavedLease {
+                job: "".into(),
+                holder: "a".into(),
+                token: 1,
+                ttl_ms: 1000,
+                acquired_at_ms: 0,
+                expires_at_ms: 0,
+            },
+            SavedLease {
+                job: "zero".into(),
+                holder: "a".into(),
+                token: 2,
+                ttl_ms: 0,
+                acquired_at_ms: 0,
+                expires_at_ms: 0,
+            },
+        ],
+    };
+    let mut e = engine();
+    assert_eq!(e.restore(saved, at(0)), 2);
+    assert_eq!(e.len(), 1);
+    assert_eq!(e.acquire("n", "b", secs(1), at(0)).unwrap().lease.token, 10);
+}
+
+#[test]
+fn restore_caps_expiry_from_a_wall_clock_far_ahead() {
+    let saved = SavedState {
+        last_token: 1,
+        leases: vec![SavedLease {
+            job: "j".into(),
+            holder: "a".into(),
+            token: 1,
+            ttl_ms: 1000,
+            acquired_at_ms: 0,
+            expires_at_ms: u64::MAX / 2,
+        }],
+    };
+    let mut e = engine();
+    e.restore(saved, at(0));
+    let lease = e.get("j", at(0)).unwrap();
+    assert_eq!(lease.expires, at(0).mono + e.rules().max_ttl);
+}
