@@ -246,10 +246,30 @@ mod tests {
     #[test]
     fn rejects_what_go_rejects() {
         for bad in [
-            "", "s", "5", "-", "+", ".", ".s", "5x", "5 s", " 5s", "5s ", "1e3s", "0x10s", "5sm",
-            "1.2.3s", "9223372036854775808ns", "2562048h", "--5s", "五s",
+            "",
+            "s",
+            "5",
+            "-",
+            "+",
+            ".",
+            ".s",
+            "5x",
+            "5 s",
+            " 5s",
+            "5s ",
+            "1e3s",
+            "0x10s",
+            "5sm",
+            "1.2.3s",
+            "9223372036854775808ns",
+            "2562048h",
+            "--5s",
+            "五s",
         ] {
-            assert!(parse_go_duration(bad).is_err(), "{bad:?} should be rejected");
+            assert!(
+                parse_go_duration(bad).is_err(),
+                "{bad:?} should be rejected"
+            );
         }
     }
 

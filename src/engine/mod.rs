@@ -179,7 +179,9 @@ pub enum Denied {
     Full { max_jobs: usize },
     #[error("too many clients waiting: at most {max_waiters} can wait at once")]
     TooManyWaiters { max_waiters: usize },
-    #[error("the server lost its saved state and refuses new grants until its old leases have surely expired")]
+    #[error(
+        "the server lost its saved state and refuses new grants until its old leases have surely expired"
+    )]
     Quarantined { until: Mono },
 }
 
@@ -327,9 +329,11 @@ impl Engine {
                 self.waiter_jobs.insert(id, job.to_owned());
                 WaitOutcome::Queued(id)
             }
-            Err(Denied::Held(_) | Denied::Grace(_)) => WaitOutcome::Denied(Denied::TooManyWaiters {
-                max_waiters: self.rules.max_waiters,
-            }),
+            Err(Denied::Held(_) | Denied::Grace(_)) => {
+                WaitOutcome::Denied(Denied::TooManyWaiters {
+                    max_waiters: self.rules.max_waiters,
+                })
+            }
             Err(denied) => WaitOutcome::Denied(denied),
         }
     }
@@ -626,7 +630,10 @@ impl Engine {
 
     fn remove(&mut self, job: &str) -> Lease {
         self.unschedule(job);
-        let entry = self.jobs.remove(job).expect("caller checked the entry exists");
+        let entry = self
+            .jobs
+            .remove(job)
+            .expect("caller checked the entry exists");
         self.expired.remove(&(entry.lease.expires, job.to_owned()));
         entry.lease
     }

@@ -66,10 +66,7 @@ impl Engine {
         self.advance(now);
         let mut skipped = 0;
         let max_saved_token = saved.leases.iter().map(|l| l.token).max().unwrap_or(0);
-        self.last_token = self
-            .last_token
-            .max(saved.last_token)
-            .max(max_saved_token);
+        self.last_token = self.last_token.max(saved.last_token).max(max_saved_token);
         for l in saved.leases {
             let ttl = Duration::from_millis(l.ttl_ms);
             if validate_name(&l.job).is_err()

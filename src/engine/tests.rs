@@ -110,7 +110,10 @@ fn release_frees_at_once_without_grace() {
     assert_eq!(e.release("backup", "b", at(1)), Err(NotHolder));
     e.release("backup", "a", at(1)).unwrap();
     assert!(e.is_empty(), "a released job leaves memory");
-    assert_eq!(kind(e.acquire("backup", "b", secs(10), at(1))), GrantKind::Acquired);
+    assert_eq!(
+        kind(e.acquire("backup", "b", secs(10), at(1))),
+        GrantKind::Acquired
+    );
 }
 
 #[test]
@@ -177,7 +180,10 @@ fn zero_grace_makes_a_lease_free_at_expiry() {
         ..Rules::default()
     });
     e.acquire("j", "a", secs(10), at(0)).unwrap();
-    assert!(matches!(e.acquire("j", "b", secs(1), at_ms(9_999)), Err(Denied::Held(_))));
+    assert!(matches!(
+        e.acquire("j", "b", secs(1), at_ms(9_999)),
+        Err(Denied::Held(_))
+    ));
     assert!(matches!(
         kind(e.acquire("j", "b", secs(1), at(10))),
         GrantKind::TookOver { .. }
@@ -191,7 +197,10 @@ fn ttl_range_is_checked() {
     assert!(rules.check_ttl(Duration::from_nanos(1)).is_ok());
     assert!(rules.check_ttl(secs(24 * 3600)).is_ok());
     let err = rules.check_ttl(secs(24 * 3600 + 1)).unwrap_err();
-    assert_eq!(err.to_string(), "ttl must be greater than 0 and at most 24h");
+    assert_eq!(
+        err.to_string(),
+        "ttl must be greater than 0 and at most 24h"
+    );
 }
 
 #[test]
@@ -218,7 +227,10 @@ fn full_table_evicts_oldest_expired_first_then_refuses() {
     // Renew "old" so "older" lapsed first.
     e.acquire("old", "a", secs(1), at(1)).unwrap();
     e.acquire("new1", "b", secs(1000), at(10)).unwrap();
-    assert!(e.get("older", at(10)).is_none(), "oldest expired entry evicted");
+    assert!(
+        e.get("older", at(10)).is_none(),
+        "oldest expired entry evicted"
+    );
     assert!(e.get("old", at(10)).is_some());
     e.acquire("new2", "b", secs(1000), at(10)).unwrap();
     assert!(e.get("old", at(10)).is_none());
@@ -387,7 +399,10 @@ fn waiter_count_is_bounded() {
         ..Rules::default()
     });
     e.acquire("j", "a", secs(10), at(0)).unwrap();
-    assert!(matches!(e.acquire_or_wait("j", "b", secs(1), at(0)), WaitOutcome::Queued(_)));
+    assert!(matches!(
+        e.acquire_or_wait("j", "b", secs(1), at(0)),
+        WaitOutcome::Queued(_)
+    ));
     assert_eq!(
         e.acquire_or_wait("j", "c", secs(1), at(0)),
         WaitOutcome::Denied(Denied::TooManyWaiters { max_waiters: 1 })
@@ -403,7 +418,10 @@ fn sleep_gives_leases_that_lapsed_during_it_a_fresh_grace_window() {
     let mut woke = at(65);
     woke.awake = at(5).awake;
     e.advance(at(5));
-    assert!(matches!(e.acquire("j", "b", secs(10), woke), Err(Denied::Grace(_))));
+    assert!(matches!(
+        e.acquire("j", "b", secs(10), woke),
+        Err(Denied::Grace(_))
+    ));
     let lease = e.get("j", woke).unwrap();
     assert_eq!(lease.grace_until, woke.mono + secs(5));
     // Leases still running are untouched.
@@ -420,10 +438,16 @@ fn wall_clock_jumps_move_no_deadline() {
     e.acquire("j", "a", secs(10), at(0)).unwrap();
     let mut jumped = at(5);
     jumped.wall += secs(3600);
-    assert!(matches!(e.acquire("j", "b", secs(10), jumped), Err(Denied::Held(_))));
+    assert!(matches!(
+        e.acquire("j", "b", secs(10), jumped),
+        Err(Denied::Held(_))
+    ));
     let mut back = at(6);
     back.wall -= secs(7200);
-    assert!(matches!(e.acquire("j", "b", secs(10), back), Err(Denied::Held(_))));
+    assert!(matches!(
+        e.acquire("j", "b", secs(10), back),
+        Err(Denied::Held(_))
+    ));
 }
 
 #[test]
@@ -462,7 +486,10 @@ fn restore_counts_leases_held_until_later_of_saved_expiry_and_restart_plus_ttl()
         after.acquire("short", "x", secs(1), restart),
         Err(Denied::Held(_))
     ));
-    assert_eq!(kind(after.acquire("short", "a", secs(10), restart)), GrantKind::Renewed);
+    assert_eq!(
+        kind(after.acquire("short", "a", secs(10), restart)),
+        GrantKind::Renewed
+    );
     let next = after.acquire("new", "c", secs(1), restart).unwrap();
     assert_eq!(next.lease.token, 3, "tokens never go backwards");
 }

@@ -1,0 +1,274 @@
+//! The HTTP API: `/lock` (acquire, renew, release, status), `/locks`, `/healthz`.
+//!
+//! Handlers only parse the query, call the [`LockService`], and map results to wire types;
+//! the rules live in the engine.
+
+pub mod error;
+pub mod wire;
+
+#[cfg(test)]
+mod tests;
+
+use crate::engine::duration::{Compact, parse_go_duration};
+use crate::engine::{Denied, GrantKind, validate_name};
+use crate::service::LockService;
+use axum::extract::{RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+pub use error::ApiError;
+use std::time::Duration;
+use wire::{LockReply, LockRow, LocksReply};
+
+/// Everything the handlers need.
+#[derive(Clone)]
+pub struct AppState {
+    pub service: LockService,
+    /// The longest a `POST /lock?wait=` may wait.
+    pub max_wait: Duration,
+}
+
+/// The API's routes. Requests to other paths get a JSON 404.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route(
+            "/lock",
+            get(get_lock)
+                .post(post_lock)
+                .delete(delete_lock)
+                .fallback(method_not_allowed),
+        )
+        .route("/locks", get(get_locks).fallback(method_not_allowed))
+        .route("/healthz", get(healthz).fallback(method_not_allowed))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+/// Query parameters, first value wins (as Go's `Query().Get`). Unknown ones are ignored.
+#[derive(Default)]
+struct Params {
+    client: Option<String>,
+    job: Option<String>,
+    ttl: Option<String>,
+    wait: Option<String>,
+}
+
+impl Params {
+    fn parse(raw: Option<&str>) -> Result<Params, ApiError> {
+        let mut p = Params::default();
+        for pair in raw.unwrap_or("").split('&').filter(|pair| !pair.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let slot = match decode(key)?.as_str() {
+                "client" => &mut p.client,
+                "job" => &mut p.job,
+                "ttl" => &mut p.ttl,
+                "wait" => &mut p.wait,
+                _ => continue,
+            };
+            if slot.is_none() {
+                *slot = Some(decode(value)?);
+            }
+        }
+        Ok(p)
+    }
+
+    /// The job name; absent or empty means `default`, as in the original.
+    fn job(&self) -> Result<String, ApiError> {
+        let job = match self.job.as_deref() {
+            None | Some("") => "default",
+            Some(job) => job,
+        };
+        validate_name(job).map_err(|e| ApiError::InvalidName {
+            param: "job",
+            reason: e.to_string(),
+        })?;
+        Ok(job.to_owned())
+    }
+
+    fn client(&self) -> Result<String, ApiError> {
+        let client = match self.client.as_deref() {
+            None | Some("") => return Err(ApiError::MissingClient),
+            Some(c) => c,
+        };
+        validate_name(client).map_err(|e| ApiError::InvalidName {
+            param: "client",
+            reason: e.to_string(),
+        })?;
+        Ok(client.to_owned())
+    }
+}
+
+/// Decodes one query component as form data (`+` is a space), refusing invalid UTF-8 rather
+/// than silently naming a different job.
+fn decode(component: &str) -> Result<String, ApiError> {
+    let spaced = component.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8()
+        .map(|s| s.into_owned())
+        .map_err(|_| ApiError::InvalidQuery("parameters must be valid UTF-8".into()))
+}
+
+async fn post_lock(State(app): State<AppState>, RawQuery(raw): RawQuery) -> Response {
+    result_response(acquire(app, raw).await)
+}
+
+async fn acquire(app: AppState, raw: Option<String>) -> Result<Response, ApiError> {
+    let p = Params::parse(raw.as_deref())?;
+    let client = p.client()?;
+    let job = p.job()?;
+    let rules = app.service.rules();
+    let ttl = match p.ttl.as_deref() {
+        None | Some("") => rules.default_ttl,
+        Some(text) => {
+            let parsed = parse_go_duration(text).map_err(|_| ApiError::InvalidTtl)?;
+            let out_of_range = || {
+                ApiError::TtlOutOfRange(
+                    rules
+                        .check_ttl(Duration::ZERO)
+                        .expect_err("zero is never a valid ttl")
+                        .to_string(),
+                )
+            };
+            let ttl = parsed.positive().ok_or_else(out_of_range)?;
+            rules
+                .check_ttl(ttl)
+                .map_err(|e| ApiError::TtlOutOfRange(e.to_string()))?
+        }
+    };
+    let wait = match p.wait.as_deref() {
+        None | Some("") => Duration::ZERO,
+        Some(text) => {
+            let parsed = parse_go_duration(text).map_err(|_| ApiError::InvalidWait)?;
+            let range = || ApiError::WaitOutOfRange(Compact(app.max_wait).to_string());
+            if parsed.0 < 0 {
+                return Err(range());
+            }
+            let wait = Duration::from_nanos(parsed.0 as u64);
+            if wait > app.max_wait {
+                return Err(range());
+            }
+            wait
+        }
+    };
+    let result = if wait.is_zero() {
+        app.service.acquire(&job, &client, ttl)
+    } else {
+        app.service.acquire_waiting(&job, &client, ttl, wait).await
+    };
+    let now = app.service.now();
+    match result {
+        Ok(grant) => {
+            let mut body = LockReply::for_lease(&grant.job, &grant.lease, &now);
+            body.success = Some(true);
+            body.message = Some(match &grant.kind {
+                GrantKind::Acquired => wire::MSG_ACQUIRED.to_owned(),
+                GrantKind::Renewed => wire::MSG_RENEWED.to_owned(),
+                GrantKind::TookOver { previous, .. } => {
+                    format!("{} from {previous}", wire::MSG_ACQUIRED)
+                }
+            });
+            Ok((StatusCode::OK, Json(body)).into_response())
+        }
+        Err(Denied::Held(lease)) => {
+            let mut body = LockReply::for_lease(&job, &lease, &now);
+            body.success = Some(false);
+            body.message = Some(wire::MSG_HELD_BY_ANOTHER.to_owned());
+            Ok((StatusCode::CONFLICT, Json(body)).into_response())
+        }
+        Err(Denied::Grace(lease)) => {
+            let mut body = LockReply::for_lease(&job, &lease, &now);
+            body.success = Some(false);
+            body.error = Some(wire::MSG_GRACE.to_owned());
+            body.message = Some(wire::MSG_GRACE.to_owned());
+            Ok((StatusCode::CONFLICT, Json(body)).into_response())
+        }
+        Err(denied @ (Denied::Full { .. } | Denied::TooManyWaiters { .. })) => {
+            Err(ApiError::Unavailable {
+                message: denied.to_string(),
+                retry_after_ms: None,
+            })
+        }
+        Err(denied @ Denied::Quarantined { until }) => Err(ApiError::Unavailable {
+            message: denied.to_string(),
+            retry_after_ms: Some(
+                u64::try_from(now.mono.until(until).as_millis()).unwrap_or(u64::MAX),
+            ),
+        }),
+    }
+}
+
+async fn delete_lock(State(app): State<AppState>, RawQuery(raw): RawQuery) -> Response {
+    let result = (|| {
+        let p = Params::parse(raw.as_deref())?;
+        let client = p.client()?;
+        let job = p.job()?;
+        app.service
+            .release(&job, &client)
+            .map_err(|_| ApiError::NotHolder)?;
+        Ok(Json(LockReply {
+            success: Some(true),
+            job: Some(job),
+            message: Some(wire::MSG_RELEASED.to_owned()),
+            status: Some(wire::MSG_RELEASED.to_owned()),
+            ..LockReply::default()
+        })
+        .into_response())
+    })();
+    result_response(result)
+}
+
+async fn get_lock(State(app): State<AppState>, RawQuery(raw): RawQuery) -> Response {
+    let result = (|| {
+        let p = Params::parse(raw.as_deref())?;
+        let job = p.job()?;
+        let (lease, now) = app.service.status(&job);
+        let body = match lease {
+            Some(lease) => {
+                let mut body = LockReply::for_lease(&job, &lease, &now);
+                body.message = Some(wire::MSG_HELD.to_owned());
+                body.is_expired = Some(now.mono >= lease.expires);
+                body
+            }
+            None => LockReply {
+                job: Some(job),
+                holder: Some(String::new()),
+                message: Some(wire::MSG_FREE.to_owned()),
+                is_expired: Some(false),
+                ..LockReply::default()
+            },
+        };
+        Ok(Json(LockReply {
+            success: Some(true),
+            ..body
+        })
+        .into_response())
+    })();
+    result_response(result)
+}
+
+async fn get_locks(State(app): State<AppState>) -> Json<LocksReply> {
+    let (all, now) = app.service.list();
+    Json(LocksReply {
+        locks: all
+            .iter()
+            .map(|j| LockRow::new(&j.job, &j.lease, &now))
+            .collect(),
+    })
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}
+
+async fn not_found() -> ApiError {
+    ApiError::NotFound
+}
+
+fn result_response(result: Result<Response, ApiError>) -> Response {
+    result.unwrap_or_else(IntoResponse::into_response)
+}

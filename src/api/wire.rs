@@ -1,0 +1,170 @@
+//! The JSON bodies of the HTTP API, shared by the server and the CLI client.
+//!
+//! Field names and messages match the original Go foolock so existing scripts keep working;
+//! fields it did not have (`token`, `expires_in_ms`, `acquired_at`, `state`, …) are additive.
+
+use crate::engine::{Lease, LeaseState, Now};
+use serde::{Deserialize, Serialize};
+use std::time::SystemTime;
+
+pub const MSG_ACQUIRED: &str = "acquired";
+pub const MSG_RENEWED: &str = "renewed";
+pub const MSG_HELD_BY_ANOTHER: &str = "held by another client";
+pub const MSG_GRACE: &str = "grace period active";
+pub const MSG_RELEASED: &str = "lock released";
+pub const MSG_HELD: &str = "lock held";
+pub const MSG_FREE: &str = "no lock held";
+
+/// The body of every `/lock` reply. Absent fields are omitted from the JSON.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockReply {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub success: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holder: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The original's release reply carried its message here; kept for old scripts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acquired_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// Milliseconds until expiry, negative once expired. Count from your own clock.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in_ms: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ttl_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub is_expired: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace_until: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// For 503 replies while the server refuses grants: milliseconds until it accepts again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
+}
+
+impl LockReply {
+    /// A reply describing `lease` on `job` as of `now`.
+    pub fn for_lease(job: &str, lease: &Lease, now: &Now) -> LockReply {
+        let state = lease.state(now.mono);
+        LockReply {
+            job: Some(job.to_owned()),
+            holder: Some(lease.holder.clone()),
+            token: Some(lease.token),
+            acquired_at: Some(rfc3339(lease.acquired_at)),
+            expires_at: Some(rfc3339(now.wall_at(lease.expires))),
+            expires_in_ms: Some(now.millis_until(lease.expires)),
+            ttl_ms: Some(u64::try_from(lease.ttl.as_millis()).unwrap_or(u64::MAX)),
+            state: Some(state.as_str().to_owned()),
+            grace_until: (state == LeaseState::Grace)
+                .then(|| rfc3339(now.wall_at(lease.grace_until))),
+            ..LockReply::default()
+        }
+    }
+
+    pub fn error(message: impl Into<String>) -> LockReply {
+        LockReply {
+            error: Some(message.into()),
+            ..LockReply::default()
+        }
+    }
+}
+
+/// One row of `GET /locks`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockRow {
+    pub job: String,
+    pub holder: String,
+    pub token: u64,
+    pub acquired_at: String,
+    pub expires_at: String,
+    pub expires_in_ms: i64,
+    pub state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grace_until: Option<String>,
+}
+
+impl LockRow {
+    pub fn new(job: &str, lease: &Lease, now: &Now) -> LockRow {
+        let state = lease.state(now.mono);
+        LockRow {
+            job: job.to_owned(),
+            holder: lease.holder.clone(),
+            token: lease.token,
+            acquired_at: rfc3339(lease.acquired_at),
+            expires_at: rfc3339(now.wall_at(lease.expires)),
+            expires_in_ms: now.millis_until(lease.expires),
+            state: state.as_str().to_owned(),
+            grace_until: (state == LeaseState::Grace)
+                .then(|| rfc3339(now.wall_at(lease.grace_until))),
+        }
+    }
+}
+
+/// The body of `GET /locks`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LocksReply {
+    pub locks: Vec<LockRow>,
+}
+
+/// Formats a wall-clock time as RFC 3339 in UTC with whole seconds, like the original's
+/// `time.RFC3339` (sub-second precision is in `expires_in_ms`).
+pub fn rfc3339(t: SystemTime) -> String {
+    let secs = match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => d.as_secs() as i64,
+        Err(e) => -(e.duration().as_secs_f64().ceil() as i64),
+    };
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        (rem / 60) % 60,
+        rem % 60
+    )
+}
+
+/// Converts days since 1970-01-01 to a proleptic Gregorian (year, month, day).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    // Shift the epoch to 0000-03-01 so leap days fall at the end of each 400-year era.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn rfc3339_formats_utc_whole_seconds() {
+        let at = |s: u64| rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs(s));
+        assert_eq!(at(0), "1970-01-01T00:00:00Z");
+        assert_eq!(at(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(at(1_795_436_383), "2026-11-23T12:19:43Z");
+        assert_eq!(at(4_107_542_399), "2100-02-28T23:59:59Z");
+        assert_eq!(
+            rfc3339(SystemTime::UNIX_EPOCH + Duration::from_millis(1_999)),
+            "1970-01-01T00:00:01Z"
+        );
+    }
+}

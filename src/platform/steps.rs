@@ -1,0 +1,256 @@
+//! Install and uninstall as data: a plan is a list of [`Step`]s, built by pure functions and then
+//! either printed (`--dry-run`) or carried out.
+//!
+//! Keeping the plan separate is what lets the macOS plan be tested on Linux, makes `--dry-run`
+//! show exactly what a real run would do, and keeps every step idempotent: writing a file that
+//! already has the contents, or creating a directory that exists, changes nothing.
+
+use anyhow::{Context, bail};
+use std::fmt;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// One thing install or uninstall does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Create a directory and its parents if missing.
+    CreateDir(PathBuf),
+    /// Write a file (atomically: a hidden temporary file renamed over it), unless it already has
+    /// exactly these contents.
+    Write { path: PathBuf, contents: String },
+    /// Remove a file; one that is already gone is fine.
+    Remove(PathBuf),
+    /// Run a command; a failure stops the plan and is reported with the command's stderr.
+    Run(Cmd),
+    /// Tell the user something; printed in dry runs too.
+    Note(String),
+}
+
+/// A command line, run without a shell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cmd {
+    pub program: String,
+    pub args: Vec<String>,
+}
+
+impl Cmd {
+    pub fn new(program: &str, args: &[&str]) -> Cmd {
+        Cmd {
+            program: program.to_owned(),
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
+        }
+    }
+
+    /// Runs the command and returns its stdout; a non-zero exit is an error carrying stderr.
+    pub fn run(&self) -> anyhow::Result<String> {
+        let output = Command::new(&self.program)
+            .args(&self.args)
+            .output()
+            .with_context(|| format!("cannot run `{self}`"))?;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        if !output.status.success() {
+            bail!("`{self}` failed ({}): {}", output.status, stderr.trim());
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+}
+
+/// Shell-quoted, so a printed command can be pasted into a terminal as is.
+impl fmt::Display for Cmd {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&shell_quote(&self.program))?;
+        for arg in &self.args {
+            write!(f, " {}", shell_quote(arg))?;
+        }
+        Ok(())
+    }
+}
+
+fn shell_quote(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:@%+,".contains(c));
+    if plain {
+        word.to_owned()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+/// Carries out `steps` in order, or only describes them when `dry_run`, reporting to `out`.
+///
+/// Stops at the first failure; what was done before it has been reported, so the user can see
+/// where things stand.
+pub fn apply(steps: &[Step], dry_run: bool, out: &mut dyn Write) -> anyhow::Result<()> {
+    for step in steps {
+        match step {
+            Step::CreateDir(dir) => {
+                if dir.is_dir() {
+                    continue;
+                }
+                if dry_run {
+                    writeln!(out, "would create directory {}", dir.display())?;
+                } else {
+                    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+                    writeln!(out, "created directory {}", dir.display())?;
+                }
+            }
+            Step::Write { path, contents } => {
+                let existing = read_if_exists(path)?;
+                if existing.as_deref() == Some(contents.as_str()) {
+                    writeln!(out, "{} is already up to date", path.display())?;
+                    continue;
+                }
+                let verb = if existing.is_some() { "replace" } else { "write" };
+                if dry_run {
+                    writeln!(out, "would {verb} {}:", path.display())?;
+                    for line in contents.lines() {
+                        writeln!(out, "    {line}")?;
+                    }
+                } else {
+                    write_atomically(path, contents)?;
+                    let done = if existing.is_some() { "replaced" } else { "wrote" };
+                    writeln!(out, "{done} {}", path.display())?;
+                }
+            }
+            Step::Remove(path) => {
+                if dry_run {
+                    writeln!(out, "would remove {}", path.display())?;
+                    continue;
+                }
+                match std::fs::remove_file(path) {
+                    Ok(()) => writeln!(out, "removed {}", path.display())?,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                        writeln!(out, "{} was already gone", path.display())?
+                    }
+                    Err(e) => return Err(e).with_context(|| format!("cannot remove {}", path.display())),
+                }
+            }
+            Step::Run(cmd) => {
+                if dry_run {
+                    writeln!(out, "would run: {cmd}")?;
+                } else {
+                    cmd.run()?;
+                    writeln!(out, "ran: {cmd}")?;
+                }
+            }
+            Step::Note(text) => writeln!(out, "{text}")?,
+        }
+    }
+    Ok(())
+}
+
+/// A file's contents, or `None` when it does not exist.
+pub fn read_if_exists(path: &Path) -> anyhow::Result<Option<String>> {
+    match std::fs::read_to_string(path) {
+        Ok(s) => Ok(Some(s)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// Writes via a hidden sibling and a rename, so a crash never leaves a half-written plist or
+/// unit for launchd or systemd to choke on. The temporary name does not end in `.plist`,
+/// `.desktop` or `.service`, so no loader picks it up meanwhile.
+fn write_atomically(path: &Path, contents: &str) -> anyhow::Result<()> {
+    let name = path
+        .file_name()
+        .with_context(|| format!("{} has no file name", path.display()))?;
+    let mut partial_name = std::ffi::OsString::from(".");
+    partial_name.push(name);
+    partial_name.push(".partial");
+    let partial = path.with_file_name(partial_name);
+    std::fs::write(&partial, contents).with_context(|| format!("cannot write {}", partial.display()))?;
+    std::fs::rename(&partial, path).with_context(|| format!("cannot move {} into place", partial.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(steps: &[Step], dry_run: bool) -> String {
+        let mut out = Vec::new();
+        apply(steps, dry_run, &mut out).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn dry_run_describes_and_touches_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("a b");
+        let file = dir.join("f.txt");
+        let steps = [
+            Step::CreateDir(dir.clone()),
+            Step::Write { path: file.clone(), contents: "one\ntwo\n".into() },
+            Step::Run(Cmd::new("systemctl", &["--user", "daemon-reload"])),
+            Step::Note("hello".into()),
+        ];
+        let out = run(&steps, true);
+        assert_eq!(
+            out,
+            format!(
+                "would create directory {0}\nwould write {1}:\n    one\n    two\n\
+                 would run: systemctl --user daemon-reload\nhello\n",
+                dir.display(),
+                file.display()
+            )
+        );
+        assert!(!dir.exists());
+    }
+
+    #[test]
+    fn writing_twice_reports_up_to_date_and_leaves_no_partial_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("f.desktop");
+        let steps = [Step::Write { path: file.clone(), contents: "x\n".into() }];
+        assert_eq!(run(&steps, false), format!("wrote {}\n", file.display()));
+        assert_eq!(run(&steps, false), format!("{} is already up to date\n", file.display()));
+        let names: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, ["f.desktop"]);
+    }
+
+    #[test]
+    fn writing_different_contents_replaces() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("f");
+        std::fs::write(&file, "old").unwrap();
+        let steps = [Step::Write { path: file.clone(), contents: "new".into() }];
+        assert_eq!(run(&steps, false), format!("replaced {}\n", file.display()));
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "new");
+    }
+
+    #[test]
+    fn removing_a_missing_file_is_not_an_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("gone");
+        assert_eq!(run(&[Step::Remove(file.clone())], false), format!("{} was already gone\n", file.display()));
+    }
+
+    #[test]
+    fn failed_command_stops_the_plan_and_reports_stderr() {
+        let tmp = tempfile::tempdir().unwrap();
+        let after = tmp.path().join("after");
+        let steps = [
+            Step::Run(Cmd::new("sh", &["-c", "echo broken bus >&2; exit 3"])),
+            Step::CreateDir(after.clone()),
+        ];
+        let err = apply(&steps, false, &mut Vec::new()).unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.contains("broken bus") && msg.contains("sh -c"), "{msg}");
+        assert!(!after.exists());
+    }
+
+    #[test]
+    fn missing_program_is_reported_by_name() {
+        let err = Cmd::new("foolock-no-such-tool", &[]).run().unwrap_err();
+        assert!(format!("{err:#}").contains("cannot run `foolock-no-such-tool`"));
+    }
+
+    #[test]
+    fn commands_print_shell_quoted() {
+        let cmd = Cmd::new("launchctl", &["bootstrap", "gui/501", "/Users/a b/it's.plist"]);
+        assert_eq!(cmd.to_string(), r"launchctl bootstrap gui/501 '/Users/a b/it'\''s.plist'");
+    }
+}

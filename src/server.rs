@@ -1,0 +1,181 @@
+//! Runtime wiring for the lock server: bind, serve the API, run the expiry timer, shut down.
+//!
+//! `foolock serve` and the desktop agent both call [`run`], so they serve exactly the same API.
+
+use crate::api::{self, AppState};
+use crate::config::Config;
+use crate::engine::SystemClock;
+use crate::service::LockService;
+use anyhow::Context;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_http::timeout::TimeoutLayer;
+
+/// How long a request may take beyond the longest allowed wait before it is cut off.
+const REQUEST_SLACK: Duration = Duration::from_secs(30);
+
+/// A bound, not yet serving, lock server.
+pub struct Server {
+    listener: TcpListener,
+    service: LockService,
+    max_wait: Duration,
+}
+
+impl Server {
+    /// Binds the configured address. A port in use is a clear error, not a panic.
+    pub async fn bind(config: &Config, service: LockService) -> anyhow::Result<Server> {
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        Ok(Server {
+            listener,
+            service,
+            max_wait: config.max_wait,
+        })
+    }
+
+    /// Builds the lock service for `config` and binds its address: everything `foolock serve`
+    /// and the agent need before serving.
+    pub async fn open(config: &Config) -> anyhow::Result<Server> {
+        let service = LockService::new(config.rules(), Arc::new(SystemClock));
+        Server::bind(config, service).await
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn service(&self) -> &LockService {
+        &self.service
+    }
+
+    /// Serves until `shutdown` is cancelled, then stops accepting and lets in-flight
+    /// requests finish.
+    pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let timer = tokio::spawn(self.service.clone().run_timer(shutdown.clone()));
+        let app = api::router(AppState {
+            service: self.service.clone(),
+            max_wait: self.max_wait,
+        })
+        .layer(TimeoutLayer::with_status_code(
+            axum::http::StatusCode::REQUEST_TIMEOUT,
+            self.max_wait + REQUEST_SLACK,
+        ));
+        let result = axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+            .await
+            .context("HTTP server failed");
+        shutdown.cancel();
+        let _ = timer.await;
+        result
+    }
+}
+
+/// Cancels `token` on SIGINT or SIGTERM.
+pub async fn cancel_on_signal(token: CancellationToken) {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+        _ = token.cancelled() => return,
+    }
+    tracing::info!("shutting down");
+    token.cancel();
+}
+
+/// The addresses other devices can use to reach a server bound to `bound`: the machine's
+/// non-loopback IPv4 addresses when bound to the unspecified address, else `bound` itself.
+pub fn reachable_addrs(bound: SocketAddr) -> Vec<SocketAddr> {
+    if !bound.ip().is_unspecified() {
+        return vec![bound];
+    }
+    let mut addrs: Vec<SocketAddr> = interface_addrs()
+        .into_iter()
+        .filter(|ip| !ip.is_loopback() && (bound.is_ipv6() || ip.is_ipv4()))
+        .filter(|ip| !matches!(ip, IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80))
+        .map(|ip| SocketAddr::new(ip, bound.port()))
+        .collect();
+    addrs.sort();
+    addrs.dedup();
+    if addrs.is_empty() {
+        addrs.push(SocketAddr::new(IpAddr::from([127, 0, 0, 1]), bound.port()));
+    }
+    addrs
+}
+
+/// Every address configured on this machine's interfaces.
+#[cfg(unix)]
+fn interface_addrs() -> Vec<IpAddr> {
+    let mut out = Vec::new();
+    let mut head: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `head` with a list we walk read-only and free exactly once.
+    unsafe {
+        if libc::getifaddrs(&mut head) != 0 {
+            return out;
+        }
+        let mut cur = head;
+        while !cur.is_null() {
+            let ifa = &*cur;
+            if !ifa.ifa_addr.is_null() && (ifa.ifa_flags & libc::IFF_UP as libc::c_uint) != 0 {
+                match i32::from((*ifa.ifa_addr).sa_family) {
+                    libc::AF_INET => {
+                        let sin = &*(ifa.ifa_addr as *const libc::sockaddr_in);
+                        out.push(IpAddr::from(
+                            u32::from_be(sin.sin_addr.s_addr).to_be_bytes(),
+                        ));
+                    }
+                    libc::AF_INET6 => {
+                        let sin6 = &*(ifa.ifa_addr as *const libc::sockaddr_in6);
+                        out.push(IpAddr::from(sin6.sin6_addr.s6_addr));
+                    }
+                    _ => {}
+                }
+            }
+            cur = ifa.ifa_next;
+        }
+        libc::freeifaddrs(head);
+    }
+    out
+}
+
+#[cfg(not(unix))]
+fn interface_addrs() -> Vec<IpAddr> {
+    Vec::new()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn specific_bind_address_is_reported_as_is() {
+        let a: SocketAddr = "127.0.0.1:9999".parse().unwrap();
+        assert_eq!(reachable_addrs(a), vec![a]);
+    }
+
+    #[test]
+    fn unspecified_bind_lists_non_loopback_ipv4_with_port() {
+        let addrs = reachable_addrs("0.0.0.0:8080".parse().unwrap());
+        assert!(!addrs.is_empty());
+        for a in addrs {
+            assert_eq!(a.port(), 8080);
+            assert!(a.is_ipv4());
+        }
+    }
+}
