@@ -5,8 +5,11 @@
 //! - [`api`]: the HTTP API (axum) and its wire types, shared with the CLI client.
 //! - [`server`]: binding, serving and shutting down; used by `foolock serve` and the agent.
 //! - [`config`]: the TOML settings file.
+//! - [`agent`] (feature `tray`): the desktop agent, a tray icon and notifications over the server.
 //! - [`cli`], [`exit`]: command-line flags and exit codes shared by the subcommands.
 
+#[cfg(feature = "tray")]
+pub mod agent;
 pub mod api;
 pub mod cli;
 pub mod config;

@@ -94,8 +94,16 @@ fn load(path: &Path, flags: &ServerFlags) -> anyhow::Result<Config> {
     Ok(flags.apply(config).map_err(UsageError)?)
 }
 
+/// `foolock` / `foolock agent`: the tray agent where there is a desktop, else the plain server.
 fn run_agent(config_path: &Path, flags: &ServerFlags) -> anyhow::Result<ExitCode> {
     let config = load(config_path, flags)?;
+    #[cfg(feature = "tray")]
+    match foolock::agent::no_display_reason() {
+        None => return foolock::agent::run(config_path, config),
+        Some(reason) => eprintln!("foolock: {reason}; running without a tray icon"),
+    }
+    #[cfg(not(feature = "tray"))]
+    eprintln!("foolock: built without the desktop agent; running without a tray icon");
     serve(config)
 }
 
@@ -105,24 +113,12 @@ fn serve(config: Config) -> anyhow::Result<ExitCode> {
     runtime.block_on(async {
         let server = Server::open(&config).await?;
         let bound = server.local_addr()?;
-        announce(bound);
+        println!("{}", server::announcement(bound));
         let shutdown = CancellationToken::new();
         tokio::spawn(server::cancel_on_signal(shutdown.clone()));
         server.run(shutdown).await?;
         Ok(Exit::Ok.into())
     })
-}
-
-/// Tells the user where other devices should point their clients.
-fn announce(bound: std::net::SocketAddr) {
-    let urls: Vec<String> = server::reachable_addrs(bound)
-        .iter()
-        .map(|a| format!("http://{a}"))
-        .collect();
-    println!(
-        "foolock listening on {bound}; other devices can use {}",
-        urls.join(", ")
-    );
 }
 
 fn config_command(path: &Path, action: ConfigAction) -> anyhow::Result<ExitCode> {

@@ -99,6 +99,19 @@ pub async fn cancel_on_signal(token: CancellationToken) {
     token.cancel();
 }
 
+/// The line `foolock serve` and the agent print first: where they listen and where other
+/// devices should point their clients. Scripts and tests read the port from it.
+pub fn announcement(bound: SocketAddr) -> String {
+    let urls: Vec<String> = reachable_addrs(bound)
+        .iter()
+        .map(|a| format!("http://{a}"))
+        .collect();
+    format!(
+        "foolock listening on {bound}; other devices can use {}",
+        urls.join(", ")
+    )
+}
+
 /// The addresses other devices can use to reach a server bound to `bound`: the machine's
 /// non-loopback IPv4 addresses when bound to the unspecified address, else `bound` itself.
 pub fn reachable_addrs(bound: SocketAddr) -> Vec<SocketAddr> {

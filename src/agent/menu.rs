@@ -1,0 +1,352 @@
+//! The tray menu as data: a pure function from (server status, job snapshot, now) to the text
+//! of every entry, the icon, the tooltip and when the text next changes. No GUI types here, so
+//! the whole menu is unit-tested without a display.
+//!
+//! Names are shown literally: `&` is doubled because muda reads a single `&` as a mnemonic
+//! marker, and long names are cut with an ellipsis so the menu keeps a sane width.
+
+use crate::engine::{JobLease, LeaseState, Mono, Now};
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime};
+
+/// Longest job or holder name shown before it is cut with `…` (in characters).
+pub const MAX_NAME_CHARS: usize = 32;
+
+/// Where the server stands, as the header shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Listening {
+    /// Not bound yet (the first instant after start).
+    Starting,
+    /// Bound; the addresses other devices should use.
+    On(Vec<SocketAddr>),
+    /// Binding failed; the reason, in one line.
+    Failed(String),
+}
+
+/// Which tray icon to show.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IconKind {
+    Idle,
+    Held,
+    Error,
+}
+
+/// Everything the tray shows, as text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MenuModel {
+    /// The disabled first entry: where to point clients, or why the server is not running.
+    pub header: String,
+    /// One entry per job that is held or in grace, sorted by job name. Empty: "No locks held".
+    pub jobs: Vec<JobEntry>,
+    pub icon: IconKind,
+    pub tooltip: String,
+    /// How long until some label changes (a countdown ticks or a lease lapses); `None` when
+    /// nothing will change without a new event, so the UI can sleep indefinitely.
+    pub next_change: Option<Duration>,
+}
+
+/// One job's entry and its submenu.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobEntry {
+    /// The job's real name, for "Force release" (never shown: it is not escaped).
+    pub job: String,
+    /// e.g. `backup — laptop1 · 25s left`
+    pub label: String,
+    /// e.g. `Held since 10:32:05`
+    pub since: String,
+    /// e.g. `Token 42`
+    pub token: String,
+}
+
+/// Shown instead of job entries when no job is held.
+pub const NO_LOCKS: &str = "No locks held";
+
+/// Builds the menu for `jobs` as of `now`. `time_of_day` renders a wall-clock instant in the
+/// user's local time (e.g. `10:32:05`); it is a parameter so tests need no time zone.
+pub fn build(
+    listening: &Listening,
+    jobs: &[JobLease],
+    now: &Now,
+    time_of_day: &dyn Fn(SystemTime) -> String,
+) -> MenuModel {
+    let mut shown: Vec<(&JobLease, Mono, bool)> = jobs
+        .iter()
+        .filter_map(|j| match j.lease.state(now.mono) {
+            LeaseState::Held => Some((j, j.lease.expires, true)),
+            LeaseState::Grace => Some((j, j.lease.grace_until, false)),
+            LeaseState::Expired => None,
+        })
+        .collect();
+    shown.sort_by(|a, b| a.0.job.cmp(&b.0.job));
+
+    let entries: Vec<JobEntry> = shown
+        .iter()
+        .map(|(j, deadline, held)| {
+            let left = now.mono.until(*deadline);
+            let status = if *held {
+                format!("{} left", countdown(left))
+            } else {
+                format!("expired, grace {}", countdown(left))
+            };
+            JobEntry {
+                job: j.job.clone(),
+                label: format!(
+                    "{} — {} · {status}",
+                    display_name(&j.job),
+                    display_name(&j.lease.holder)
+                ),
+                since: format!("Held since {}", time_of_day(j.lease.acquired_at)),
+                token: format!("Token {}", j.lease.token),
+            }
+        })
+        .collect();
+
+    // Labels show whole seconds rounded up, so each changes when its remaining time crosses
+    // a whole second; wake exactly then rather than on a free-running 1 s tick.
+    let next_change = shown
+        .iter()
+        .map(|(_, deadline, _)| until_next_second_boundary(now.mono.until(*deadline)))
+        .min();
+
+    let (header, icon, tooltip) = match listening {
+        Listening::Failed(why) => (
+            why.clone(),
+            IconKind::Error,
+            format!("foolock — not running: {why}"),
+        ),
+        Listening::Starting => (
+            "Starting…".to_owned(),
+            IconKind::Idle,
+            "foolock — starting".to_owned(),
+        ),
+        Listening::On(addrs) => {
+            let list: Vec<String> = addrs.iter().map(ToString::to_string).collect();
+            let icon = if entries.is_empty() {
+                IconKind::Idle
+            } else {
+                IconKind::Held
+            };
+            let held = match entries.len() {
+                0 => "no jobs held".to_owned(),
+                1 => "1 job held".to_owned(),
+                n => format!("{n} jobs held"),
+            };
+            (
+                format!("Listening on {}", list.join(", ")),
+                icon,
+                format!("foolock — {held}"),
+            )
+        }
+    };
+
+    MenuModel {
+        header,
+        jobs: entries,
+        icon,
+        tooltip,
+        next_change,
+    }
+}
+
+/// A remaining time as the menu shows it, rounded up to whole seconds so a held lease never
+/// reads "0s left": `25s`, `4m 05s`, `1h 02m`.
+pub fn countdown(left: Duration) -> String {
+    let secs = ceil_secs(left);
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m {:02}s", secs / 60, secs % 60),
+        _ => format!("{}h {:02}m", secs / 3600, (secs % 3600) / 60),
+    }
+}
+
+fn ceil_secs(d: Duration) -> u64 {
+    d.as_secs() + u64::from(d.subsec_nanos() > 0)
+}
+
+/// Time until `left` drops to the next lower whole second (what `countdown` shows changes).
+fn until_next_second_boundary(left: Duration) -> Duration {
+    let frac = Duration::from_nanos(u64::from(left.subsec_nanos()));
+    if left.is_zero() {
+        Duration::ZERO
+    } else if frac.is_zero() {
+        Duration::from_secs(1)
+    } else {
+        frac
+    }
+}
+
+/// A name as a menu label: literal (`&` doubled for muda), and cut to [`MAX_NAME_CHARS`].
+pub fn display_name(name: &str) -> String {
+    let mut chars = name.chars();
+    let mut out: String = chars.by_ref().take(MAX_NAME_CHARS).collect();
+    if chars.next().is_some() {
+        out = out.chars().take(MAX_NAME_CHARS - 1).collect();
+        out.push('…');
+    }
+    out.replace('&', "&&")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Lease;
+
+    const T0: Duration = Duration::from_secs(1_000);
+
+    fn now_at(secs_after_t0: f64) -> Now {
+        let since = Duration::from_secs_f64(secs_after_t0);
+        Now {
+            mono: Mono::from_duration(T0 + since),
+            awake: T0 + since,
+            wall: SystemTime::UNIX_EPOCH + Duration::from_secs(36_000) + since,
+        }
+    }
+
+    /// A lease granted at t0 (wall 10:00:00 UTC) for `ttl` with `grace`.
+    fn job(name: &str, holder: &str, token: u64, ttl: u64, grace: u64) -> JobLease {
+        let expires = Mono::from_duration(T0 + Duration::from_secs(ttl));
+        JobLease {
+            job: name.to_owned(),
+            lease: Lease {
+                holder: holder.to_owned(),
+                token,
+                ttl: Duration::from_secs(ttl),
+                acquired_at: SystemTime::UNIX_EPOCH + Duration::from_secs(36_000),
+                expires,
+                grace_until: expires + Duration::from_secs(grace),
+            },
+        }
+    }
+
+    fn utc(t: SystemTime) -> String {
+        let s = t.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs() % 86_400;
+        format!("{:02}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60)
+    }
+
+    fn lan() -> Listening {
+        Listening::On(vec!["192.168.1.20:8080".parse().unwrap()])
+    }
+
+    #[test]
+    fn header_names_the_lan_address_to_point_clients_at() {
+        let m = build(&lan(), &[], &now_at(0.0), &utc);
+        assert_eq!(m.header, "Listening on 192.168.1.20:8080");
+    }
+
+    #[test]
+    fn no_jobs_means_idle_icon_and_nothing_ticks() {
+        let m = build(&lan(), &[], &now_at(0.0), &utc);
+        assert!(m.jobs.is_empty());
+        assert_eq!(m.icon, IconKind::Idle);
+        assert_eq!(m.tooltip, "foolock — no jobs held");
+        assert_eq!(m.next_change, None);
+    }
+
+    #[test]
+    fn held_job_shows_holder_countdown_since_and_token() {
+        let m = build(
+            &lan(),
+            &[job("backup", "laptop1", 42, 30, 5)],
+            &now_at(5.0),
+            &utc,
+        );
+        assert_eq!(
+            m.jobs,
+            vec![JobEntry {
+                job: "backup".into(),
+                label: "backup — laptop1 · 25s left".into(),
+                since: "Held since 10:00:00".into(),
+                token: "Token 42".into(),
+            }]
+        );
+        assert_eq!(m.icon, IconKind::Held);
+        assert_eq!(m.tooltip, "foolock — 1 job held");
+    }
+
+    #[test]
+    fn countdown_rounds_up_and_changes_on_the_second_boundary() {
+        let jobs = [job("backup", "laptop1", 1, 30, 5)];
+        let m = build(&lan(), &jobs, &now_at(4.75), &utc);
+        assert_eq!(m.jobs[0].label, "backup — laptop1 · 26s left");
+        assert_eq!(m.next_change, Some(Duration::from_millis(250)));
+        let m = build(&lan(), &jobs, &now_at(5.0), &utc);
+        assert_eq!(m.jobs[0].label, "backup — laptop1 · 25s left");
+        assert_eq!(m.next_change, Some(Duration::from_secs(1)));
+        let m = build(&lan(), &jobs, &now_at(29.9), &utc);
+        assert_eq!(m.jobs[0].label, "backup — laptop1 · 1s left");
+    }
+
+    #[test]
+    fn job_in_grace_says_expired_and_counts_down_the_grace() {
+        let m = build(
+            &lan(),
+            &[job("backup", "laptop1", 1, 30, 5)],
+            &now_at(32.0),
+            &utc,
+        );
+        assert_eq!(m.jobs[0].label, "backup — laptop1 · expired, grace 3s");
+        assert_eq!(m.icon, IconKind::Held);
+    }
+
+    #[test]
+    fn lapsed_job_is_not_shown_and_ticking_stops() {
+        let m = build(
+            &lan(),
+            &[job("backup", "laptop1", 1, 30, 5)],
+            &now_at(35.0),
+            &utc,
+        );
+        assert!(m.jobs.is_empty());
+        assert_eq!(m.next_change, None);
+        assert_eq!(m.icon, IconKind::Idle);
+    }
+
+    #[test]
+    fn jobs_are_sorted_by_name_and_counted_in_the_tooltip() {
+        let m = build(
+            &lan(),
+            &[
+                job("sync", "phone", 2, 60, 0),
+                job("backup", "laptop1", 1, 30, 5),
+                job("old", "x", 3, 1, 0),
+            ],
+            &now_at(2.0),
+            &utc,
+        );
+        let names: Vec<&str> = m.jobs.iter().map(|j| j.job.as_str()).collect();
+        assert_eq!(names, ["backup", "sync"]);
+        assert_eq!(m.tooltip, "foolock — 2 jobs held");
+    }
+
+    #[test]
+    fn ampersands_are_doubled_and_long_names_cut_with_an_ellipsis() {
+        let long = "a".repeat(40);
+        let m = build(&lan(), &[job("R&D", &long, 1, 30, 0)], &now_at(0.0), &utc);
+        let cut = format!("{}…", "a".repeat(MAX_NAME_CHARS - 1));
+        assert_eq!(m.jobs[0].label, format!("R&&D — {cut} · 30s left"));
+        assert_eq!(m.jobs[0].job, "R&D");
+    }
+
+    #[test]
+    fn name_of_exactly_the_limit_is_not_cut() {
+        let name = "é".repeat(MAX_NAME_CHARS);
+        assert_eq!(display_name(&name), name);
+    }
+
+    #[test]
+    fn bind_failure_shows_in_header_icon_and_tooltip() {
+        let why = "Cannot listen on 0.0.0.0:8080: address in use".to_owned();
+        let m = build(&Listening::Failed(why.clone()), &[], &now_at(0.0), &utc);
+        assert_eq!(m.header, why);
+        assert_eq!(m.icon, IconKind::Error);
+        assert!(m.tooltip.contains("address in use"));
+    }
+
+    #[test]
+    fn long_countdowns_use_minutes_and_hours() {
+        assert_eq!(countdown(Duration::from_secs(59)), "59s");
+        assert_eq!(countdown(Duration::from_secs(245)), "4m 05s");
+        assert_eq!(countdown(Duration::from_secs(3725)), "1h 02m");
+        assert_eq!(countdown(Duration::from_millis(1)), "1s");
+    }
+}

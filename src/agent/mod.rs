@@ -1,0 +1,63 @@
+//! The desktop agent: a tray icon over the same lock server `foolock serve` runs.
+//!
+//! Two threads, two halves:
+//! - the main thread runs the tao event loop and owns the tray ([`ui`]); tao and the macOS
+//!   status bar insist on the main thread, and nothing there is `Send`;
+//! - a background thread runs a tokio runtime with the server, the notifications and the
+//!   menu's commands ([`runtime`]).
+//!
+//! The runtime wakes the UI with [`UserEvent`]s through tao's `EventLoopProxy`; menu clicks go
+//! back as [`Command`]s over a tokio channel. Quit, SIGINT and SIGTERM all cancel one token; the
+//! runtime then finishes in-flight requests, stops, and the UI exits after it.
+
+mod menu;
+mod notifications;
+mod runtime;
+mod ui;
+
+pub use menu::{IconKind, JobEntry, Listening, MenuModel};
+
+use crate::config::Config;
+use crate::engine::JobLease;
+use std::path::Path;
+use std::process::ExitCode;
+
+/// What the runtime tells the UI.
+#[derive(Debug)]
+pub enum UserEvent {
+    /// The server bound (with the addresses to show) or failed to.
+    Listening(Listening),
+    /// The jobs with a recorded lease, after any change. The UI hides lapsed ones itself.
+    Jobs(Vec<JobLease>),
+    /// The runtime has finished: the server stopped and in-flight requests completed.
+    Stopped,
+    /// A menu entry was clicked (forwarded from muda's handler).
+    Menu(tray_icon::menu::MenuEvent),
+}
+
+/// What the UI asks of the runtime.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    ForceRelease(String),
+    PauseNotifications(bool),
+    OpenConfig,
+}
+
+/// Why the agent cannot show a tray here, if it cannot: then the caller serves headless.
+pub fn no_display_reason() -> Option<&'static str> {
+    let has_display = |var| std::env::var_os(var).is_some_and(|v| !v.is_empty());
+    if cfg!(all(unix, not(target_os = "macos")))
+        && !has_display("DISPLAY")
+        && !has_display("WAYLAND_DISPLAY")
+    {
+        Some("no display (neither DISPLAY nor WAYLAND_DISPLAY is set)")
+    } else {
+        None
+    }
+}
+
+/// Runs the agent until Quit or a signal: the server of `config`, with a tray icon and
+/// notifications. `config_path` is the file "Open config file" opens.
+pub fn run(config_path: &Path, config: Config) -> anyhow::Result<ExitCode> {
+    ui::run(config_path, config)
+}

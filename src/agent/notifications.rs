@@ -1,0 +1,217 @@
+//! Desktop notifications: which engine events deserve one (a pure function of the event and the
+//! `[notifications]` settings) and posting them without ever blocking or breaking the agent.
+//!
+//! notify-rust's `show()` blocks on D-Bus (Linux) or Cocoa (macOS); called on a tokio worker it
+//! stalls the server and can panic, so every post runs on the blocking pool. A missing
+//! notification service is logged once, then ignored.
+
+use crate::config::Notifications;
+use crate::engine::duration::Compact;
+use crate::engine::{Event, EventKind};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// The macOS bundle identifier notifications are posted under when running from the .app.
+/// Must equal the packaging's `CFBundleIdentifier`.
+#[cfg(target_os = "macos")]
+const BUNDLE_ID: &str = "io.foolock.agent";
+
+/// A notification's text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub title: String,
+    pub body: String,
+}
+
+/// The notification for `event`, if the settings ask for one. Renewals never notify.
+pub fn message_for(event: &Event, settings: &Notifications) -> Option<Message> {
+    let (job, holder) = (&event.job, &event.holder);
+    let (wanted, title, body) = match &event.kind {
+        EventKind::TakenOver {
+            previous,
+            lapsed_for,
+            ..
+        } => (
+            settings.takeover,
+            format!("{job} taken over"),
+            format!(
+                "{holder} took over from {previous} ({previous}'s lease lapsed {} ago)",
+                Compact(round_to_secs(*lapsed_for))
+            ),
+        ),
+        EventKind::ForceReleased => (
+            settings.force_release,
+            format!("{job} force-released"),
+            format!("{holder} no longer holds {job} (token {})", event.token),
+        ),
+        EventKind::Acquired => (
+            settings.acquire,
+            format!("{job} acquired"),
+            format!("{holder} holds {job} (token {})", event.token),
+        ),
+        EventKind::Released => (
+            settings.release,
+            format!("{job} released"),
+            format!("{holder} released {job}"),
+        ),
+        EventKind::Expired => (
+            settings.expire,
+            format!("{job} lease expired"),
+            format!("{holder}'s lease on {job} expired without renewal"),
+        ),
+        EventKind::Renewed => (false, String::new(), String::new()),
+    };
+    wanted.then_some(Message { title, body })
+}
+
+/// Whole seconds read better in a notification than `11.987s`.
+fn round_to_secs(d: std::time::Duration) -> std::time::Duration {
+    std::time::Duration::from_secs(d.as_secs() + u64::from(d.subsec_millis() >= 500))
+}
+
+/// Posts notifications on behalf of the agent. Cheap to clone.
+#[derive(Clone)]
+pub struct Notifier {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    settings: Notifications,
+    /// "Pause notifications" in the menu.
+    paused: AtomicBool,
+    /// Set after the first failure, so a missing service is logged once.
+    warned: AtomicBool,
+}
+
+impl Notifier {
+    pub fn new(settings: Notifications) -> Notifier {
+        identify_app();
+        Notifier {
+            inner: Arc::new(Inner {
+                settings,
+                paused: AtomicBool::new(false),
+                warned: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    pub fn set_paused(&self, paused: bool) {
+        self.inner.paused.store(paused, Ordering::Relaxed);
+        tracing::info!(paused, "notifications");
+    }
+
+    /// Posts the notification `event` deserves, if any. Must be called inside a tokio runtime.
+    pub fn event(&self, event: &Event) {
+        if let Some(message) = message_for(event, &self.inner.settings) {
+            self.post(message);
+        }
+    }
+
+    /// Posts `message` unless paused. Returns at once; delivery happens on the blocking pool.
+    pub fn post(&self, message: Message) {
+        if self.inner.paused.load(Ordering::Relaxed) {
+            return;
+        }
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let result = notify_rust::Notification::new()
+                .appname("foolock")
+                .summary(&message.title)
+                .body(&message.body)
+                .show();
+            if let Err(err) = result {
+                if !inner.warned.swap(true, Ordering::Relaxed) {
+                    tracing::warn!("cannot post desktop notifications: {err}");
+                }
+            }
+        });
+    }
+}
+
+/// On macOS, notifications are attributed to a bundle LaunchServices knows: ours when running
+/// from the installed .app, otherwise notify-rust's fallback (it cannot be ours).
+fn identify_app() {
+    #[cfg(target_os = "macos")]
+    {
+        let in_app_bundle = std::env::current_exe()
+            .map(|exe| exe.to_string_lossy().contains(".app/Contents/MacOS/"))
+            .unwrap_or(false);
+        if in_app_bundle {
+            if let Err(err) = notify_rust::set_application(BUNDLE_ID) {
+                tracing::warn!("notifications will not show as foolock: {err}");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, SystemTime};
+
+    fn event(kind: EventKind) -> Event {
+        Event {
+            kind,
+            job: "backup".into(),
+            holder: "laptop2".into(),
+            token: 43,
+            at: SystemTime::UNIX_EPOCH,
+            acquired_at: SystemTime::UNIX_EPOCH,
+            expires_at: SystemTime::UNIX_EPOCH,
+        }
+    }
+
+    fn takeover() -> Event {
+        event(EventKind::TakenOver {
+            previous: "laptop1".into(),
+            previous_token: 42,
+            lapsed_for: Duration::from_millis(11_800),
+        })
+    }
+
+    #[test]
+    fn takeover_names_job_new_and_previous_holder_and_lapse() {
+        let m = message_for(&takeover(), &Notifications::default()).unwrap();
+        assert_eq!(m.title, "backup taken over");
+        assert_eq!(
+            m.body,
+            "laptop2 took over from laptop1 (laptop1's lease lapsed 12s ago)"
+        );
+    }
+
+    #[test]
+    fn defaults_notify_takeover_and_force_release_only() {
+        let d = Notifications::default();
+        assert!(message_for(&event(EventKind::ForceReleased), &d).is_some());
+        for kind in [
+            EventKind::Acquired,
+            EventKind::Released,
+            EventKind::Expired,
+            EventKind::Renewed,
+        ] {
+            assert_eq!(message_for(&event(kind), &d), None);
+        }
+    }
+
+    #[test]
+    fn each_setting_switches_its_event() {
+        let all = Notifications {
+            takeover: true,
+            force_release: true,
+            acquire: true,
+            release: true,
+            expire: true,
+        };
+        for kind in [EventKind::Acquired, EventKind::Released, EventKind::Expired] {
+            assert!(message_for(&event(kind), &all).is_some());
+        }
+        let none = Notifications {
+            takeover: false,
+            force_release: false,
+            ..Notifications::default()
+        };
+        assert_eq!(message_for(&takeover(), &none), None);
+        assert_eq!(message_for(&event(EventKind::ForceReleased), &none), None);
+        assert_eq!(message_for(&event(EventKind::Renewed), &all), None);
+    }
+}

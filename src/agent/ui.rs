@@ -1,0 +1,417 @@
+//! The agent's main thread: the tao event loop and the tray icon with its menu.
+//!
+//! The loop sleeps (`ControlFlow::Wait`) until the runtime sends an event or a menu entry is
+//! clicked. Only while a job is shown does it also wake when a countdown label changes
+//! (`WaitUntil` the next whole-second boundary), so an idle agent uses no CPU at all.
+//!
+//! The menu is built once and then edited in place: entries keep their ids (and the D-Bus menu
+//! its item ids) unless the set of jobs changes, and text is only set when it differs, so an
+//! unchanged menu sends nothing over D-Bus.
+
+use super::menu::{self, IconKind, JobEntry, Listening, MenuModel, NO_LOCKS};
+use super::{Command, UserEvent, runtime};
+use crate::config::Config;
+use crate::engine::{Clock, JobLease, SystemClock};
+use anyhow::Context;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, Instant, SystemTime};
+use tao::event::{Event, StartCause};
+use tao::event_loop::{ControlFlow, EventLoopBuilder};
+use tao::platform::run_return::EventLoopExtRunReturn;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tray_icon::menu::{
+    CheckMenuItem, IsMenuItem, Menu, MenuEvent, MenuId, MenuItem, PredefinedMenuItem, Submenu,
+};
+use tray_icon::{Icon, TrayIcon, TrayIconBuilder, TrayIconEvent};
+
+/// Extra sleep past a label's whole-second boundary, so the redraw lands after it, not just
+/// before it (which would show the old second again).
+const BOUNDARY_SLACK: Duration = Duration::from_millis(20);
+
+/// Position of the first job entry: after the header and a separator.
+const FIRST_JOB_POS: usize = 2;
+
+pub fn run(config_path: &Path, config: Config) -> anyhow::Result<ExitCode> {
+    let mut event_loop = EventLoopBuilder::<UserEvent>::with_user_event().build();
+    #[cfg(target_os = "macos")]
+    {
+        use tao::platform::macos::{ActivationPolicy, EventLoopExtMacOS};
+        // A menu bar app: no Dock icon, no app menu.
+        event_loop.set_activation_policy(ActivationPolicy::Accessory);
+    }
+
+    let proxy = event_loop.create_proxy();
+    MenuEvent::set_event_handler(Some(move |e| {
+        let _ = proxy.send_event(UserEvent::Menu(e));
+    }));
+    // Everything happens in the menu; clicks on the icon itself are not used. Without a
+    // handler they would pile up in tray-icon's unbounded channel.
+    TrayIconEvent::set_event_handler(Some(|_| {}));
+
+    let (commands, commands_rx) = mpsc::unbounded_channel();
+    let shutdown = CancellationToken::new();
+    let runtime = runtime::spawn(
+        config,
+        config_path.to_owned(),
+        event_loop.create_proxy(),
+        commands_rx,
+        shutdown.clone(),
+    )
+    .context("cannot start the server thread")?;
+
+    let icons = Icons::load()?;
+    let mut app = App {
+        tray: None,
+        icons,
+        listening: Listening::Starting,
+        jobs: Vec::new(),
+        commands,
+        shutdown: shutdown.clone(),
+        startup_error: None,
+    };
+    event_loop.run_return(|event, _, control_flow| app.handle(event, control_flow));
+
+    // The loop only exits after the runtime said it stopped (or the tray failed), so this
+    // join is immediate in the first case and brief in the second.
+    shutdown.cancel();
+    let _ = runtime.join();
+    drop(app.tray.take());
+    match app.startup_error {
+        Some(err) => Err(err),
+        None => Ok(ExitCode::SUCCESS),
+    }
+}
+
+struct App {
+    /// Created at `StartCause::Init`, as macOS requires.
+    tray: Option<Tray>,
+    icons: Icons,
+    listening: Listening,
+    jobs: Vec<JobLease>,
+    commands: mpsc::UnboundedSender<Command>,
+    shutdown: CancellationToken,
+    startup_error: Option<anyhow::Error>,
+}
+
+impl App {
+    fn handle(&mut self, event: Event<'_, UserEvent>, control_flow: &mut ControlFlow) {
+        match event {
+            Event::NewEvents(StartCause::Init) => match Tray::new(&self.icons) {
+                Ok(tray) => {
+                    self.tray = Some(tray);
+                    self.render(control_flow);
+                }
+                Err(err) => {
+                    self.startup_error = Some(err);
+                    self.shutdown.cancel();
+                    *control_flow = ControlFlow::Exit;
+                }
+            },
+            Event::NewEvents(StartCause::ResumeTimeReached { .. }) => self.render(control_flow),
+            Event::UserEvent(UserEvent::Listening(listening)) => {
+                self.listening = listening;
+                self.render(control_flow);
+            }
+            Event::UserEvent(UserEvent::Jobs(jobs)) => {
+                self.jobs = jobs;
+                self.render(control_flow);
+            }
+            Event::UserEvent(UserEvent::Menu(click)) => self.clicked(&click.id),
+            Event::UserEvent(UserEvent::Stopped) => *control_flow = ControlFlow::Exit,
+            _ => {}
+        }
+    }
+
+    /// Brings the tray up to date and decides when to wake next.
+    fn render(&mut self, control_flow: &mut ControlFlow) {
+        let Some(tray) = &mut self.tray else { return };
+        let now = SystemClock.now();
+        let model = menu::build(&self.listening, &self.jobs, &now, &local_time_of_day);
+        tray.apply(&model, &self.icons);
+        // `Exit` is sticky in tao; never overwrite it.
+        if *control_flow != ControlFlow::Exit {
+            *control_flow = match model.next_change {
+                Some(d) => ControlFlow::WaitUntil(Instant::now() + d + BOUNDARY_SLACK),
+                None => ControlFlow::Wait,
+            };
+        }
+    }
+
+    fn clicked(&mut self, id: &MenuId) {
+        let Some(tray) = &self.tray else { return };
+        let command = if id == tray.quit.id() {
+            tracing::info!("quit from the tray menu");
+            // The runtime stops the server gracefully and then sends `Stopped`.
+            self.shutdown.cancel();
+            return;
+        } else if id == tray.pause.id() {
+            Command::PauseNotifications(tray.pause.is_checked())
+        } else if id == tray.open_config.id() {
+            Command::OpenConfig
+        } else if let Some(job) = tray.jobs.iter().find(|j| j.force.id() == id) {
+            tracing::info!(job = job.job, "force release from the tray menu");
+            Command::ForceRelease(job.job.clone())
+        } else {
+            return;
+        };
+        let _ = self.commands.send(command);
+    }
+}
+
+/// The tray icon and the menu entries that change.
+struct Tray {
+    icon: TrayIcon,
+    menu: Menu,
+    header: MenuItem,
+    no_locks: MenuItem,
+    no_locks_shown: bool,
+    jobs: Vec<JobWidgets>,
+    pause: CheckMenuItem,
+    open_config: MenuItem,
+    quit: MenuItem,
+    shown_icon: IconKind,
+    shown_tooltip: String,
+}
+
+/// One job's entry: a submenu with its details and "Force release".
+struct JobWidgets {
+    job: String,
+    entry: JobEntry,
+    submenu: Submenu,
+    since: MenuItem,
+    token: MenuItem,
+    force: MenuItem,
+}
+
+impl JobWidgets {
+    fn new(entry: &JobEntry) -> anyhow::Result<JobWidgets> {
+        let since = MenuItem::new(&entry.since, false, None);
+        let token = MenuItem::new(&entry.token, false, None);
+        let force = MenuItem::new("Force release", true, None);
+        let submenu = Submenu::with_items(&entry.label, true, &[&since, &token, &force])?;
+        Ok(JobWidgets {
+            job: entry.job.clone(),
+            entry: entry.clone(),
+            submenu,
+            since,
+            token,
+            force,
+        })
+    }
+
+    fn update(&mut self, entry: &JobEntry) {
+        if self.entry.label != entry.label {
+            self.submenu.set_text(&entry.label);
+        }
+        if self.entry.since != entry.since {
+            self.since.set_text(&entry.since);
+        }
+        if self.entry.token != entry.token {
+            self.token.set_text(&entry.token);
+        }
+        self.entry = entry.clone();
+    }
+}
+
+impl Tray {
+    fn new(icons: &Icons) -> anyhow::Result<Tray> {
+        let header = MenuItem::new("Starting…", false, None);
+        let no_locks = MenuItem::new(NO_LOCKS, false, None);
+        let pause = CheckMenuItem::new("Pause notifications", true, false, None);
+        let open_config = MenuItem::new("Open config file", true, None);
+        let quit = MenuItem::new("Quit", true, None);
+        let menu = Menu::with_items(&[
+            &header,
+            &PredefinedMenuItem::separator(),
+            &no_locks,
+            &PredefinedMenuItem::separator(),
+            &pause,
+            &open_config,
+            &quit,
+        ])?;
+        let tooltip = "foolock".to_owned();
+        let builder = TrayIconBuilder::new()
+            .with_id("foolock")
+            .with_menu(Box::new(menu.clone()))
+            .with_tooltip(&tooltip);
+        let icon = icons.attach(builder, IconKind::Idle).build()?;
+        Ok(Tray {
+            icon,
+            menu,
+            header,
+            no_locks,
+            no_locks_shown: true,
+            jobs: Vec::new(),
+            pause,
+            open_config,
+            quit,
+            shown_icon: IconKind::Idle,
+            shown_tooltip: tooltip,
+        })
+    }
+
+    /// Makes the tray show `model`, touching only what changed.
+    fn apply(&mut self, model: &MenuModel, icons: &Icons) {
+        if self.header.text() != model.header {
+            self.header.set_text(&model.header);
+        }
+        let same_jobs = self.jobs.len() == model.jobs.len()
+            && self
+                .jobs
+                .iter()
+                .zip(&model.jobs)
+                .all(|(w, e)| w.job == e.job);
+        if same_jobs {
+            for (widgets, entry) in self.jobs.iter_mut().zip(&model.jobs) {
+                widgets.update(entry);
+            }
+        } else {
+            self.replace_jobs(&model.jobs);
+        }
+        if self.shown_icon != model.icon {
+            icons.set(&self.icon, model.icon);
+            self.shown_icon = model.icon;
+        }
+        if self.shown_tooltip != model.tooltip {
+            let _ = self.icon.set_tooltip(Some(&model.tooltip));
+            self.shown_tooltip.clone_from(&model.tooltip);
+        }
+    }
+
+    /// Replaces every job entry (the set of jobs changed, so their ids must too).
+    fn replace_jobs(&mut self, entries: &[JobEntry]) {
+        for old in self.jobs.drain(..) {
+            let _ = self.menu.remove(&old.submenu);
+        }
+        if entries.is_empty() != self.no_locks_shown {
+            if entries.is_empty() {
+                let _ = self.menu.insert(&self.no_locks, FIRST_JOB_POS);
+            } else {
+                let _ = self.menu.remove(&self.no_locks);
+            }
+            self.no_locks_shown = entries.is_empty();
+        }
+        for (i, entry) in entries.iter().enumerate() {
+            match JobWidgets::new(entry) {
+                Ok(widgets) => {
+                    let item: &dyn IsMenuItem = &widgets.submenu;
+                    if let Err(err) = self.menu.insert(item, FIRST_JOB_POS + i) {
+                        tracing::error!("cannot add {} to the menu: {err}", entry.job);
+                    }
+                    self.jobs.push(widgets);
+                }
+                Err(err) => tracing::error!("cannot build the menu entry for {}: {err}", entry.job),
+            }
+        }
+    }
+}
+
+/// The three tray icons, decoded once from the PNGs compiled into the binary.
+struct Icons {
+    idle: Icon,
+    held: Icon,
+    error: Icon,
+}
+
+impl Icons {
+    fn load() -> anyhow::Result<Icons> {
+        // macOS draws template images (alpha only) in the menu bar's own colour; other
+        // platforms get the coloured icons, drawn to read on light and dark panels.
+        #[cfg(target_os = "macos")]
+        let (idle, held, error) = (
+            &include_bytes!("../../assets/tray-idle-Template.png")[..],
+            &include_bytes!("../../assets/tray-held-Template.png")[..],
+            &include_bytes!("../../assets/tray-error-Template.png")[..],
+        );
+        #[cfg(not(target_os = "macos"))]
+        let (idle, held, error) = (
+            &include_bytes!("../../assets/tray-idle.png")[..],
+            &include_bytes!("../../assets/tray-held.png")[..],
+            &include_bytes!("../../assets/tray-error.png")[..],
+        );
+        Ok(Icons {
+            idle: decode_png(idle).context("idle icon")?,
+            held: decode_png(held).context("held icon")?,
+            error: decode_png(error).context("error icon")?,
+        })
+    }
+
+    fn get(&self, kind: IconKind) -> Icon {
+        match kind {
+            IconKind::Idle => self.idle.clone(),
+            IconKind::Held => self.held.clone(),
+            IconKind::Error => self.error.clone(),
+        }
+    }
+
+    fn attach(&self, builder: TrayIconBuilder, kind: IconKind) -> TrayIconBuilder {
+        #[cfg(target_os = "macos")]
+        return builder.with_icon_templated(self.get(kind));
+        #[cfg(not(target_os = "macos"))]
+        builder.with_icon(self.get(kind))
+    }
+
+    fn set(&self, tray: &TrayIcon, kind: IconKind) {
+        #[cfg(target_os = "macos")]
+        let result = tray.set_icon_templated(Some(self.get(kind)));
+        #[cfg(not(target_os = "macos"))]
+        let result = tray.set_icon(Some(self.get(kind)));
+        if let Err(err) = result {
+            tracing::warn!("cannot change the tray icon: {err}");
+        }
+    }
+}
+
+fn decode_png(bytes: &[u8]) -> anyhow::Result<Icon> {
+    let mut decoder = png::Decoder::new(std::io::Cursor::new(bytes));
+    // Palette and 16-bit images become 8-bit RGB(A); gray stays gray (converted below).
+    decoder.set_transformations(png::Transformations::normalize_to_color8());
+    let mut reader = decoder.read_info()?;
+    let mut buf = vec![0; reader.output_buffer_size().context("image too large")?];
+    let info = reader.next_frame(&mut buf)?;
+    let pixels = &buf[..info.buffer_size()];
+    let rgba: Vec<u8> = match info.color_type {
+        png::ColorType::Rgba => pixels.to_vec(),
+        png::ColorType::Rgb => pixels
+            .chunks_exact(3)
+            .flat_map(|p| [p[0], p[1], p[2], 255])
+            .collect(),
+        png::ColorType::GrayscaleAlpha => pixels
+            .chunks_exact(2)
+            .flat_map(|p| [p[0], p[0], p[0], p[1]])
+            .collect(),
+        png::ColorType::Grayscale => pixels.iter().flat_map(|&g| [g, g, g, 255]).collect(),
+        png::ColorType::Indexed => anyhow::bail!("palette image was not expanded"),
+    };
+    Ok(Icon::from_rgba(rgba, info.width, info.height)?)
+}
+
+/// `10:32:05` in the user's time zone.
+fn local_time_of_day(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    #[cfg(unix)]
+    {
+        let time = libc::time_t::try_from(secs).unwrap_or(0);
+        // SAFETY: localtime_r only writes into the zeroed `tm` we own.
+        let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+        if !unsafe { libc::localtime_r(&time, &mut tm) }.is_null() {
+            return format!("{:02}:{:02}:{:02}", tm.tm_hour, tm.tm_min, tm.tm_sec);
+        }
+    }
+    let s = secs % 86_400;
+    format!("{:02}:{:02}:{:02} UTC", s / 3600, (s / 60) % 60, s % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bundled_icons_decode() {
+        Icons::load().unwrap();
+    }
+}
