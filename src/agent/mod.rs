@@ -29,6 +29,8 @@ pub enum UserEvent {
     Listening(Listening),
     /// The jobs with a recorded lease, after any change. The UI hides lapsed ones itself.
     Jobs(Vec<JobLease>),
+    /// A countdown label is due to change (the alarm the UI set has gone off).
+    Tick,
     /// The runtime has finished: the server stopped and in-flight requests completed.
     Stopped,
     /// A menu entry was clicked (forwarded from muda's handler).

@@ -13,23 +13,34 @@ use crate::server::{self, Server};
 use crate::service::LockService;
 use std::path::PathBuf;
 use std::thread::JoinHandle;
+use std::time::Instant;
 use tao::event_loop::EventLoopProxy;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
+
+/// The runtime's ends of the channels to the UI.
+pub struct Links {
+    /// Wakes the UI with events.
+    pub proxy: EventLoopProxy<UserEvent>,
+    /// Menu clicks.
+    pub commands: mpsc::UnboundedReceiver<Command>,
+    /// When the UI next wants a [`UserEvent::Tick`].
+    pub alarm: watch::Receiver<Option<Instant>>,
+}
 
 /// Starts the runtime thread. It sends [`UserEvent::Stopped`] as its last act.
 pub fn spawn(
     config: Config,
     config_path: PathBuf,
-    proxy: EventLoopProxy<UserEvent>,
-    commands: mpsc::UnboundedReceiver<Command>,
+    links: Links,
     shutdown: CancellationToken,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("foolock-runtime".into())
         .spawn(move || {
+            let proxy = links.proxy.clone();
             match tokio::runtime::Runtime::new() {
-                Ok(rt) => rt.block_on(main(config, config_path, &proxy, commands, shutdown)),
+                Ok(rt) => rt.block_on(main(config, config_path, links, shutdown)),
                 Err(err) => {
                     tracing::error!("cannot start the async runtime: {err}");
                     let why = format!("Cannot start: {err}");
@@ -40,14 +51,14 @@ pub fn spawn(
         })
 }
 
-async fn main(
-    config: Config,
-    config_path: PathBuf,
-    proxy: &EventLoopProxy<UserEvent>,
-    commands: mpsc::UnboundedReceiver<Command>,
-    shutdown: CancellationToken,
-) {
+async fn main(config: Config, config_path: PathBuf, links: Links, shutdown: CancellationToken) {
+    let Links {
+        proxy,
+        commands,
+        alarm,
+    } = links;
     tokio::spawn(server::cancel_on_signal(shutdown.clone()));
+    tokio::spawn(ring_alarm(alarm, proxy.clone(), shutdown.clone()));
     let notifier = Notifier::new(config.notifications.clone());
     let server = match Server::open(&config).await {
         Ok(server) => server,
@@ -100,6 +111,34 @@ async fn main(
     shutdown.cancel();
     let _ = watcher.await;
     let _ = control.await;
+}
+
+/// Sends [`UserEvent::Tick`] when the UI's alarm time comes; sleeps without waking while no
+/// alarm is set (no job shown).
+async fn ring_alarm(
+    mut alarm: watch::Receiver<Option<Instant>>,
+    proxy: EventLoopProxy<UserEvent>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let at = *alarm.borrow_and_update();
+        if let Some(at) = at {
+            tokio::select! {
+                _ = tokio::time::sleep_until(at.into()) => {
+                    if proxy.send_event(UserEvent::Tick).is_err() {
+                        return;
+                    }
+                    // The UI redraws and sets the next alarm (or clears it).
+                }
+                _ = alarm.changed() => continue,
+                _ = shutdown.cancelled() => return,
+            }
+        }
+        tokio::select! {
+            changed = alarm.changed() => if changed.is_err() { return },
+            _ = shutdown.cancelled() => return,
+        }
+    }
 }
 
 /// Sends the UI a fresh snapshot after every change (and one at start), and posts the

@@ -1,8 +1,10 @@
 //! The agent's main thread: the tao event loop and the tray icon with its menu.
 //!
 //! The loop sleeps (`ControlFlow::Wait`) until the runtime sends an event or a menu entry is
-//! clicked. Only while a job is shown does it also wake when a countdown label changes
-//! (`WaitUntil` the next whole-second boundary), so an idle agent uses no CPU at all.
+//! clicked. Only while a job is shown does it ask to be woken when a countdown label changes
+//! (the next whole-second boundary), so an idle agent uses no CPU at all. The runtime's alarm
+//! does the waking: tao's `WaitUntil` does not wake on time on Linux (its GTK loop blocks in
+//! `main_iteration_do(true)` with no timeout source), so we do not rely on it anywhere.
 //!
 //! The menu is built once and then edited in place: entries keep their ids (and the D-Bus menu
 //! its item ids) unless the set of jobs changes, and text is only set when it differs, so an
@@ -19,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tao::event::{Event, StartCause};
 use tao::event_loop::{ControlFlow, EventLoopBuilder};
 use tao::platform::run_return::EventLoopExtRunReturn;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tray_icon::menu::{
     CheckMenuItem, IsMenuItem, Menu, MenuEvent, MenuId, MenuItem, PredefinedMenuItem, Submenu,
@@ -51,12 +53,16 @@ pub fn run(config_path: &Path, config: Config) -> anyhow::Result<ExitCode> {
     TrayIconEvent::set_event_handler(Some(|_| {}));
 
     let (commands, commands_rx) = mpsc::unbounded_channel();
+    let (alarm, alarm_rx) = watch::channel(None);
     let shutdown = CancellationToken::new();
     let runtime = runtime::spawn(
         config,
         config_path.to_owned(),
-        event_loop.create_proxy(),
-        commands_rx,
+        runtime::Links {
+            proxy: event_loop.create_proxy(),
+            commands: commands_rx,
+            alarm: alarm_rx,
+        },
         shutdown.clone(),
     )
     .context("cannot start the server thread")?;
@@ -68,10 +74,14 @@ pub fn run(config_path: &Path, config: Config) -> anyhow::Result<ExitCode> {
         listening: Listening::Starting,
         jobs: Vec::new(),
         commands,
+        alarm,
         shutdown: shutdown.clone(),
         startup_error: None,
     };
-    event_loop.run_return(|event, _, control_flow| app.handle(event, control_flow));
+    event_loop.run_return(|event, _, control_flow| {
+        *control_flow = ControlFlow::Wait;
+        app.handle(event, control_flow);
+    });
 
     // The loop only exits after the runtime said it stopped (or the tray failed), so this
     // join is immediate in the first case and brief in the second.
@@ -91,6 +101,8 @@ struct App {
     listening: Listening,
     jobs: Vec<JobLease>,
     commands: mpsc::UnboundedSender<Command>,
+    /// When the runtime should send [`UserEvent::Tick`]; `None`: never.
+    alarm: watch::Sender<Option<Instant>>,
     shutdown: CancellationToken,
     startup_error: Option<anyhow::Error>,
 }
@@ -101,7 +113,7 @@ impl App {
             Event::NewEvents(StartCause::Init) => match Tray::new(&self.icons) {
                 Ok(tray) => {
                     self.tray = Some(tray);
-                    self.render(control_flow);
+                    self.render();
                 }
                 Err(err) => {
                     self.startup_error = Some(err);
@@ -109,14 +121,14 @@ impl App {
                     *control_flow = ControlFlow::Exit;
                 }
             },
-            Event::NewEvents(StartCause::ResumeTimeReached { .. }) => self.render(control_flow),
+            Event::UserEvent(UserEvent::Tick) => self.render(),
             Event::UserEvent(UserEvent::Listening(listening)) => {
                 self.listening = listening;
-                self.render(control_flow);
+                self.render();
             }
             Event::UserEvent(UserEvent::Jobs(jobs)) => {
                 self.jobs = jobs;
-                self.render(control_flow);
+                self.render();
             }
             Event::UserEvent(UserEvent::Menu(click)) => self.clicked(&click.id),
             Event::UserEvent(UserEvent::Stopped) => *control_flow = ControlFlow::Exit,
@@ -124,19 +136,18 @@ impl App {
         }
     }
 
-    /// Brings the tray up to date and decides when to wake next.
-    fn render(&mut self, control_flow: &mut ControlFlow) {
+    /// Brings the tray up to date and sets the alarm for the next label change.
+    fn render(&mut self) {
         let Some(tray) = &mut self.tray else { return };
         let now = SystemClock.now();
         let model = menu::build(&self.listening, &self.jobs, &now, &local_time_of_day);
         tray.apply(&model, &self.icons);
-        // `Exit` is sticky in tao; never overwrite it.
-        if *control_flow != ControlFlow::Exit {
-            *control_flow = match model.next_change {
-                Some(d) => ControlFlow::WaitUntil(Instant::now() + d + BOUNDARY_SLACK),
-                None => ControlFlow::Wait,
-            };
-        }
+        tracing::debug!(jobs = model.jobs.len(), next = ?model.next_change, "tray redrawn");
+        self.alarm.send_replace(
+            model
+                .next_change
+                .map(|d| Instant::now() + d + BOUNDARY_SLACK),
+        );
     }
 
     fn clicked(&mut self, id: &MenuId) {
