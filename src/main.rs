@@ -98,7 +98,7 @@ fn load(path: &Path, flags: &ServerFlags) -> anyhow::Result<Config> {
 fn run_agent(config_path: &Path, flags: &ServerFlags) -> anyhow::Result<ExitCode> {
     let config = load(config_path, flags)?;
     #[cfg(feature = "tray")]
-    match foolock::agent::no_display_reason() {
+    match foolock::agent::desktop_unavailable() {
         None => return foolock::agent::run(config_path, config),
         Some(reason) => eprintln!("foolock: {reason}; running without a tray icon"),
     }

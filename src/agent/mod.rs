@@ -46,16 +46,20 @@ pub enum Command {
 }
 
 /// Why the agent cannot show a tray here, if it cannot: then the caller serves headless.
-pub fn no_display_reason() -> Option<&'static str> {
-    let has_display = |var| std::env::var_os(var).is_some_and(|v| !v.is_empty());
-    if cfg!(all(unix, not(target_os = "macos")))
-        && !has_display("DISPLAY")
-        && !has_display("WAYLAND_DISPLAY")
+/// Call on the main thread (on Linux it initialises GTK, which tao then reuses).
+pub fn desktop_unavailable() -> Option<String> {
+    #[cfg(target_os = "linux")]
     {
-        Some("no display (neither DISPLAY nor WAYLAND_DISPLAY is set)")
-    } else {
-        None
+        let set = |var| std::env::var_os(var).is_some_and(|v| !v.is_empty());
+        if !set("DISPLAY") && !set("WAYLAND_DISPLAY") {
+            return Some("no display (neither DISPLAY nor WAYLAND_DISPLAY is set)".into());
+        }
+        // tao panics if GTK cannot open the display; ask first.
+        if let Err(err) = gtk::init() {
+            return Some(format!("cannot open the display ({})", err.message));
+        }
     }
+    None
 }
 
 /// Runs the agent until Quit or a signal: the server of `config`, with a tray icon and

@@ -52,6 +52,7 @@ pub fn run(config_path: &Path, config: Config) -> anyhow::Result<ExitCode> {
     // handler they would pile up in tray-icon's unbounded channel.
     TrayIconEvent::set_event_handler(Some(|_| {}));
 
+    let icons = Icons::load()?;
     let (commands, commands_rx) = mpsc::unbounded_channel();
     let (alarm, alarm_rx) = watch::channel(None);
     let shutdown = CancellationToken::new();
@@ -67,7 +68,6 @@ pub fn run(config_path: &Path, config: Config) -> anyhow::Result<ExitCode> {
     )
     .context("cannot start the server thread")?;
 
-    let icons = Icons::load()?;
     let mut app = App {
         tray: None,
         icons,
@@ -76,22 +76,16 @@ pub fn run(config_path: &Path, config: Config) -> anyhow::Result<ExitCode> {
         commands,
         alarm,
         shutdown: shutdown.clone(),
-        startup_error: None,
     };
     event_loop.run_return(|event, _, control_flow| {
         *control_flow = ControlFlow::Wait;
         app.handle(event, control_flow);
     });
 
-    // The loop only exits after the runtime said it stopped (or the tray failed), so this
-    // join is immediate in the first case and brief in the second.
-    shutdown.cancel();
+    // The loop only exits after the runtime said it stopped, so this join is immediate.
     let _ = runtime.join();
     drop(app.tray.take());
-    match app.startup_error {
-        Some(err) => Err(err),
-        None => Ok(ExitCode::SUCCESS),
-    }
+    Ok(ExitCode::SUCCESS)
 }
 
 struct App {
@@ -104,7 +98,6 @@ struct App {
     /// When the runtime should send [`UserEvent::Tick`]; `None`: never.
     alarm: watch::Sender<Option<Instant>>,
     shutdown: CancellationToken,
-    startup_error: Option<anyhow::Error>,
 }
 
 impl App {
@@ -115,11 +108,11 @@ impl App {
                     self.tray = Some(tray);
                     self.render();
                 }
-                Err(err) => {
-                    self.startup_error = Some(err);
-                    self.shutdown.cancel();
-                    *control_flow = ControlFlow::Exit;
-                }
+                // E.g. no session bus. The server matters more than its icon: keep serving.
+                Err(err) => tracing::error!(
+                    "cannot show the tray icon ({err:#}); the server keeps running until \
+                     SIGINT or SIGTERM"
+                ),
             },
             Event::UserEvent(UserEvent::Tick) => self.render(),
             Event::UserEvent(UserEvent::Listening(listening)) => {
