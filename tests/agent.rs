@@ -318,6 +318,29 @@ mod dbusmenu {
         .expect("Event clicked");
     }
 
+    /// The tray's tooltip text (the description part of the SNI `ToolTip` property).
+    pub fn tooltip(conn: &Connection, tray: &str) -> String {
+        let reply = conn
+            .call_method(
+                Some(tray),
+                "/StatusNotifierItem",
+                Some("org.freedesktop.DBus.Properties"),
+                "Get",
+                &("org.kde.StatusNotifierItem", "ToolTip"),
+            )
+            .expect("ToolTip");
+        let body = reply.body();
+        let value: Value<'_> = body.deserialize().expect("ToolTip value");
+        let value = match &value {
+            Value::Value(inner) => inner.as_ref(),
+            v => v,
+        };
+        let Value::Structure(s) = value else {
+            panic!("ToolTip is not a struct: {value:?}")
+        };
+        String::try_from(s.fields()[3].try_clone().unwrap()).expect("ToolTip description")
+    }
+
     /// A child: a variant holding `(id, properties, children)`.
     fn parse(v: &Value<'_>) -> Item {
         let v = match v {
@@ -484,6 +507,7 @@ fn menu_shows_each_job_holder_and_countdown_and_counts_down() {
         ]
     );
     assert!(!menu.children[0].enabled, "the header is not clickable");
+    assert_eq!(dbusmenu::tooltip(&conn, &tray), "foolock — no jobs held");
     let pause = menu.find("Pause notifications").unwrap();
     assert_eq!(pause.toggle_type.as_deref(), Some("checkmark"));
     assert_eq!(pause.toggle_state, Some(0));
@@ -499,6 +523,7 @@ fn menu_shows_each_job_holder_and_countdown_and_counts_down() {
         (menu.children.len() == 10).then_some(menu)
     });
     let labels = menu.labels();
+    assert_eq!(dbusmenu::tooltip(&conn, &tray), "foolock — 4 jobs held");
     assert!(labels[2].starts_with("R&D — a&b · "), "{labels:?}");
     assert!(labels[3].starts_with("backup — laptop1 · "), "{labels:?}");
     assert!(labels[4].starts_with("short — laptop2 · "), "{labels:?}");
@@ -670,6 +695,7 @@ fn port_in_use_shows_in_the_menu_and_notifies_and_quit_still_works() {
             .then_some(menu)
     });
     assert!(menu.children[0].label.contains(&port.to_string()));
+    assert!(dbusmenu::tooltip(&conn, &tray).starts_with("foolock — not running: "));
     let posted = wait_for("a notification about the port", PROMPT, || {
         let posted = recorder.posted();
         (!posted.is_empty()).then_some(posted)
@@ -732,19 +758,23 @@ fn idle_agent_uses_no_cpu() {
     assert_eq!(used, 0, "idle agent used {used} clock ticks of CPU in 10 s");
 }
 
-#[test]
-fn without_a_display_the_agent_says_so_and_serves_headless() {
+/// Runs `foolock agent` with `display` (None: no DISPLAY at all) and returns its first stdout
+/// line and its whole stderr.
+fn run_headless(display: Option<&str>) -> (String, String) {
     let config_dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BIN)
+    let mut command = Command::new(BIN);
+    command
         .args(["agent", "--listen", "127.0.0.1:0"])
         .env("FOOLOCK_CONFIG", config_dir.path().join("config.toml"))
-        .env_remove("DISPLAY")
         .env_remove("WAYLAND_DISPLAY")
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+        .stderr(Stdio::piped());
+    match display {
+        Some(d) => command.env("DISPLAY", d),
+        None => command.env_remove("DISPLAY"),
+    };
+    let mut child = command.spawn().unwrap();
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
@@ -758,6 +788,12 @@ fn without_a_display_the_agent_says_so_and_serves_headless() {
         .unwrap()
         .read_to_string(&mut stderr)
         .unwrap();
+    (line, stderr)
+}
+
+#[test]
+fn without_a_display_the_agent_says_so_and_serves_headless() {
+    let (line, stderr) = run_headless(None);
     assert!(
         line.starts_with("foolock listening on 127.0.0.1:"),
         "{line:?}"
@@ -768,4 +804,16 @@ fn without_a_display_the_agent_says_so_and_serves_headless() {
         notice[0].contains("running without a tray icon"),
         "{stderr}"
     );
+}
+
+#[test]
+fn a_display_that_cannot_be_opened_means_headless_not_a_panic() {
+    // No X server listens on display 65000 (Xvfb picks low numbers).
+    let (line, stderr) = run_headless(Some(":65000"));
+    assert!(
+        line.starts_with("foolock listening on 127.0.0.1:"),
+        "{line:?}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stderr.contains("running without a tray icon"), "{stderr}");
 }
