@@ -752,6 +752,10 @@ fn idle_agent_uses_no_cpu() {
     });
     std::thread::sleep(Duration::from_secs(1));
 
+    // Exactly zero ticks (1 tick = 10 ms at USER_HZ 100). The only expected wakeup, the lock
+    // timer's 60 s re-check while a lapsed lease is retained, costs microseconds. Tolerating
+    // even one tick would hide a countdown left running: at 1 Hz it costs about one tick per
+    // 10 s (measured 4 ticks in 30 s while a job is held, 0 in 30 s idle).
     let before = cpu_ticks(agent.pid());
     std::thread::sleep(Duration::from_secs(10));
     let used = cpu_ticks(agent.pid()) - before;
