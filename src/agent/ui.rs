@@ -75,10 +75,14 @@ pub fn run(config_path: &Path, config: Config) -> anyhow::Result<ExitCode> {
         jobs: Vec::new(),
         commands,
         alarm,
+        paused: false,
         shutdown: shutdown.clone(),
     };
     event_loop.run_return(|event, _, control_flow| {
-        *control_flow = ControlFlow::Wait;
+        // Sleep until the next event (tao's default is to poll). Never undo an exit.
+        if !matches!(control_flow, ControlFlow::ExitWithCode(_)) {
+            *control_flow = ControlFlow::Wait;
+        }
         app.handle(event, control_flow);
     });
 
@@ -97,6 +101,8 @@ struct App {
     commands: mpsc::UnboundedSender<Command>,
     /// When the runtime should send [`UserEvent::Tick`]; `None`: never.
     alarm: watch::Sender<Option<Instant>>,
+    /// Whether "Pause notifications" is ticked.
+    paused: bool,
     shutdown: CancellationToken,
 }
 
@@ -151,7 +157,9 @@ impl App {
             self.shutdown.cancel();
             return;
         } else if id == tray.pause.id() {
-            Command::PauseNotifications(tray.pause.is_checked())
+            // Each click toggles the tick; mirror it rather than ask the item (see `Tray`).
+            self.paused = !self.paused;
+            Command::PauseNotifications(self.paused)
         } else if id == tray.open_config.id() {
             Command::OpenConfig
         } else if let Some(job) = tray.jobs.iter().find(|j| j.force.id() == id) {
@@ -165,6 +173,11 @@ impl App {
 }
 
 /// The tray icon and the menu entries that change.
+///
+/// `pause` is created once, then only its id is read: on Linux, muda's menu snapshot for a
+/// check item shares a non-atomic `Rc<RefCell<…>>` with ksni's D-Bus thread, which toggles it
+/// on a click, so the main thread must not borrow, clone or drop it while the tray runs.
+/// `icon` is the first field so it drops (stopping that thread) before the items do.
 struct Tray {
     icon: TrayIcon,
     menu: Menu,
