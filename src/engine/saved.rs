@@ -11,6 +11,10 @@ use std::time::{Duration, SystemTime};
 pub struct SavedState {
     pub last_token: u64,
     pub leases: Vec<SavedLease>,
+    /// Unix milliseconds until which grants are refused (see [`Engine::quarantine`]): a
+    /// restart during a quarantine must not end it early.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quarantine_until_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -53,6 +57,9 @@ impl Engine {
         SavedState {
             last_token: self.last_token,
             leases,
+            quarantine_until_ms: self
+                .quarantined_until(now.mono)
+                .map(|until| unix_ms(now.wall_at(until))),
         }
     }
 
@@ -61,9 +68,18 @@ impl Engine {
     /// Each lease counts as held until the later of its saved expiry and `now + ttl`: the
     /// holder may have renewed just before the crash without that renewal reaching the file.
     /// The token counter resumes above every token saved. Entries with invalid names, a zero
-    /// ttl or a job seen twice are skipped; the number skipped is returned.
+    /// ttl or a job seen twice are skipped; the number skipped is returned. A saved quarantine
+    /// continues until its saved end (capped like expiries).
     pub fn restore(&mut self, saved: SavedState, now: Now) -> usize {
         self.advance(now);
+        if let Some(ms) = saved.quarantine_until_ms {
+            let until = now
+                .mono_at(from_unix_ms(ms))
+                .min(now.mono + self.rules.max_ttl + self.rules.grace);
+            if self.quarantined_until(now.mono).is_none_or(|q| q < until) && until > now.mono {
+                self.quarantine(until);
+            }
+        }
         let mut skipped = 0;
         let max_saved_token = saved.leases.iter().map(|l| l.token).max().unwrap_or(0);
         self.last_token = self.last_token.max(saved.last_token).max(max_saved_token);
