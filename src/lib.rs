@@ -3,6 +3,7 @@
 //! - [`engine`]: the pure lock table (rules, tokens, waiters, events, clocks). No I/O.
 //! - [`service`]: the engine behind a mutex, with events on a broadcast channel and a timer.
 //! - [`api`]: the HTTP API (axum) and its wire types, shared with the CLI client.
+//! - [`store`]: the state file that lets a restart remember holders and tokens.
 //! - [`server`]: binding, serving and shutting down; used by `foolock serve` and the agent.
 //! - [`config`]: the TOML settings file.
 //! - [`cli`], [`exit`]: command-line flags and exit codes shared by the subcommands.
@@ -14,3 +15,4 @@ pub mod engine;
 pub mod exit;
 pub mod server;
 pub mod service;
+pub mod store;

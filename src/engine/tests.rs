@@ -614,7 +614,10 @@ fn restore_ignores_a_wall_clock_that_jumped_forward_while_down() {
     restart.wall += secs(24 * 3600);
     let mut after = engine();
     after.restore(saved, restart);
-    assert_eq!(after.get("j", restart).unwrap().expires, restart.mono + secs(30));
+    assert_eq!(
+        after.get("j", restart).unwrap().expires,
+        restart.mono + secs(30)
+    );
 }
 
 #[test]
