@@ -41,6 +41,10 @@ pub struct Watermarks {
 
 /// How long a renewal may stay unwritten.
 pub const LAZY_FLUSH: Duration = Duration::from_secs(1);
+/// Lowering `max_ttl_ms` is never needed for safety, only to keep a future quarantine
+/// short; doing it at most this often keeps it from costing a write whenever the table
+/// empties.
+const LOWER_MAX_TTL_EVERY: Duration = Duration::from_secs(60);
 /// How long the writer waits before retrying a failed write.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
@@ -216,6 +220,7 @@ impl Store {
 
     fn write_loop(&self, mut snapshot: SnapshotFn) {
         let mut on_disk = read_watermarks(&self.dir).unwrap_or_default();
+        let mut lowered_at = Instant::now();
         loop {
             let closing = {
                 let mut q = self.queue();
@@ -259,8 +264,9 @@ impl Store {
                 max_ttl_ms: max_ttl_ms.max(on_disk.max_ttl_ms),
                 token_ceiling: ceiling,
             };
+            let lower = closing || lowered_at.elapsed() >= LOWER_MAX_TTL_EVERY;
             let settled = Watermarks {
-                max_ttl_ms,
+                max_ttl_ms: if lower { max_ttl_ms } else { raised.max_ttl_ms },
                 token_ceiling: ceiling,
             };
             let result = (|| {
@@ -274,6 +280,9 @@ impl Store {
                 if settled != on_disk {
                     write_watermarks(&self.dir, settled)?;
                     on_disk = settled;
+                }
+                if lower {
+                    lowered_at = Instant::now();
                 }
                 io::Result::Ok(())
             })();
