@@ -668,8 +668,10 @@ fn quarantine_survives_export_and_restore() {
 
 #[test]
 fn restored_quarantine_is_capped_like_expiries() {
-    let mut saved = SavedState::default();
-    saved.quarantine_until_ms = Some(u64::MAX / 2);
+    let saved = SavedState {
+        quarantine_until_ms: Some(u64::MAX / 2),
+        ..SavedState::default()
+    };
     let mut e = engine();
     e.restore(saved, at(0));
     let cap = at(0).mono + e.rules().max_ttl + e.rules().grace;
