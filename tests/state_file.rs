@@ -217,3 +217,50 @@ fn read_only_state_dir_is_a_clear_startup_error_for_ordinary_users() {
     assert_ne!(code, Some(0));
     assert!(stderr.contains("is not writable"), "{stderr}");
 }
+
+fn saved_ttl_ms(state: &Path, job: &str) -> Option<u64> {
+    let saved: serde_json::Value =
+        serde_json::from_slice(&fs::read(state.join("state.json")).ok()?).ok()?;
+    saved["leases"]
+        .as_array()?
+        .iter()
+        .find(|l| l["job"] == job)?["ttl_ms"]
+        .as_u64()
+}
+
+#[test]
+fn renewal_with_a_longer_ttl_is_saved_before_its_reply() {
+    // The restore rule holds a lease for its *saved* ttl after a restart, so a longer ttl
+    // must reach the disk before the holder is told.
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let server = start(&state, &[], tmp.path());
+    assert_eq!(server.post("client=a&job=j&ttl=10s").status, 200);
+    assert_eq!(saved_ttl_ms(&state, "j"), Some(10_000));
+    assert_eq!(server.post("client=a&job=j&ttl=10m").status, 200);
+    assert_eq!(saved_ttl_ms(&state, "j"), Some(600_000));
+}
+
+#[test]
+fn grants_and_releases_are_on_disk_when_replied_and_renewals_soon_after() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let server = start(&state, &[], tmp.path());
+    let first = server.post("client=a&job=j&ttl=10s");
+    let saved = |field: &str| -> Option<u64> {
+        let v: serde_json::Value =
+            serde_json::from_slice(&fs::read(state.join("state.json")).ok()?).ok()?;
+        v["leases"].as_array()?.first()?[field].as_u64()
+    };
+    assert_eq!(saved("token"), Some(first.token()));
+    let expiry = saved("expires_at_ms").unwrap();
+    // A renewal (same ttl) may be written lazily, but within about a second.
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(server.post("client=a&job=j&ttl=10s").status, 200);
+    assert!(eventually(Duration::from_secs(3), || saved(
+        "expires_at_ms"
+    )
+    .is_some_and(|e| e > expiry)));
+    assert_eq!(server.delete("client=a&job=j").status, 200);
+    assert_eq!(saved("token"), None, "release saved before its reply");
+}
