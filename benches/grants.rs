@@ -1,7 +1,8 @@
 //! New-holder grants per second through the lock service, with durability off, with one
 //! fsync per change, and with group commit, at several numbers of concurrent clients.
 //!
-//! Run: `cargo bench --bench grants` (about 20 s). Set `FOOLOCK_BENCH_DIR` to put the state
+//! Run: `cargo bench --bench grants` (about 15 s after the build; `cargo test --benches`
+//! only runs it briefly as a smoke test). Set `FOOLOCK_BENCH_DIR` to put the state
 //! file on a particular disk; by default it goes under `target/`, on the project's disk.
 //!
 //! Each client repeatedly acquires its own job and releases it again, so every grant gives
@@ -18,6 +19,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 const RUN_FOR: Duration = Duration::from_millis(1500);
+/// Under `cargo test --benches` (no `--bench` flag) only check that it runs.
+const SMOKE_RUN_FOR: Duration = Duration::from_millis(100);
 const CLIENTS: [usize; 3] = [1, 8, 64];
 
 #[derive(Clone, Copy)]
@@ -43,7 +46,7 @@ fn bench_dir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"))
 }
 
-async fn grants_per_second(mode: Mode, clients: usize) -> f64 {
+async fn grants_per_second(mode: Mode, clients: usize, run_for: Duration) -> f64 {
     let tmp = tempfile::Builder::new()
         .prefix("foolock-bench-")
         .tempdir_in(bench_dir())
@@ -70,7 +73,7 @@ async fn grants_per_second(mode: Mode, clients: usize) -> f64 {
                 let (job, client) = (format!("job{i}"), format!("client{i}"));
                 // Each task checks the time itself: without a disk to wait for, the loop never
                 // yields, so a timer elsewhere might not get to run.
-                while start.elapsed() < RUN_FOR {
+                while start.elapsed() < run_for {
                     service
                         .acquire(&job, &client, Duration::from_secs(30))
                         .await
@@ -94,8 +97,11 @@ async fn grants_per_second(mode: Mode, clients: usize) -> f64 {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing special: either
-    // way, run once.
+    let run_for = if std::env::args().any(|a| a == "--bench") {
+        RUN_FOR
+    } else {
+        SMOKE_RUN_FOR
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -112,7 +118,7 @@ fn main() {
     for mode in [Mode::Memory, Mode::PerChange, Mode::GroupCommit] {
         print!("{:<18}", mode.name());
         for clients in CLIENTS {
-            let rate = runtime.block_on(grants_per_second(mode, clients));
+            let rate = runtime.block_on(grants_per_second(mode, clients, run_for));
             print!("{rate:>12.0}");
             use std::io::Write;
             let _ = std::io::stdout().flush();
