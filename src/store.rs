@@ -25,6 +25,8 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::watch;
 
 pub const STATE_FILE: &str = "state.json";
+/// Held locked (flock) while a server uses the directory.
+const LOCK_FILE: &str = "state.lock";
 const PARTIAL_SUFFIX: &str = ".partial";
 pub const WATERMARKS_FILE: &str = "watermarks.json";
 /// How far ahead of the token counter the saved ceiling is raised.
@@ -55,6 +57,8 @@ pub enum StoreError {
     CreateDir { path: PathBuf, source: io::Error },
     #[error("state directory {path} is not writable: {source}")]
     NotWritable { path: PathBuf, source: io::Error },
+    #[error("state directory {path} is in use by another foolock server")]
+    InUse { path: PathBuf },
     #[error("cannot move unreadable state file {path} aside: {source}")]
     MoveAside { path: PathBuf, source: io::Error },
 }
@@ -101,6 +105,8 @@ pub struct Store {
     /// Sends the highest change number on disk.
     written: watch::Sender<u64>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// Keeps the directory's lock for as long as the store lives.
+    _lock: File,
 }
 
 struct Shared {
@@ -129,6 +135,8 @@ impl Store {
             path: dir.to_owned(),
             source,
         })?;
+        // Lock first: the write check below uses the file a running server writes.
+        let lock = lock_dir(dir)?;
         check_writable(dir).map_err(|source| StoreError::NotWritable {
             path: dir.to_owned(),
             source,
@@ -151,6 +159,7 @@ impl Store {
             }),
             written,
             thread: Mutex::new(None),
+            _lock: lock,
         };
         Ok((store, loaded))
     }
@@ -351,6 +360,37 @@ fn check_writable(dir: &Path) -> io::Result<()> {
     fs::remove_file(&probe)
 }
 
+/// Takes the directory's lock: two servers writing one state file would each overwrite the
+/// other's holders.
+fn lock_dir(dir: &Path) -> Result<File, StoreError> {
+    let not_writable = |source| StoreError::NotWritable {
+        path: dir.to_owned(),
+        source,
+    };
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join(LOCK_FILE))
+        .map_err(not_writable)?;
+    #[cfg(unix)]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: flock on a file descriptor we own; the lock ends when the file is closed.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let err = io::Error::last_os_error();
+            return Err(if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+                StoreError::InUse {
+                    path: dir.to_owned(),
+                }
+            } else {
+                not_writable(err)
+            });
+        }
+    }
+    Ok(file)
+}
+
 fn load(dir: &Path) -> Result<Loaded, StoreError> {
     let path = dir.join(STATE_FILE);
     let reason = match fs::read(&path) {
@@ -481,7 +521,22 @@ mod tests {
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
             .collect();
-        assert_eq!(names, vec![STATE_FILE.to_owned()]);
+        assert!(
+            !names.iter().any(|n| n.ends_with(PARTIAL_SUFFIX)),
+            "{names:?}"
+        );
+    }
+
+    #[test]
+    fn a_state_dir_is_used_by_one_store_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let (first, _) = Store::open(dir.path(), Batching::default()).unwrap();
+        assert!(matches!(
+            Store::open(dir.path(), Batching::default()),
+            Err(StoreError::InUse { .. })
+        ));
+        drop(first);
+        assert!(Store::open(dir.path(), Batching::default()).is_ok());
     }
 
     #[test]

@@ -264,3 +264,18 @@ fn grants_and_releases_are_on_disk_when_replied_and_renewals_soon_after() {
     assert_eq!(server.delete("client=a&job=j").status, 200);
     assert_eq!(saved("token"), None, "release saved before its reply");
 }
+
+#[test]
+fn second_server_on_the_same_state_dir_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let _first = start(&state, &[], tmp.path());
+    let Err((code, stderr)) = try_start(&state, &[], tmp.path()) else {
+        panic!("two servers share one state file");
+    };
+    assert_ne!(code, Some(0));
+    assert!(
+        stderr.contains("in use by another foolock server"),
+        "{stderr}"
+    );
+}
