@@ -41,6 +41,8 @@ enum Command {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    #[command(flatten)]
+    Client(foolock::client::ClientCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -60,7 +62,9 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             eprintln!("foolock: {err:#}");
-            if err.downcast_ref::<ConfigError>().is_some()
+            if let Some(e) = err.downcast_ref::<foolock::client::ClientError>() {
+                e.exit()
+            } else if err.downcast_ref::<ConfigError>().is_some()
                 || err.downcast_ref::<UsageError>().is_some()
             {
                 Exit::Usage.into()
@@ -86,6 +90,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             serve(config)
         }
         Some(Command::Config { action }) => config_command(&config_path, action),
+        Some(Command::Client(command)) => Ok(foolock::client::run(command, &config_path)?),
     }
 }
 
