@@ -476,15 +476,17 @@ fn signal_group(pgid: libc::pid_t, signo: i32) {
 }
 
 /// Releases the job, retrying briefly if the server is momentarily unreachable. A lease we
-/// cannot release expires on its own.
+/// cannot release expires on its own. After a lost lock one quick try is enough: the server
+/// was unreachable or the job is someone else's already.
 async fn release(api: &Api, req: &LockRequest, lost: bool) {
     let mut last = String::new();
-    for attempt in 0..3 {
+    let attempts = if lost { 1 } else { 3 };
+    for attempt in 0..attempts {
         if attempt > 0 {
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
         match api
-            .release(&req.job, &req.client, Duration::from_secs(3))
+            .release(&req.job, &req.client, Duration::from_secs(2))
             .await
         {
             Ok(reply) if reply.status.is_success() => return,
