@@ -57,14 +57,16 @@ _foolock_urlencode() {
 _foolock_call() {
     _foolock_url="${FOOLOCK_SERVER:-http://localhost:8080}"
     _foolock_url="${_foolock_url%/}/lock?$2"
-    if [ -n "${FOOLOCK_AUTH_TOKEN:-}" ]; then
-        _foolock_out=$(curl -sS --connect-timeout 5 ${3:+--max-time "$3"} -X "$1" \
-            -H "Authorization: Bearer $FOOLOCK_AUTH_TOKEN" \
-            -w '\n%{http_code}' "$_foolock_url")
-    else
-        _foolock_out=$(curl -sS --connect-timeout 5 ${3:+--max-time "$3"} -X "$1" \
-            -w '\n%{http_code}' "$_foolock_url")
+    _foolock_max=${3:-}
+    # Build curl's arguments in "$@" (local to this function) so none is ever word-split.
+    set -- -sS --connect-timeout 5 -X "$1" -w '\n%{http_code}'
+    if [ -n "$_foolock_max" ]; then
+        set -- "$@" --max-time "$_foolock_max"
     fi
+    if [ -n "${FOOLOCK_AUTH_TOKEN:-}" ]; then
+        set -- "$@" -H "Authorization: Bearer $FOOLOCK_AUTH_TOKEN"
+    fi
+    _foolock_out=$(curl "$@" "$_foolock_url")
     _foolock_code=$(printf '%s\n' "$_foolock_out" | tail -n 1)
     _foolock_body=$(printf '%s\n' "$_foolock_out" | sed '$d')
     if [ -n "$_foolock_body" ]; then

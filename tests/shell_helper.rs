@@ -10,7 +10,11 @@ const HELPER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/foolock.sh");
 
 /// Runs `script` in dash after sourcing the helper, with `env` set.
 fn dash(server: &TestServer, env: &[(&str, &str)], script: &str) -> Command {
-    let mut cmd = Command::new("dash");
+    shell("dash", server, env, script)
+}
+
+fn shell(name: &str, server: &TestServer, env: &[(&str, &str)], script: &str) -> Command {
+    let mut cmd = Command::new(name);
     cmd.arg("-c")
         .arg(format!(". \"$0\"\n{script}"))
         .arg(HELPER)
@@ -24,7 +28,16 @@ fn dash(server: &TestServer, env: &[(&str, &str)], script: &str) -> Command {
 }
 
 fn run(server: &TestServer, env: &[(&str, &str)], script: &str) -> (i32, serde_json::Value) {
-    let out: Output = dash(server, env, script)
+    run_in("dash", server, env, script)
+}
+
+fn run_in(
+    name: &str,
+    server: &TestServer,
+    env: &[(&str, &str)],
+    script: &str,
+) -> (i32, serde_json::Value) {
+    let out: Output = shell(name, server, env, script)
         .output()
         .expect("dash must be installed (apt-get install -y dash)");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -111,4 +124,24 @@ fn an_unreachable_server_returns_3() {
     let env = [("FOOLOCK_SERVER", "http://127.0.0.1:1")];
     assert_eq!(run(&server, &env, "foolock_status").0, 3);
     assert_eq!(run(&server, &env, "foolock_acquire").0, 3);
+}
+
+#[test]
+fn bash_and_an_auth_token_work_too() {
+    let server = TestServer::start(&[]);
+    let env = [
+        ("FOOLOCK_JOB", "nightly backup/ü"),
+        ("FOOLOCK_CLIENT", "desk"),
+        ("FOOLOCK_AUTH_TOKEN", "s3cret token"),
+    ];
+    let shells: Vec<&str> = ["dash", "bash"]
+        .into_iter()
+        .filter(|sh| Command::new(sh).arg("-c").arg("true").status().is_ok())
+        .collect();
+    for sh in shells {
+        let (code, body) = run_in(sh, &server, &env, "foolock_acquire 1m");
+        assert_eq!(code, 0, "{sh}: {body}");
+        assert_eq!(body["holder"], "desk", "{sh}");
+        assert_eq!(run_in(sh, &server, &env, "foolock_release").0, 0, "{sh}");
+    }
 }
