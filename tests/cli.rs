@@ -420,3 +420,30 @@ fn server_and_client_come_from_flags_then_environment_then_config_then_hostname(
     std::fs::write(&config, "sever = 1\n").unwrap();
     assert_eq!(server.run(&["list"]).0, 2);
 }
+
+#[test]
+fn a_short_server_outage_is_ridden_out() {
+    let server = TestServer::start(&[]);
+    let mut run = spawn_lock(
+        &server,
+        &[
+            "job",
+            "--ttl",
+            "10s",
+            "--client",
+            "laptop",
+            "--",
+            "sh",
+            "-c",
+            "sleep 9; exit 4",
+        ],
+    );
+    std::thread::sleep(3 * SECOND);
+    // Renewals stall for two seconds, well inside the lease.
+    signal(server.pid(), libc::SIGSTOP);
+    std::thread::sleep(2 * SECOND);
+    signal(server.pid(), libc::SIGCONT);
+    let exit = wait_exit(&mut run, Duration::from_secs(20));
+    assert_eq!(exit.code(), Some(4), "{}", stderr_of(&mut run));
+    assert_eq!(server.status("job")["holder"], "");
+}
