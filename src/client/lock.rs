@@ -79,7 +79,10 @@ struct Held {
 /// How the command's run ended.
 enum Ending {
     Exited(ExitStatus),
-    Lost { reason: String, status: ExitStatus },
+    /// The lock was lost and CMD was stopped; the reason has been reported.
+    Lost {
+        status: ExitStatus,
+    },
 }
 
 /// Acquires, runs, renews, releases. The exit code is the command's, or 75 if the lock
@@ -100,39 +103,25 @@ pub async fn run(api: &Api, req: &LockRequest) -> Result<ExitCode, ClientError> 
             return Ok(ExitCode::from(128 + signo as u8));
         }
     };
-    let mut child = match spawn(api, req, held.token) {
-        Ok(child) => child,
+    let mut running = match spawn(api, req, held.token) {
+        Ok(running) => running,
         Err((code, message)) => {
             release(api, req, false).await;
             eprintln!("foolock: {message}");
             return Ok(ExitCode::from(code));
         }
     };
-    let pgid = child.id().map(|id| id as libc::pid_t);
-    let ending = supervise(
-        api,
-        req,
-        &clock,
-        timing,
-        held,
-        &mut child,
-        pgid,
-        &mut signals,
-    )
-    .await;
+    let ending = supervise(api, req, timing, held, &mut running, &mut signals).await;
     // Anything CMD started and left running in its group must not outlive the lock.
-    if let Some(pgid) = pgid {
-        stop_group(pgid, timing.kill_grace).await;
-    }
+    running.stop_leftovers(timing.kill_grace).await;
     match ending {
         Ok(Ending::Exited(status)) => {
             release(api, req, false).await;
             Ok(ExitCode::from(exit_code(status)))
         }
-        Ok(Ending::Lost { reason, status }) => {
+        Ok(Ending::Lost { status }) => {
             eprintln!(
-                "foolock: {}: the command was stopped ({}) because the lock was lost ({reason}); \
-                 exit code {}",
+                "foolock: {}: the command was stopped ({}); exit code {}",
                 req.job,
                 describe(status),
                 Exit::LockLost as u8
@@ -251,7 +240,7 @@ fn server_wait_cap(reply: &Reply<LockReply>) -> Option<Duration> {
 
 /// Starts CMD in its own process group with the lock's details in its environment.
 /// On failure, the exit code a shell would use (126 not executable, 127 not found).
-fn spawn(api: &Api, req: &LockRequest, token: u64) -> Result<Child, (u8, String)> {
+fn spawn(api: &Api, req: &LockRequest, token: u64) -> Result<Running, (u8, String)> {
     let (program, args) = req
         .command
         .split_first()
@@ -284,7 +273,7 @@ fn spawn(api: &Api, req: &LockRequest, token: u64) -> Result<Child, (u8, String)
             });
         }
     }
-    cmd.spawn().map_err(|e| {
+    let child = cmd.spawn().map_err(|e| {
         let code = if e.kind() == std::io::ErrorKind::NotFound {
             127
         } else {
@@ -294,24 +283,25 @@ fn spawn(api: &Api, req: &LockRequest, token: u64) -> Result<Child, (u8, String)
             code,
             format!("cannot run {}: {e}", program.to_string_lossy()),
         )
-    })
+    })?;
+    // Its pid is its process group's id (process_group(0) above).
+    let pgid = child.id().map(|id| id as libc::pid_t);
+    Ok(Running { child, pgid })
 }
 
 type RenewFuture<'a> =
     Pin<Box<dyn Future<Output = (Mono, Result<Reply<LockReply>, HttpError>)> + 'a>>;
 
 /// Keeps the lease while CMD runs; passes signals on; stops CMD if the lease is lost.
-#[allow(clippy::too_many_arguments)]
 async fn supervise(
     api: &Api,
     req: &LockRequest,
-    clock: &SystemClock,
     timing: Timing,
     mut held: Held,
-    child: &mut Child,
-    pgid: Option<libc::pid_t>,
+    running: &mut Running,
     signals: &mut Signals,
 ) -> Result<Ending, ClientError> {
+    let clock = SystemClock;
     let mut renewal: Option<RenewFuture<'_>> = None;
     let mut last_failure: Option<String> = None;
     let lost = loop {
@@ -345,15 +335,8 @@ async fn supervise(
         };
         let nap = now.until(wake).clamp(Duration::from_millis(1), MAX_SLEEP);
         tokio::select! {
-            status = child.wait() => {
-                let status = status.map_err(|e| ClientError::Local(format!("cannot wait for the command: {e}")))?;
-                return Ok(Ending::Exited(status));
-            }
-            signo = signals.recv() => {
-                if let Some(pgid) = pgid {
-                    signal_group(pgid, signo);
-                }
-            }
+            status = running.child.wait() => return Ok(Ending::Exited(status.map_err(wait_error)?)),
+            signo = signals.recv() => running.signal(signo),
             (sent, result) = async { renewal.as_mut().expect("guarded").await }, if renewal.is_some() => {
                 renewal = None;
                 match judge_renewal(&held, result) {
@@ -376,11 +359,13 @@ async fn supervise(
         }
     };
     drop(renewal);
-    let status = stop_command(child, pgid, &req.job, &lost, timing.kill_grace).await?;
-    Ok(Ending::Lost {
-        reason: lost,
-        status,
-    })
+    eprintln!(
+        "foolock: lost the lock on {}: {lost}; stopping the command (SIGTERM, SIGKILL after {})",
+        req.job,
+        Compact(timing.kill_grace)
+    );
+    let status = running.stop(timing.kill_grace).await?;
+    Ok(Ending::Lost { status })
 }
 
 enum Renewal {
@@ -419,60 +404,62 @@ fn judge_renewal(held: &Held, result: Result<Reply<LockReply>, HttpError>) -> Re
     }
 }
 
-/// SIGTERM to CMD's group, SIGKILL after the grace; returns how CMD ended.
-async fn stop_command(
-    child: &mut Child,
+/// CMD, running in its own process group.
+struct Running {
+    child: Child,
+    /// None only if the child was already reaped when we asked.
     pgid: Option<libc::pid_t>,
-    job: &str,
-    reason: &str,
-    grace: Duration,
-) -> Result<ExitStatus, ClientError> {
-    eprintln!(
-        "foolock: lost the lock on {job}: {reason}; stopping the command (SIGTERM, SIGKILL after {})",
-        Compact(grace)
-    );
-    let wait_error =
-        |e: std::io::Error| ClientError::Local(format!("cannot wait for the command: {e}"));
-    if let Some(pgid) = pgid {
-        signal_group(pgid, libc::SIGTERM);
-    }
-    if let Ok(status) = tokio::time::timeout(grace, child.wait()).await {
-        return status.map_err(wait_error);
-    }
-    match pgid {
-        Some(pgid) => signal_group(pgid, libc::SIGKILL),
-        None => {
-            let _ = child.start_kill();
+}
+
+impl Running {
+    /// Sends `signo` to CMD's whole process group.
+    fn signal(&self, signo: i32) {
+        if let Some(pgid) = self.pgid {
+            // SAFETY: plain syscall; a group that is already gone just yields ESRCH.
+            unsafe {
+                libc::kill(-pgid, signo);
+            }
         }
     }
-    child.wait().await.map_err(wait_error)
+
+    /// Whether any process of CMD's group is still around.
+    fn group_alive(&self) -> bool {
+        // SAFETY: kill with signal 0 only checks that the group exists.
+        self.pgid
+            .is_some_and(|pgid| unsafe { libc::kill(-pgid, 0) == 0 })
+    }
+
+    /// SIGTERM to the group, SIGKILL after `grace`; returns how CMD ended.
+    async fn stop(&mut self, grace: Duration) -> Result<ExitStatus, ClientError> {
+        self.signal(libc::SIGTERM);
+        if let Ok(status) = tokio::time::timeout(grace, self.child.wait()).await {
+            return status.map_err(wait_error);
+        }
+        self.signal(libc::SIGKILL);
+        if self.pgid.is_none() {
+            let _ = self.child.start_kill();
+        }
+        self.child.wait().await.map_err(wait_error)
+    }
+
+    /// After CMD has exited: processes it left in its group get SIGTERM, then SIGKILL.
+    async fn stop_leftovers(&self, grace: Duration) {
+        if !self.group_alive() {
+            return;
+        }
+        self.signal(libc::SIGTERM);
+        let deadline = tokio::time::Instant::now() + grace;
+        while self.group_alive() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if self.group_alive() {
+            self.signal(libc::SIGKILL);
+        }
+    }
 }
 
-/// After CMD has exited: processes it left in its group get SIGTERM, then SIGKILL.
-async fn stop_group(pgid: libc::pid_t, grace: Duration) {
-    if !group_alive(pgid) {
-        return;
-    }
-    signal_group(pgid, libc::SIGTERM);
-    let deadline = tokio::time::Instant::now() + grace;
-    while group_alive(pgid) && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    if group_alive(pgid) {
-        signal_group(pgid, libc::SIGKILL);
-    }
-}
-
-fn group_alive(pgid: libc::pid_t) -> bool {
-    // SAFETY: kill with signal 0 only checks that the group exists.
-    unsafe { libc::kill(-pgid, 0) == 0 }
-}
-
-fn signal_group(pgid: libc::pid_t, signo: i32) {
-    // SAFETY: plain syscall; a group that is already gone just yields ESRCH.
-    unsafe {
-        libc::kill(-pgid, signo);
-    }
+fn wait_error(e: std::io::Error) -> ClientError {
+    ClientError::Local(format!("cannot wait for the command: {e}"))
 }
 
 /// Releases the job, retrying briefly if the server is momentarily unreachable. A lease we
