@@ -26,13 +26,18 @@
 # Only POSIX sh features and utilities (uname, od, tr, sed, tail) plus curl. Internal
 # names start with _foolock_ so sourcing this file does not clobber yours.
 
-# The client id: FOOLOCK_CLIENT, else `uname -n` up to the first dot, lower-cased.
+# The client id: FOOLOCK_CLIENT, else the hostname up to the first dot, lower-cased (on a
+# Mac the Bonjour LocalHostName, as the foolock CLI does).
 _foolock_client() {
     if [ -n "${FOOLOCK_CLIENT:-}" ]; then
         printf '%s' "$FOOLOCK_CLIENT"
         return
     fi
-    _foolock_host=$(uname -n 2>/dev/null)
+    # A Mac's Bonjour name stays put across networks; elsewhere (no scutil) use uname -n.
+    _foolock_host=$(scutil --get LocalHostName 2>/dev/null) || _foolock_host=
+    if [ -z "$_foolock_host" ]; then
+        _foolock_host=$(uname -n 2>/dev/null)
+    fi
     _foolock_host=${_foolock_host%%.*}
     if [ -z "$_foolock_host" ]; then
         _foolock_host=foolock-client

@@ -9,6 +9,7 @@
 //! Exit codes are [`crate::exit::Exit`]; every failure is a [`ClientError`] that knows its code.
 
 pub mod http;
+#[cfg(unix)]
 pub mod lock;
 pub mod output;
 pub mod settings;
@@ -204,6 +205,7 @@ async fn dispatch(command: ClientCommand, config_path: &Path) -> Result<ExitCode
             Ok((api, settings))
         };
     match command {
+        #[cfg(unix)]
         ClientCommand::Lock(args) => {
             let (api, settings) = connect(&args.who.server, args.who.client.as_deref())?;
             lock::run(
@@ -218,6 +220,11 @@ async fn dispatch(command: ClientCommand, config_path: &Path) -> Result<ExitCode
             )
             .await
         }
+        // Process groups and signal forwarding are Unix notions.
+        #[cfg(not(unix))]
+        ClientCommand::Lock(_) => Err(ClientError::Usage(
+            "foolock lock is only available on macOS and Linux".to_owned(),
+        )),
         ClientCommand::Acquire { job, ttl, who, out } => {
             let (api, settings) = connect(&who.server, who.client.as_deref())?;
             let reply = json_on_error(

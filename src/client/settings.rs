@@ -51,7 +51,7 @@ pub fn default_client_id() -> String {
 /// The hostname's first label, lower-cased: `Anna-MacBook.local` → `anna-macbook`,
 /// `nas.home.lan` → `nas`. Dropping the domain keeps the id stable when a laptop moves
 /// between networks (macOS adds `.local`, DHCP may add a search domain). The shell helper
-/// derives the same id from `uname -n`.
+/// derives the same id (from `scutil --get LocalHostName` on a Mac, else `uname -n`).
 pub fn client_id_from_hostname(hostname: &str) -> Option<String> {
     let label = hostname.trim().split('.').next()?.trim();
     let id: String = label
@@ -62,8 +62,29 @@ pub fn client_id_from_hostname(hostname: &str) -> Option<String> {
     (!id.is_empty()).then_some(id)
 }
 
-#[cfg(unix)]
+/// On a Mac the kernel hostname may follow whatever name DHCP hands out on the current
+/// network; the Bonjour name (`scutil --get LocalHostName`, e.g. `Annas-MacBook`) does not,
+/// and matches the usual `Annas-MacBook.local` hostname's first label.
+#[cfg(target_os = "macos")]
 fn hostname() -> Option<String> {
+    let bonjour = std::process::Command::new("/usr/sbin/scutil")
+        .args(["--get", "LocalHostName"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        .filter(|name| !name.is_empty());
+    bonjour.or_else(kernel_hostname)
+}
+
+#[cfg(all(unix, not(target_os = "macos")))]
+fn hostname() -> Option<String> {
+    kernel_hostname()
+}
+
+#[cfg(unix)]
+fn kernel_hostname() -> Option<String> {
     let mut buf = [0u8; 256];
     // SAFETY: `buf` is writable for its whole length; gethostname writes at most that many
     // bytes, and we stop at the first NUL (or the end, if it was truncated without one).
