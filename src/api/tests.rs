@@ -23,7 +23,13 @@ fn app() -> Router {
 async fn call(app: &Router, method: Method, uri: &str) -> (StatusCode, Value) {
     let response = app
         .clone()
-        .oneshot(Request::builder().method(method).uri(uri).body(Body::empty()).unwrap())
+        .oneshot(
+            Request::builder()
+                .method(method)
+                .uri(uri)
+                .body(Body::empty())
+                .unwrap(),
+        )
         .await
         .unwrap();
     let status = response.status();
@@ -103,11 +109,31 @@ async fn bad_input_is_400_and_changes_nothing() {
     let app = app();
     let long = "x".repeat(257);
     for (method, uri, error) in [
-        (Method::POST, "/lock?job=j".to_owned(), "client parameter required"),
-        (Method::POST, "/lock?client=&job=j".to_owned(), "client parameter required"),
-        (Method::DELETE, "/lock?job=j".to_owned(), "client parameter required"),
-        (Method::POST, "/lock?client=a&job=j&ttl=abc".to_owned(), "invalid ttl format"),
-        (Method::POST, "/lock?client=a&job=j&ttl=5".to_owned(), "invalid ttl format"),
+        (
+            Method::POST,
+            "/lock?job=j".to_owned(),
+            "client parameter required",
+        ),
+        (
+            Method::POST,
+            "/lock?client=&job=j".to_owned(),
+            "client parameter required",
+        ),
+        (
+            Method::DELETE,
+            "/lock?job=j".to_owned(),
+            "client parameter required",
+        ),
+        (
+            Method::POST,
+            "/lock?client=a&job=j&ttl=abc".to_owned(),
+            "invalid ttl format",
+        ),
+        (
+            Method::POST,
+            "/lock?client=a&job=j&ttl=5".to_owned(),
+            "invalid ttl format",
+        ),
         (
             Method::POST,
             "/lock?client=a&job=j&ttl=0s".to_owned(),
@@ -143,7 +169,11 @@ async fn bad_input_is_400_and_changes_nothing() {
             "/lock?client=a&job=%FF".to_owned(),
             "invalid query string: parameters must be valid UTF-8",
         ),
-        (Method::POST, "/lock?client=a&job=j&wait=soon".to_owned(), "invalid wait format"),
+        (
+            Method::POST,
+            "/lock?client=a&job=j&wait=soon".to_owned(),
+            "invalid wait format",
+        ),
         (
             Method::POST,
             "/lock?client=a&job=j&wait=6m".to_owned(),
@@ -161,7 +191,12 @@ async fn bad_input_is_400_and_changes_nothing() {
 #[tokio::test]
 async fn encoded_names_round_trip() {
     let app = app();
-    let (s, a) = call(&app, Method::POST, "/lock?client=m%C3%A4c%20mini&job=photos%2F2026").await;
+    let (s, a) = call(
+        &app,
+        Method::POST,
+        "/lock?client=m%C3%A4c%20mini&job=photos%2F2026",
+    )
+    .await;
     assert_eq!(s, StatusCode::OK);
     assert_eq!(a["holder"], "mäc mini");
     assert_eq!(a["job"], "photos/2026");
