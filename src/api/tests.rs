@@ -274,3 +274,45 @@ async fn healthz_is_ok() {
     assert_eq!(s, StatusCode::OK);
     assert_eq!(body["status"], "ok");
 }
+
+/// Arbitrary bytes in the query string never crash a handler or leave a trace: every reply is
+/// one of the documented statuses with a JSON body.
+#[tokio::test]
+async fn random_queries_get_documented_replies() {
+    let app = app();
+    let alphabet: &[u8] = b"abc=&%+;/?#0123456789FFfe.smhu-_\\\"' \x7f";
+    let keys = ["client=", "job=", "ttl=", "wait=", ""];
+    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move || {
+        // xorshift64*: deterministic, so a failure reproduces.
+        seed ^= seed >> 12;
+        seed ^= seed << 25;
+        seed ^= seed >> 27;
+        seed.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    };
+    for _ in 0..2000 {
+        let mut query = String::new();
+        for _ in 0..(next() % 4) {
+            query.push_str(keys[(next() % keys.len() as u64) as usize]);
+            for _ in 0..(next() % 12) {
+                let b = alphabet[(next() % alphabet.len() as u64) as usize];
+                match b {
+                    b' ' | b'"' | b'\\' | b'#' | 0x7f => query.push_str(&format!("%{b:02X}")),
+                    _ => query.push(b as char),
+                }
+            }
+            query.push('&');
+        }
+        for method in [Method::POST, Method::GET, Method::DELETE] {
+            let uri = format!("/lock?{query}");
+            let (status, body) = call(&app, method.clone(), &uri).await;
+            assert!(
+                [200, 400, 403, 409].contains(&status.as_u16()),
+                "{method} {uri}: {status} {body}"
+            );
+            if status.is_client_error() {
+                assert!(body["error"].is_string(), "{uri}: {body}");
+            }
+        }
+    }
+}
