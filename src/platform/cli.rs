@@ -51,7 +51,22 @@ pub fn run_install(args: &InstallArgs) -> anyhow::Result<ExitCode> {
         dry_run: args.dry_run,
         launch: true,
     };
+    if opts.mode == Mode::LoginItem && !cfg!(feature = "tray") {
+        writeln!(
+            out,
+            "note: this foolock was built without the tray feature, so the login item runs the \
+             server without a tray icon"
+        )?;
+    }
     super::install(&opts, &mut out)?;
+    dry_run_trailer(opts.dry_run, &mut out)
+}
+
+/// Ends a dry run with a reminder, since its notes read like a real run's.
+fn dry_run_trailer(dry_run: bool, out: &mut dyn Write) -> anyhow::Result<ExitCode> {
+    if dry_run {
+        writeln!(out, "(dry run: nothing was changed)")?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -63,8 +78,9 @@ pub fn run_uninstall(args: &UninstallArgs) -> anyhow::Result<ExitCode> {
         dry_run: args.dry_run,
         launch: true,
     };
-    super::uninstall(&opts, &mut std::io::stdout().lock())?;
-    Ok(ExitCode::SUCCESS)
+    let mut out = std::io::stdout().lock();
+    super::uninstall(&opts, &mut out)?;
+    dry_run_trailer(opts.dry_run, &mut out)
 }
 
 #[cfg(test)]
