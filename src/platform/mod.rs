@@ -1,6 +1,6 @@
 //! Platform integration: starting foolock at login, and the files the packages ship.
 //!
-//! The rest of the program calls [`install`], [`uninstall`], [`status`], [`is_registered`] and
+//! The rest of the program calls [`install`], [`uninstall`], [`status()`], [`is_registered`] and
 //! the tray's [`set_start_at_login`] / [`start_at_login`]; which OS module answers is chosen
 //! here with `cfg`, and nothing outside this folder says `target_os`.
 //!
