@@ -5,6 +5,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TERM_COLOR=never
+# Tests that call validators (desktop-file-validate, systemd-analyze) fail instead of skipping.
+export FOOLOCK_REQUIRE_TOOLS=1
 
 step() { printf '\n== %s\n' "$*"; }
 

@@ -1,4 +1,5 @@
 //! The `foolock serve` and `foolock config` commands as a user runs them.
+#![cfg(unix)]
 
 mod support;
 
