@@ -1,6 +1,7 @@
 //! Runtime wiring for the lock server: bind, serve the API, run the expiry timer, shut down.
 //!
-//! `foolock serve` and the desktop agent both call [`run`], so they serve exactly the same API.
+//! `foolock serve` and the desktop agent both call [`Server::open`] and [`Server::run`], so they
+//! serve exactly the same API.
 
 use crate::api::{self, AppState};
 use crate::config::{self, Config};

@@ -435,3 +435,74 @@ fn log_event(event: &Event) {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::SystemClock;
+    use std::time::Instant;
+
+    #[tokio::test]
+    async fn expiry_event_fires_at_the_deadline_without_a_request() {
+        let service = LockService::new(
+            Rules {
+                grace: Duration::from_secs(1),
+                ..Rules::default()
+            },
+            Arc::new(SystemClock),
+        );
+        let shutdown = CancellationToken::new();
+        tokio::spawn(service.clone().run_timer(shutdown.clone()));
+        let mut events = service.subscribe();
+        let started = Instant::now();
+        service
+            .acquire("j", "a", Duration::from_millis(500))
+            .unwrap();
+        assert_eq!(events.recv().await.unwrap().kind, EventKind::Acquired);
+        let expired = tokio::time::timeout(Duration::from_secs(5), events.recv())
+            .await
+            .expect("expiry event within 5 s")
+            .unwrap();
+        assert_eq!(expired.kind, EventKind::Expired);
+        assert!(started.elapsed() >= Duration::from_millis(500));
+        shutdown.cancel();
+    }
+
+    #[tokio::test]
+    async fn waiter_is_served_by_the_timer_when_grace_ends() {
+        let service = LockService::new(
+            Rules {
+                grace: Duration::from_secs(1),
+                ..Rules::default()
+            },
+            Arc::new(SystemClock),
+        );
+        let shutdown = CancellationToken::new();
+        tokio::spawn(service.clone().run_timer(shutdown.clone()));
+        service
+            .acquire("j", "a", Duration::from_millis(300))
+            .unwrap();
+        let grant = service
+            .acquire_waiting("j", "b", Duration::from_secs(10), Duration::from_secs(10))
+            .await
+            .expect("granted after grace");
+        assert_eq!(grant.lease.holder, "b");
+        shutdown.cancel();
+    }
+
+    #[tokio::test]
+    async fn dropped_waiter_is_forgotten() {
+        let service = LockService::new(Rules::default(), Arc::new(SystemClock));
+        service.acquire("j", "a", Duration::from_secs(60)).unwrap();
+        let waiting =
+            service.acquire_waiting("j", "b", Duration::from_secs(10), Duration::from_secs(60));
+        // Poll it once so it queues, then drop it as a disconnecting client would.
+        let _ = tokio::time::timeout(Duration::from_millis(100), waiting).await;
+        assert_eq!(service.with_engine(|e, _| e.waiting()), 0);
+        service.release("j", "a").unwrap();
+        assert!(
+            service.status("j").0.is_none(),
+            "nobody was granted the job"
+        );
+    }
+}
