@@ -457,6 +457,7 @@ mod tests {
         let started = Instant::now();
         service
             .acquire("j", "a", Duration::from_millis(500))
+            .await
             .unwrap();
         assert_eq!(events.recv().await.unwrap().kind, EventKind::Acquired);
         let expired = tokio::time::timeout(Duration::from_secs(5), events.recv())
@@ -481,6 +482,7 @@ mod tests {
         tokio::spawn(service.clone().run_timer(shutdown.clone()));
         service
             .acquire("j", "a", Duration::from_millis(300))
+            .await
             .unwrap();
         let grant = service
             .acquire_waiting("j", "b", Duration::from_secs(10), Duration::from_secs(10))
@@ -493,13 +495,16 @@ mod tests {
     #[tokio::test]
     async fn dropped_waiter_is_forgotten() {
         let service = LockService::new(Rules::default(), Arc::new(SystemClock));
-        service.acquire("j", "a", Duration::from_secs(60)).unwrap();
+        service
+            .acquire("j", "a", Duration::from_secs(60))
+            .await
+            .unwrap();
         let waiting =
             service.acquire_waiting("j", "b", Duration::from_secs(10), Duration::from_secs(60));
         // Poll it once so it queues, then drop it as a disconnecting client would.
         let _ = tokio::time::timeout(Duration::from_millis(100), waiting).await;
         assert_eq!(service.with_engine(|e, _| e.waiting()), 0);
-        service.release("j", "a").unwrap();
+        service.release("j", "a").await.unwrap();
         assert!(
             service.status("j").0.is_none(),
             "nobody was granted the job"

@@ -18,7 +18,8 @@ fn port_in_use_is_a_one_line_error_and_nonzero_exit() {
     let server = ServerProcess::start(&[]);
     let dir = tempfile::tempdir().unwrap();
     let out = foolock()
-        .args(["serve", "--listen", &server.addr.to_string()])
+        .args(["serve", "--listen", &server.addr.to_string(), "--state-dir"])
+        .arg(dir.path().join("state"))
         .env("FOOLOCK_CONFIG", dir.path().join("none.toml"))
         .output()
         .unwrap();

@@ -69,8 +69,10 @@ impl Engine {
     /// Each lease counts as held until the later of its saved expiry and `now + ttl`: the
     /// holder may have renewed just before the crash without that renewal reaching the file.
     /// The token counter resumes above every token saved. Entries with invalid names, a zero
-    /// ttl or a job seen twice are skipped; the number skipped is returned. A saved quarantine
-    /// continues until its saved end (capped like expiries).
+    /// ttl or a job seen twice are skipped; the number skipped is returned. `max_jobs` is not
+    /// enforced here (it may have been lowered since the save): dropping a saved holder could
+    /// double-grant its job, so the table may start over the limit and new jobs wait for room.
+    /// A saved quarantine continues until its saved end (capped like expiries).
     pub fn restore(&mut self, saved: SavedState, now: Now) -> usize {
         self.advance(now);
         if let Some(ms) = saved.quarantine_until_ms {
@@ -90,7 +92,6 @@ impl Engine {
                 || validate_name(&l.holder).is_err()
                 || ttl.is_zero()
                 || self.jobs.contains_key(&l.job)
-                || self.jobs.len() >= self.rules.max_jobs
             {
                 skipped += 1;
                 continue;

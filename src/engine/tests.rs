@@ -748,3 +748,26 @@ fn holder_renewing_in_the_fresh_grace_after_sleep_keeps_its_token() {
     assert_eq!(g.kind, GrantKind::Renewed);
     assert_eq!(g.lease.token, first.lease.token);
 }
+
+#[test]
+fn restore_keeps_every_saved_holder_even_over_max_jobs() {
+    let mut before = engine();
+    for job in ["a", "b", "c"] {
+        before.acquire(job, "x", secs(60), at(0)).unwrap();
+    }
+    let saved = before.export(at(1));
+    let mut after = Engine::new(Rules {
+        max_jobs: 2,
+        ..Rules::default()
+    });
+    assert_eq!(after.restore(saved, at(2)), 0);
+    assert_eq!(after.len(), 3);
+    assert!(matches!(
+        after.acquire("a", "y", secs(1), at(2)),
+        Err(Denied::Held(_))
+    ));
+    assert_eq!(
+        after.acquire("new", "y", secs(1), at(2)),
+        Err(Denied::Full { max_jobs: 2 })
+    );
+}

@@ -12,18 +12,21 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 pub struct ServerProcess {
     pub child: Child,
     pub addr: SocketAddr,
+    /// Holds the server's config path and state directory.
+    pub dir: tempfile::TempDir,
 }
 
 impl ServerProcess {
     /// Starts `foolock serve --listen 127.0.0.1:0 ARGS…` with an empty config and waits until
     /// it prints the address it listens on.
     pub fn start(args: &[&str]) -> ServerProcess {
-        let config_dir = tempfile::tempdir().expect("tempdir");
+        let dir = tempfile::tempdir().expect("tempdir");
         let mut child = Command::new(env!("CARGO_BIN_EXE_foolock"))
             .arg("serve")
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", "127.0.0.1:0", "--state-dir"])
+            .arg(dir.path().join("state"))
             .args(args)
-            .env("FOOLOCK_CONFIG", config_dir.path().join("config.toml"))
+            .env("FOOLOCK_CONFIG", dir.path().join("config.toml"))
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -40,7 +43,7 @@ impl ServerProcess {
             .nth(3)
             .and_then(|a| a.trim_end_matches(';').parse().ok())
             .unwrap_or_else(|| panic!("unexpected first line: {line:?}"));
-        ServerProcess { child, addr }
+        ServerProcess { child, addr, dir }
     }
 
     pub fn url(&self, path_and_query: &str) -> String {
