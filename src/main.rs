@@ -36,11 +36,17 @@ enum Command {
     Agent(ServerFlags),
     /// Run the lock server in the foreground, without a tray
     Serve(ServerFlags),
+    /// Start foolock at every login (and now); --headless: a systemd user service instead
+    Install(foolock::platform::cli::InstallArgs),
+    /// Stop starting foolock at login and remove what install set up
+    Uninstall(foolock::platform::cli::UninstallArgs),
     /// Show, check or create the config file
     Config {
         #[command(subcommand)]
         action: ConfigAction,
     },
+    #[command(flatten)]
+    Client(foolock::client::ClientCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -60,7 +66,9 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             eprintln!("foolock: {err:#}");
-            if err.downcast_ref::<ConfigError>().is_some()
+            if let Some(e) = err.downcast_ref::<foolock::client::ClientError>() {
+                e.exit()
+            } else if err.downcast_ref::<ConfigError>().is_some()
                 || err.downcast_ref::<UsageError>().is_some()
             {
                 Exit::Usage.into()
@@ -85,7 +93,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = load(&config_path, &flags)?;
             serve(config)
         }
+        Some(Command::Install(args)) => foolock::platform::cli::run_install(&args),
+        Some(Command::Uninstall(args)) => foolock::platform::cli::run_uninstall(&args),
         Some(Command::Config { action }) => config_command(&config_path, action),
+        Some(Command::Client(command)) => Ok(foolock::client::run(command, &config_path)?),
     }
 }
 

@@ -1,11 +1,13 @@
 //! Runtime wiring for the lock server: bind, serve the API, run the expiry timer, shut down.
 //!
-//! `foolock serve` and the desktop agent both call [`run`], so they serve exactly the same API.
+//! `foolock serve` and the desktop agent both call [`Server::open`] and [`Server::run`], so they
+//! serve exactly the same API.
 
 use crate::api::{self, AppState};
-use crate::config::Config;
-use crate::engine::SystemClock;
+use crate::config::{self, Config};
+use crate::engine::{Clock, Engine, SystemClock};
 use crate::service::LockService;
+use crate::store::{self, Batching, Loaded, Store};
 use anyhow::Context;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -37,10 +39,24 @@ impl Server {
         })
     }
 
-    /// Builds the lock service for `config` and binds its address: everything `foolock serve`
-    /// and the agent need before serving.
+    /// Loads the saved state, builds the lock service for `config` and binds its address:
+    /// everything `foolock serve` and the agent need before serving. A state directory that
+    /// cannot be written is an error.
     pub async fn open(config: &Config) -> anyhow::Result<Server> {
-        let service = LockService::new(config.rules(), Arc::new(SystemClock));
+        let dir = match &config.state_dir {
+            Some(dir) => dir.clone(),
+            None => config::default_state_dir()
+                .context("cannot find a data directory for saved state; set state_dir")?,
+        };
+        let (store, loaded) =
+            tokio::task::spawn_blocking(move || Store::open(&dir, Batching::default()))
+                .await
+                .context("state loader failed")??;
+        let clock = Arc::new(SystemClock);
+        let engine = restore(config, &store, loaded, clock.now());
+        let service = LockService::with_store(engine, clock, Arc::new(store));
+        // Save at once: a quarantine must outlive a crash, and this proves the disk works.
+        service.save().await;
         Server::bind(config, service).await
     }
 
@@ -70,8 +86,63 @@ impl Server {
             .context("HTTP server failed");
         shutdown.cancel();
         let _ = timer.await;
+        if let Some(store) = self.service.store().cloned() {
+            tokio::task::spawn_blocking(move || store.close())
+                .await
+                .context("final state write failed")?;
+        }
         result
     }
+}
+
+/// The engine as the state directory left it: restored, fresh, or quarantined because the
+/// saved state was lost.
+fn restore(config: &Config, store: &Store, loaded: Loaded, now: crate::engine::Now) -> Engine {
+    let rules = config.rules();
+    let mut engine = Engine::new(rules.clone());
+    match loaded {
+        Loaded::Fresh => {
+            tracing::info!(path = %store.path().display(), "no saved state; starting fresh");
+        }
+        Loaded::Saved(saved) => {
+            let count = saved.leases.len();
+            let skipped = engine.restore(saved, now);
+            if skipped > 0 {
+                tracing::warn!(skipped, "ignored invalid entries in the saved state");
+            }
+            tracing::info!(
+                path = %store.path().display(),
+                leases = count - skipped,
+                last_token = engine.last_token(),
+                "restored saved state"
+            );
+        }
+        Loaded::Corrupt {
+            moved_to,
+            reason,
+            watermarks,
+        } => {
+            let length = store::quarantine_length(watermarks, rules.default_ttl, rules.grace);
+            engine.quarantine(now.mono + length);
+            // Tokens resume above every token the lost file could have held.
+            let ceiling = watermarks.map_or(0, |w| w.token_ceiling);
+            engine.restore(
+                crate::engine::SavedState {
+                    last_token: ceiling,
+                    ..Default::default()
+                },
+                now,
+            );
+            tracing::error!(
+                path = %store.path().display(),
+                moved_to = %moved_to.display(),
+                "saved state is unusable ({reason}); moved it aside and refusing new grants for {} \
+                 so that leases it may have held can run out",
+                crate::engine::duration::Compact(length)
+            );
+        }
+    }
+    engine
 }
 
 /// Cancels `token` on SIGINT or SIGTERM.

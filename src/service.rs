@@ -4,11 +4,15 @@
 //! held across an `.await`, so a blocking mutex is cheaper and simpler than tokio's. Every
 //! change is published on a broadcast channel after the lock is dropped from the engine's
 //! point of view (events are drained under the lock, so their order is the engine's order).
+//!
+//! With a [`Store`], every change of holder is numbered under the lock, and the request that
+//! made it (or the waiter it was handed to) replies only once the store has written it.
 
 use crate::engine::{
-    Clock, Denied, Engine, Event, EventKind, Grant, JobLease, Lease, Mono, NotHolder, Now, Rules,
-    WaitOutcome, WaiterId,
+    Clock, Denied, Engine, Event, EventKind, Grant, GrantKind, JobLease, Lease, Mono, NotHolder,
+    Now, Rules, WaitOutcome, WaiterId,
 };
+use crate::store::{Snapshot, Store};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -31,12 +35,19 @@ struct Inner {
     events: broadcast::Sender<Event>,
     /// Wakes the timer task when an earlier deadline may exist.
     timer: Notify,
+    /// Where changes are saved; `None` keeps everything in memory.
+    store: Option<Arc<Store>>,
 }
 
 struct State {
     engine: Engine,
     waiters: HashMap<WaiterId, oneshot::Sender<Grant>>,
     timer_target: Option<Mono>,
+    /// Number of the last change that must be durable before it is acknowledged.
+    changes: u64,
+    /// Set by an operation whose change must be durable although it emits no holder change
+    /// (a renewal that lengthens the ttl: the restore rule only covers the saved ttl).
+    must_save: bool,
 }
 
 impl LockService {
@@ -46,6 +57,27 @@ impl LockService {
 
     /// Wraps an engine prepared elsewhere (e.g. restored from saved state).
     pub fn from_engine(engine: Engine, clock: Arc<dyn Clock>) -> Self {
+        Self::build(engine, clock, None)
+    }
+
+    /// Like [`from_engine`](Self::from_engine), saving every change to `store` (whose writer
+    /// this starts). Replies that report a change of holder wait until it is on disk.
+    pub fn with_store(engine: Engine, clock: Arc<dyn Clock>, store: Arc<Store>) -> Self {
+        let service = Self::build(engine, clock, Some(Arc::clone(&store)));
+        let weak = Arc::downgrade(&service.inner);
+        store.start(Box::new(move || {
+            let service = LockService {
+                inner: weak.upgrade()?,
+            };
+            Some(service.with_state(|state, now| Snapshot {
+                seq: state.changes,
+                state: state.engine.export(now),
+            }))
+        }));
+        service
+    }
+
+    fn build(engine: Engine, clock: Arc<dyn Clock>, store: Option<Arc<Store>>) -> Self {
         let (events, _) = broadcast::channel(1024);
         LockService {
             inner: Arc::new(Inner {
@@ -53,10 +85,13 @@ impl LockService {
                     engine,
                     waiters: HashMap::new(),
                     timer_target: None,
+                    changes: 0,
+                    must_save: false,
                 }),
                 clock,
                 events,
                 timer: Notify::new(),
+                store,
             }),
         }
     }
@@ -75,9 +110,18 @@ impl LockService {
         self.inner.clock.now()
     }
 
-    /// Acquires or renews at once.
-    pub fn acquire(&self, job: &str, client: &str, ttl: Duration) -> Result<Grant, Denied> {
-        self.with_engine(|engine, now| engine.acquire(job, client, ttl, now))
+    /// Acquires or renews at once; a grant is on disk before this returns.
+    pub async fn acquire(&self, job: &str, client: &str, ttl: Duration) -> Result<Grant, Denied> {
+        let (result, seq) = self.with_state_seq(|state, now| {
+            let before = state.engine.get(job, now);
+            let result = state.engine.acquire(job, client, ttl, now);
+            note_longer_ttl(state, before.as_ref(), &result);
+            result
+        });
+        if let Ok(grant) = &result {
+            self.grant_durable(grant, seq).await;
+        }
+        result
     }
 
     /// Acquires, waiting up to `wait` for a busy job. Waiters are served in arrival order. If
@@ -91,15 +135,25 @@ impl LockService {
         wait: Duration,
     ) -> Result<Grant, Denied> {
         let (tx, rx) = oneshot::channel();
-        let outcome = self.with_state(|state, now| {
+        let (outcome, seq) = self.with_state_seq(|state, now| {
+            let before = state.engine.get(job, now);
             let outcome = state.engine.acquire_or_wait(job, client, ttl, now);
-            if let WaitOutcome::Queued(id) = outcome {
-                state.waiters.insert(id, tx);
+            match &outcome {
+                WaitOutcome::Queued(id) => {
+                    state.waiters.insert(*id, tx);
+                }
+                WaitOutcome::Granted(grant) => {
+                    note_longer_ttl(state, before.as_ref(), &Ok(grant.clone()));
+                }
+                WaitOutcome::Denied(_) => {}
             }
             outcome
         });
         let id = match outcome {
-            WaitOutcome::Granted(grant) => return Ok(grant),
+            WaitOutcome::Granted(grant) => {
+                self.grant_durable(&grant, seq).await;
+                return Ok(grant);
+            }
             WaitOutcome::Denied(denied) => return Err(denied),
             WaitOutcome::Queued(id) => id,
         };
@@ -109,10 +163,16 @@ impl LockService {
             job,
             client,
             rx: Some(rx),
+            unsaved: None,
         };
         let rx = guard.rx.as_mut().expect("set above");
         if let Ok(Ok(grant)) = tokio::time::timeout(wait, rx).await {
             guard.rx = None;
+            // The grant was numbered when it was handed over, before we could take the lock.
+            guard.unsaved = Some(grant.clone());
+            let seq = self.lock().changes;
+            self.durable(Some(seq)).await;
+            guard.unsaved = None;
             return Ok(grant);
         }
         // Timed out: leave the queue, unless the grant arrived in the meantime.
@@ -126,18 +186,63 @@ impl LockService {
         });
         guard.rx = None;
         match granted {
-            Some(grant) => Ok(grant),
-            None => self.acquire(job, client, ttl),
+            Some(grant) => {
+                guard.unsaved = Some(grant.clone());
+                let seq = self.lock().changes;
+                self.durable(Some(seq)).await;
+                guard.unsaved = None;
+                Ok(grant)
+            }
+            None => self.acquire(job, client, ttl).await,
         }
     }
 
-    pub fn release(&self, job: &str, client: &str) -> Result<Lease, NotHolder> {
-        self.with_engine(|engine, now| engine.release(job, client, now))
+    /// Releases `job` held by `client`; the release is on disk before this returns.
+    pub async fn release(&self, job: &str, client: &str) -> Result<Lease, NotHolder> {
+        let (result, seq) =
+            self.with_state_seq(|state, now| state.engine.release(job, client, now));
+        self.durable(seq).await;
+        result
     }
 
-    /// Frees `job` whatever its holder (the tray's "Force release").
-    pub fn force_release(&self, job: &str) -> Option<Lease> {
-        self.with_engine(|engine, now| engine.force_release(job, now))
+    /// Frees `job` whatever its holder (the tray's "Force release"); on disk before this
+    /// returns.
+    pub async fn force_release(&self, job: &str) -> Option<Lease> {
+        let (result, seq) = self.with_state_seq(|state, now| state.engine.force_release(job, now));
+        self.durable(seq).await;
+        result
+    }
+
+    /// Writes the whole state now and waits until it is on disk (no-op without a store).
+    pub async fn save(&self) {
+        let ((), seq) = self.with_state_seq(|state, _| state.must_save = true);
+        self.durable(seq).await;
+    }
+
+    /// The store changes are saved to, if any.
+    pub fn store(&self) -> Option<&Arc<Store>> {
+        self.inner.store.as_ref()
+    }
+
+    /// Waits until change `seq` (if any) is on disk.
+    async fn durable(&self, seq: Option<u64>) {
+        if let (Some(store), Some(seq)) = (&self.inner.store, seq) {
+            store.durable(seq).await;
+        }
+    }
+
+    /// Waits until `grant` is on disk: its own change, or (for a renewal of a grant made
+    /// moments ago) the grant itself, which another request may still be waiting for.
+    async fn grant_durable(&self, grant: &Grant, seq: Option<u64>) {
+        let Some(store) = &self.inner.store else {
+            return;
+        };
+        let seq = match seq {
+            Some(seq) => Some(seq),
+            None if grant.lease.token > store.written_token() => Some(self.lock().changes),
+            None => None,
+        };
+        self.durable(seq).await;
     }
 
     /// The lease recorded for `job`, with the instant it was read at.
@@ -156,16 +261,23 @@ impl LockService {
     }
 
     fn with_state<T>(&self, f: impl FnOnce(&mut State, Now) -> T) -> T {
+        self.with_state_seq(f).0
+    }
+
+    /// Like `with_state`, also returning the number of the change it made that must be on
+    /// disk before anyone is told, if it made one.
+    fn with_state_seq<T>(&self, f: impl FnOnce(&mut State, Now) -> T) -> (T, Option<u64>) {
         let mut state = self.lock();
         // Read the clock under the lock so the engine sees time in order.
         let now = self.inner.clock.now();
         let result = f(&mut state, now);
-        self.settle(&mut state, now);
-        result
+        let seq = self.settle(&mut state, now);
+        (result, seq)
     }
 
-    /// Hands grants to woken waiters, publishes events and re-arms the timer.
-    fn settle(&self, state: &mut State, now: Now) {
+    /// Hands grants to woken waiters, publishes events, hands changes to the store and
+    /// re-arms the timer. Returns the number given to a change that must be durable.
+    fn settle(&self, state: &mut State, now: Now) -> Option<u64> {
         loop {
             let woken = state.engine.take_woken();
             if woken.is_empty() {
@@ -184,7 +296,19 @@ impl LockService {
                 }
             }
         }
-        for event in state.engine.take_events() {
+        let events = state.engine.take_events();
+        let must_save = std::mem::take(&mut state.must_save);
+        let mut seq = None;
+        if let Some(store) = &self.inner.store {
+            if must_save || events.iter().any(Event::changes_holder) {
+                state.changes += 1;
+                seq = Some(state.changes);
+                store.request(state.changes);
+            } else if !events.is_empty() {
+                store.mark_dirty();
+            }
+        }
+        for event in events {
             log_event(&event);
             // No receivers is fine: nobody is listening yet.
             let _ = self.inner.events.send(event);
@@ -195,6 +319,12 @@ impl LockService {
         {
             self.inner.timer.notify_one();
         }
+        seq
+    }
+
+    /// Releases without waiting for the disk (for drop guards, which cannot wait).
+    fn release_now(&self, job: &str, client: &str) -> Result<Lease, NotHolder> {
+        self.with_engine(|engine, now| engine.release(job, client, now))
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -232,17 +362,39 @@ impl LockService {
     }
 }
 
-/// Forgets a queued waiter whose request went away; releases a grant that raced with it.
+/// A renewal normally only moves a deadline, which may be saved lazily: after a restart the
+/// lease is held for at least its saved ttl. A longer ttl than before must be saved first.
+fn note_longer_ttl(state: &mut State, before: Option<&Lease>, result: &Result<Grant, Denied>) {
+    if let (Some(before), Ok(grant)) = (before, result)
+        && grant.kind == GrantKind::Renewed
+        && grant.lease.ttl > before.ttl
+    {
+        state.must_save = true;
+    }
+}
+
+/// Forgets a queued waiter whose request went away; releases a grant that raced with it or
+/// that was still being saved when the request went away.
 struct WaitGuard<'a> {
     service: &'a LockService,
     id: WaiterId,
     job: &'a str,
     client: &'a str,
     rx: Option<oneshot::Receiver<Grant>>,
+    unsaved: Option<Grant>,
 }
 
 impl Drop for WaitGuard<'_> {
     fn drop(&mut self) {
+        if let Some(grant) = self.unsaved.take() {
+            tracing::info!(
+                job = self.job,
+                client = self.client,
+                "waiter disconnected; releasing its grant"
+            );
+            let _ = self.service.release_now(&grant.job, &grant.lease.holder);
+            return;
+        }
         let Some(mut rx) = self.rx.take() else {
             return;
         };
@@ -281,5 +433,81 @@ fn log_event(event: &Event) {
             lapsed_ms = lapsed_for.as_millis() as u64,
             "taken over after lapsed lease"
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::SystemClock;
+    use std::time::Instant;
+
+    #[tokio::test]
+    async fn expiry_event_fires_at_the_deadline_without_a_request() {
+        let service = LockService::new(
+            Rules {
+                grace: Duration::from_secs(1),
+                ..Rules::default()
+            },
+            Arc::new(SystemClock),
+        );
+        let shutdown = CancellationToken::new();
+        tokio::spawn(service.clone().run_timer(shutdown.clone()));
+        let mut events = service.subscribe();
+        let started = Instant::now();
+        service
+            .acquire("j", "a", Duration::from_millis(500))
+            .await
+            .unwrap();
+        assert_eq!(events.recv().await.unwrap().kind, EventKind::Acquired);
+        let expired = tokio::time::timeout(Duration::from_secs(5), events.recv())
+            .await
+            .expect("expiry event within 5 s")
+            .unwrap();
+        assert_eq!(expired.kind, EventKind::Expired);
+        assert!(started.elapsed() >= Duration::from_millis(500));
+        shutdown.cancel();
+    }
+
+    #[tokio::test]
+    async fn waiter_is_served_by_the_timer_when_grace_ends() {
+        let service = LockService::new(
+            Rules {
+                grace: Duration::from_secs(1),
+                ..Rules::default()
+            },
+            Arc::new(SystemClock),
+        );
+        let shutdown = CancellationToken::new();
+        tokio::spawn(service.clone().run_timer(shutdown.clone()));
+        service
+            .acquire("j", "a", Duration::from_millis(300))
+            .await
+            .unwrap();
+        let grant = service
+            .acquire_waiting("j", "b", Duration::from_secs(10), Duration::from_secs(10))
+            .await
+            .expect("granted after grace");
+        assert_eq!(grant.lease.holder, "b");
+        shutdown.cancel();
+    }
+
+    #[tokio::test]
+    async fn dropped_waiter_is_forgotten() {
+        let service = LockService::new(Rules::default(), Arc::new(SystemClock));
+        service
+            .acquire("j", "a", Duration::from_secs(60))
+            .await
+            .unwrap();
+        let waiting =
+            service.acquire_waiting("j", "b", Duration::from_secs(10), Duration::from_secs(60));
+        // Poll it once so it queues, then drop it as a disconnecting client would.
+        let _ = tokio::time::timeout(Duration::from_millis(100), waiting).await;
+        assert_eq!(service.with_engine(|e, _| e.waiting()), 0);
+        service.release("j", "a").await.unwrap();
+        assert!(
+            service.status("j").0.is_none(),
+            "nobody was granted the job"
+        );
     }
 }

@@ -152,7 +152,7 @@ async fn acquire(app: AppState, raw: Option<String>) -> Result<Response, ApiErro
         }
     };
     let result = if wait.is_zero() {
-        app.service.acquire(&job, &client, ttl)
+        app.service.acquire(&job, &client, ttl).await
     } else {
         app.service.acquire_waiting(&job, &client, ttl, wait).await
     };
@@ -199,12 +199,13 @@ async fn acquire(app: AppState, raw: Option<String>) -> Result<Response, ApiErro
 }
 
 async fn delete_lock(State(app): State<AppState>, RawQuery(raw): RawQuery) -> Response {
-    let result = (|| {
+    let result = async {
         let p = Params::parse(raw.as_deref())?;
         let client = p.client()?;
         let job = p.job()?;
         app.service
             .release(&job, &client)
+            .await
             .map_err(|_| ApiError::NotHolder)?;
         Ok(Json(LockReply {
             success: Some(true),
@@ -214,7 +215,8 @@ async fn delete_lock(State(app): State<AppState>, RawQuery(raw): RawQuery) -> Re
             ..LockReply::default()
         })
         .into_response())
-    })();
+    }
+    .await;
     result_response(result)
 }
 

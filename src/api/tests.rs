@@ -1,1 +1,318 @@
+//! Router tests: requests go through the real router with `oneshot`, no socket.
 
+use super::*;
+use crate::engine::{Rules, SystemClock};
+use axum::body::Body;
+use axum::http::{Method, Request};
+use http_body_util::BodyExt;
+use serde_json::Value;
+use std::sync::Arc;
+use tower::ServiceExt;
+
+fn app_with(rules: Rules) -> Router {
+    router(AppState {
+        service: LockService::new(rules, Arc::new(SystemClock)),
+        max_wait: Duration::from_secs(300),
+    })
+}
+
+fn app() -> Router {
+    app_with(Rules::default())
+}
+
+async fn call(app: &Router, method: Method, uri: &str) -> (StatusCode, Value) {
+    let response = app
+        .clone()
+        .oneshot(
+            Request::builder()
+                .method(method)
+                .uri(uri)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let json = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|e| panic!("{uri}: body is not JSON ({e}): {bytes:?}"));
+    (status, json)
+}
+
+#[tokio::test]
+async fn acquire_then_renew_keeps_token() {
+    let app = app();
+    let (s, a) = call(&app, Method::POST, "/lock?client=a&job=backup&ttl=10s").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(a["success"], true);
+    assert_eq!(a["message"], "acquired");
+    assert_eq!(a["holder"], "a");
+    assert_eq!(a["job"], "backup");
+    assert!(a["expires_at"].as_str().unwrap().ends_with('Z'));
+    let (s, r) = call(&app, Method::POST, "/lock?client=a&job=backup&ttl=10s").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(r["message"], "renewed");
+    assert_eq!(r["token"], a["token"]);
+}
+
+#[tokio::test]
+async fn conflict_names_the_holder() {
+    let app = app();
+    call(&app, Method::POST, "/lock?client=a&job=j").await;
+    let (s, b) = call(&app, Method::POST, "/lock?client=b&job=j").await;
+    assert_eq!(s, StatusCode::CONFLICT);
+    assert_eq!(b["success"], false);
+    assert_eq!(b["holder"], "a");
+    assert_eq!(b["message"], "held by another client");
+}
+
+#[tokio::test]
+async fn job_defaults_to_default() {
+    let app = app();
+    call(&app, Method::POST, "/lock?client=a").await;
+    let (_, st) = call(&app, Method::GET, "/lock?job=default").await;
+    assert_eq!(st["holder"], "a");
+    let (_, st) = call(&app, Method::GET, "/lock").await;
+    assert_eq!(st["holder"], "a");
+}
+
+#[tokio::test]
+async fn status_of_free_job_has_empty_holder_and_creates_nothing() {
+    let app = app();
+    let (s, st) = call(&app, Method::GET, "/lock?job=never").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(st["holder"], "");
+    assert_eq!(st["message"], "no lock held");
+    assert_eq!(st["is_expired"], false);
+    assert!(st.get("expires_at").is_none());
+    let (_, all) = call(&app, Method::GET, "/locks").await;
+    assert_eq!(all["locks"].as_array().unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn release_by_holder_and_by_other() {
+    let app = app();
+    call(&app, Method::POST, "/lock?client=a&job=j").await;
+    let (s, e) = call(&app, Method::DELETE, "/lock?client=b&job=j").await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert_eq!(e["error"], "client does not hold the lock");
+    let (s, r) = call(&app, Method::DELETE, "/lock?client=a&job=j").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(r["success"], true);
+    assert_eq!(r["message"], "lock released");
+    let (s, _) = call(&app, Method::POST, "/lock?client=b&job=j").await;
+    assert_eq!(s, StatusCode::OK, "released job has no grace period");
+}
+
+#[tokio::test]
+async fn bad_input_is_400_and_changes_nothing() {
+    let app = app();
+    let long = "x".repeat(257);
+    for (method, uri, error) in [
+        (
+            Method::POST,
+            "/lock?job=j".to_owned(),
+            "client parameter required",
+        ),
+        (
+            Method::POST,
+            "/lock?client=&job=j".to_owned(),
+            "client parameter required",
+        ),
+        (
+            Method::DELETE,
+            "/lock?job=j".to_owned(),
+            "client parameter required",
+        ),
+        (
+            Method::POST,
+            "/lock?client=a&job=j&ttl=abc".to_owned(),
+            "invalid ttl format",
+        ),
+        (
+            Method::POST,
+            "/lock?client=a&job=j&ttl=5".to_owned(),
+            "invalid ttl format",
+        ),
+        (
+            Method::POST,
+            "/lock?client=a&job=j&ttl=0s".to_owned(),
+            "ttl must be greater than 0 and at most 24h",
+        ),
+        (
+            Method::POST,
+            "/lock?client=a&job=j&ttl=-5s".to_owned(),
+            "ttl must be greater than 0 and at most 24h",
+        ),
+        (
+            Method::POST,
+            "/lock?client=a&job=j&ttl=25h".to_owned(),
+            "ttl must be greater than 0 and at most 24h",
+        ),
+        (
+            Method::POST,
+            format!("/lock?client={long}&job=j"),
+            "invalid client parameter: must be at most 256 bytes of UTF-8",
+        ),
+        (
+            Method::POST,
+            format!("/lock?client=a&job={long}"),
+            "invalid job parameter: must be at most 256 bytes of UTF-8",
+        ),
+        (
+            Method::POST,
+            "/lock?client=a%0Ab&job=j".to_owned(),
+            "invalid client parameter: must not contain control characters",
+        ),
+        (
+            Method::POST,
+            "/lock?client=a&job=%FF".to_owned(),
+            "invalid query string: parameters must be valid UTF-8",
+        ),
+        (
+            Method::POST,
+            "/lock?client=a&job=j&wait=soon".to_owned(),
+            "invalid wait format",
+        ),
+        (
+            Method::POST,
+            "/lock?client=a&job=j&wait=6m".to_owned(),
+            "wait must be at least 0 and at most 5m",
+        ),
+    ] {
+        let (s, body) = call(&app, method, &uri).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{uri}");
+        assert_eq!(body["error"], error, "{uri}");
+    }
+    let (_, all) = call(&app, Method::GET, "/locks").await;
+    assert_eq!(all["locks"].as_array().unwrap().len(), 0);
+}
+
+#[tokio::test]
+async fn encoded_names_round_trip() {
+    let app = app();
+    let (s, a) = call(
+        &app,
+        Method::POST,
+        "/lock?client=m%C3%A4c%20mini&job=photos%2F2026",
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(a["holder"], "mäc mini");
+    assert_eq!(a["job"], "photos/2026");
+    let (_, st) = call(&app, Method::GET, "/lock?job=photos%2F2026").await;
+    assert_eq!(st["holder"], "mäc mini");
+    let (_, st) = call(&app, Method::GET, "/lock?job=photos/2026&unknown=1").await;
+    assert_eq!(st["holder"], "mäc mini", "unknown parameters are ignored");
+}
+
+#[tokio::test]
+async fn first_value_of_a_repeated_parameter_wins() {
+    let app = app();
+    let (_, a) = call(&app, Method::POST, "/lock?client=a&client=b&job=j").await;
+    assert_eq!(a["holder"], "a");
+}
+
+#[tokio::test]
+async fn other_methods_are_405_and_unknown_paths_404() {
+    let app = app();
+    for m in [Method::PUT, Method::PATCH] {
+        let (s, body) = call(&app, m, "/lock?client=a").await;
+        assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(body["error"], "method not allowed");
+    }
+    let (s, _) = call(&app, Method::GET, "/nope").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn tokens_increase_with_each_new_holder() {
+    let app = app();
+    let (_, a) = call(&app, Method::POST, "/lock?client=a&job=x").await;
+    let (_, b) = call(&app, Method::POST, "/lock?client=a&job=y").await;
+    call(&app, Method::DELETE, "/lock?client=a&job=x").await;
+    let (_, c) = call(&app, Method::POST, "/lock?client=a&job=x").await;
+    let t = |v: &Value| v["token"].as_u64().unwrap();
+    assert!(t(&a) < t(&b) && t(&b) < t(&c));
+}
+
+#[tokio::test]
+async fn list_shows_every_recorded_holder() {
+    let app = app();
+    call(&app, Method::POST, "/lock?client=a&job=b-job&ttl=1m").await;
+    call(&app, Method::POST, "/lock?client=c&job=a-job&ttl=1m").await;
+    let (s, all) = call(&app, Method::GET, "/locks").await;
+    assert_eq!(s, StatusCode::OK);
+    let rows = all["locks"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["job"], "a-job");
+    assert_eq!(rows[0]["holder"], "c");
+    assert_eq!(rows[0]["state"], "held");
+    for key in ["token", "acquired_at", "expires_at", "expires_in_ms"] {
+        assert!(rows[0].get(key).is_some(), "{key}");
+    }
+}
+
+#[tokio::test]
+async fn full_table_is_503_and_disturbs_nothing() {
+    let app = app_with(Rules {
+        max_jobs: 2,
+        ..Rules::default()
+    });
+    call(&app, Method::POST, "/lock?client=a&job=1").await;
+    call(&app, Method::POST, "/lock?client=a&job=2").await;
+    let (s, e) = call(&app, Method::POST, "/lock?client=a&job=3").await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(e["error"], "too many jobs: at most 2 can be held at once");
+    let (s, _) = call(&app, Method::POST, "/lock?client=a&job=1").await;
+    assert_eq!(s, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn healthz_is_ok() {
+    let (s, body) = call(&app(), Method::GET, "/healthz").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(body["status"], "ok");
+}
+
+/// Arbitrary bytes in the query string never crash a handler or leave a trace: every reply is
+/// one of the documented statuses with a JSON body.
+#[tokio::test]
+async fn random_queries_get_documented_replies() {
+    let app = app();
+    let alphabet: &[u8] = b"abc=&%+;/?#0123456789FFfe.smhu-_\\\"' \x7f";
+    let keys = ["client=", "job=", "ttl=", "wait=", ""];
+    let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move || {
+        // xorshift64*: deterministic, so a failure reproduces.
+        seed ^= seed >> 12;
+        seed ^= seed << 25;
+        seed ^= seed >> 27;
+        seed.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    };
+    for _ in 0..2000 {
+        let mut query = String::new();
+        for _ in 0..(next() % 4) {
+            query.push_str(keys[(next() % keys.len() as u64) as usize]);
+            for _ in 0..(next() % 12) {
+                let b = alphabet[(next() % alphabet.len() as u64) as usize];
+                match b {
+                    b' ' | b'"' | b'\\' | b'#' | 0x7f => query.push_str(&format!("%{b:02X}")),
+                    _ => query.push(b as char),
+                }
+            }
+            query.push('&');
+        }
+        for method in [Method::POST, Method::GET, Method::DELETE] {
+            let uri = format!("/lock?{query}");
+            let (status, body) = call(&app, method.clone(), &uri).await;
+            assert!(
+                [200, 400, 403, 409].contains(&status.as_u16()),
+                "{method} {uri}: {status} {body}"
+            );
+            if status.is_client_error() {
+                assert!(body["error"].is_string(), "{uri}: {body}");
+            }
+        }
+    }
+}

@@ -131,16 +131,23 @@ mod sys {
     use std::sync::OnceLock;
     use std::time::Duration;
 
+    /// Declared here: libc's binding of this struct is deprecated.
+    #[repr(C)]
+    struct TimebaseInfo {
+        numer: u32,
+        denom: u32,
+    }
+
     unsafe extern "C" {
         fn mach_continuous_time() -> u64;
         fn mach_absolute_time() -> u64;
-        fn mach_timebase_info(info: *mut libc::mach_timebase_info) -> libc::c_int;
+        fn mach_timebase_info(info: *mut TimebaseInfo) -> libc::c_int;
     }
 
     fn to_duration(ticks: u64) -> Duration {
         static TIMEBASE: OnceLock<(u64, u64)> = OnceLock::new();
         let (numer, denom) = *TIMEBASE.get_or_init(|| {
-            let mut info = libc::mach_timebase_info { numer: 0, denom: 0 };
+            let mut info = TimebaseInfo { numer: 0, denom: 0 };
             // SAFETY: `info` is a valid, writable struct.
             unsafe { mach_timebase_info(&mut info) };
             (u64::from(info.numer.max(1)), u64::from(info.denom.max(1)))

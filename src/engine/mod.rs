@@ -23,7 +23,7 @@ mod tests;
 
 pub use clock::{Clock, Mono, Now, SystemClock};
 pub use event::{Event, EventKind};
-pub use saved::{SavedLease, SavedState};
+pub use saved::{SavedLease, SavedState, unix_ms};
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, SystemTime};

@@ -11,6 +11,10 @@ use std::time::{Duration, SystemTime};
 pub struct SavedState {
     pub last_token: u64,
     pub leases: Vec<SavedLease>,
+    /// Unix milliseconds until which grants are refused (see [`Engine::quarantine`]): a
+    /// restart during a quarantine must not end it early.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quarantine_until_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,7 +30,8 @@ pub struct SavedLease {
     pub expires_at_ms: u64,
 }
 
-fn unix_ms(t: SystemTime) -> u64 {
+/// Milliseconds since the Unix epoch (0 before it), as saved.
+pub fn unix_ms(t: SystemTime) -> u64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
@@ -53,6 +58,9 @@ impl Engine {
         SavedState {
             last_token: self.last_token,
             leases,
+            quarantine_until_ms: self
+                .quarantined_until(now.mono)
+                .map(|until| unix_ms(now.wall_at(until))),
         }
     }
 
@@ -61,9 +69,20 @@ impl Engine {
     /// Each lease counts as held until the later of its saved expiry and `now + ttl`: the
     /// holder may have renewed just before the crash without that renewal reaching the file.
     /// The token counter resumes above every token saved. Entries with invalid names, a zero
-    /// ttl or a job seen twice are skipped; the number skipped is returned.
+    /// ttl or a job seen twice are skipped; the number skipped is returned. `max_jobs` is not
+    /// enforced here (it may have been lowered since the save): dropping a saved holder could
+    /// double-grant its job, so the table may start over the limit and new jobs wait for room.
+    /// A saved quarantine continues until its saved end (capped like expiries).
     pub fn restore(&mut self, saved: SavedState, now: Now) -> usize {
         self.advance(now);
+        if let Some(ms) = saved.quarantine_until_ms {
+            let until = now
+                .mono_at(from_unix_ms(ms))
+                .min(now.mono + self.rules.max_ttl + self.rules.grace);
+            if self.quarantined_until(now.mono).is_none_or(|q| q < until) && until > now.mono {
+                self.quarantine(until);
+            }
+        }
         let mut skipped = 0;
         let max_saved_token = saved.leases.iter().map(|l| l.token).max().unwrap_or(0);
         self.last_token = self.last_token.max(saved.last_token).max(max_saved_token);
@@ -73,7 +92,6 @@ impl Engine {
                 || validate_name(&l.holder).is_err()
                 || ttl.is_zero()
                 || self.jobs.contains_key(&l.job)
-                || self.jobs.len() >= self.rules.max_jobs
             {
                 skipped += 1;
                 continue;

@@ -524,6 +524,7 @@ fn restore_skips_invalid_entries_and_keeps_token_above_all_saved() {
                 expires_at_ms: 0,
             },
         ],
+        quarantine_until_ms: None,
     };
     let mut e = engine();
     assert_eq!(e.restore(saved, at(0)), 2);
@@ -543,9 +544,230 @@ fn restore_caps_expiry_from_a_wall_clock_far_ahead() {
             acquired_at_ms: 0,
             expires_at_ms: u64::MAX / 2,
         }],
+        quarantine_until_ms: None,
     };
     let mut e = engine();
     e.restore(saved, at(0));
     let lease = e.get("j", at(0)).unwrap();
     assert_eq!(lease.expires, at(0).mono + e.rules().max_ttl);
+}
+
+/// One saved lease of `ttl_s` seconds whose saved expiry is `expires_in_s` after `now`.
+fn saved_one(job: &str, token: u64, ttl_s: u64, now: Now, expires_in_s: i64) -> SavedState {
+    let wall_ms = |t: SystemTime| {
+        t.duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+    };
+    SavedState {
+        last_token: token,
+        leases: vec![SavedLease {
+            job: job.into(),
+            holder: "a".into(),
+            token,
+            ttl_ms: ttl_s * 1000,
+            acquired_at_ms: 0,
+            expires_at_ms: (wall_ms(now.wall) + expires_in_s * 1000) as u64,
+        }],
+        quarantine_until_ms: None,
+    }
+}
+
+#[test]
+fn restore_keeps_a_saved_expiry_later_than_restart_plus_ttl() {
+    let mut e = engine();
+    e.restore(saved_one("j", 1, 10, at(0), 60), at(0));
+    assert_eq!(e.get("j", at(0)).unwrap().expires, at(60).mono);
+    assert!(matches!(
+        e.acquire("j", "b", secs(1), at(59)),
+        Err(Denied::Held(_))
+    ));
+}
+
+#[test]
+fn restore_holds_a_lapsed_lease_for_a_fresh_ttl_because_its_renewal_may_be_unsaved() {
+    // Saved expiry an hour ago: the holder may have renewed (lazily saved) right before the
+    // crash, so nobody else gets the job before restart + ttl (+ grace).
+    let mut e = engine();
+    e.restore(saved_one("j", 4, 10, at(0), -3600), at(0));
+    assert!(matches!(
+        e.acquire("j", "b", secs(1), at_ms(9_999)),
+        Err(Denied::Held(_))
+    ));
+    assert!(matches!(
+        e.acquire("j", "b", secs(1), at_ms(14_999)),
+        Err(Denied::Grace(_))
+    ));
+    assert_eq!(
+        kind(e.acquire("j", "a", secs(10), at(12))),
+        GrantKind::Renewed
+    );
+}
+
+#[test]
+fn restore_ignores_a_wall_clock_that_jumped_forward_while_down() {
+    let mut before = engine();
+    before.acquire("j", "a", secs(30), at(0)).unwrap();
+    let saved = before.export(at(1));
+    // The wall clock jumped a day ahead during the reboot: the saved expiry looks long past.
+    let mut restart = at(2);
+    restart.wall += secs(24 * 3600);
+    let mut after = engine();
+    after.restore(saved, restart);
+    assert_eq!(
+        after.get("j", restart).unwrap().expires,
+        restart.mono + secs(30)
+    );
+}
+
+#[test]
+fn tokens_never_go_backwards_across_many_restarts() {
+    let mut e = engine();
+    let mut last = 0;
+    for round in 0..5u64 {
+        let t = at(round * 100);
+        let g = e.acquire(&format!("job{round}"), "a", secs(5), t).unwrap();
+        assert!(g.lease.token > last, "round {round}");
+        last = g.lease.token;
+        // Release everything so the saved leases carry no tokens: only the counter remains.
+        e.release(&format!("job{round}"), "a", t).unwrap();
+        let saved = e.export(t);
+        assert!(saved.leases.is_empty());
+        e = engine();
+        e.restore(saved, at(round * 100 + 1));
+    }
+    assert_eq!(e.last_token(), last);
+}
+
+#[test]
+fn restore_never_lowers_a_counter_already_above_the_saved_one() {
+    let mut e = engine();
+    for i in 0..5 {
+        e.acquire(&format!("j{i}"), "a", secs(5), at(0)).unwrap();
+    }
+    e.restore(saved_one("old", 2, 10, at(0), 5), at(0));
+    assert_eq!(e.last_token(), 5);
+}
+
+#[test]
+fn quarantine_survives_export_and_restore() {
+    let mut e = engine();
+    e.quarantine(at(30).mono);
+    let saved = e.export(at(1));
+    assert!(saved.quarantine_until_ms.is_some());
+    let mut after = engine();
+    after.restore(saved, at(10));
+    assert!(matches!(
+        after.acquire("j", "a", secs(1), at(29)),
+        Err(Denied::Quarantined { .. })
+    ));
+    assert!(after.acquire("j", "a", secs(1), at(30)).is_ok());
+    // An ended quarantine is not saved again.
+    assert_eq!(after.export(at(31)).quarantine_until_ms, None);
+}
+
+#[test]
+fn restored_quarantine_is_capped_like_expiries() {
+    let saved = SavedState {
+        quarantine_until_ms: Some(u64::MAX / 2),
+        ..SavedState::default()
+    };
+    let mut e = engine();
+    e.restore(saved, at(0));
+    let cap = at(0).mono + e.rules().max_ttl + e.rules().grace;
+    assert_eq!(e.quarantined_until(at(0).mono), Some(cap));
+}
+
+/// `at(s)` with the awake clock frozen since `asleep_at` (the machine slept in between).
+fn woke_at(s: u64, asleep_at: u64) -> Now {
+    let mut now = at(s);
+    now.awake = at(asleep_at).awake;
+    now
+}
+
+#[test]
+fn sleep_of_one_second_or_less_is_not_sleep() {
+    let mut e = engine();
+    e.acquire("j", "a", secs(10), at(0)).unwrap();
+    e.advance(at(9));
+    // One second of suspend while the lease ends: grace is the ordinary one.
+    e.advance(woke_at(10, 9));
+    assert_eq!(e.get("j", at(10)).unwrap().grace_until, at(15).mono);
+}
+
+#[test]
+fn sleep_extends_a_grace_that_was_running_when_the_machine_slept() {
+    let mut e = engine();
+    e.acquire("j", "a", secs(10), at(0)).unwrap();
+    e.advance(at(12)); // in grace until 15
+    let woke = woke_at(100, 12);
+    assert!(matches!(
+        e.acquire("j", "b", secs(1), woke),
+        Err(Denied::Grace(_))
+    ));
+    assert_eq!(e.get("j", woke).unwrap().grace_until, woke.mono + secs(5));
+}
+
+#[test]
+fn sleep_gives_nothing_to_a_lease_that_had_lapsed_before_it() {
+    let mut e = engine();
+    e.acquire("j", "a", secs(10), at(0)).unwrap();
+    e.advance(at(20)); // grace ended at 15: anyone may take it
+    let woke = woke_at(100, 20);
+    assert!(matches!(
+        kind(e.acquire("j", "b", secs(1), woke)),
+        GrantKind::TookOver { .. }
+    ));
+}
+
+#[test]
+fn waiter_is_not_served_during_the_fresh_grace_after_sleep() {
+    let mut e = engine();
+    e.acquire("j", "a", secs(10), at(0)).unwrap();
+    let WaitOutcome::Queued(w) = e.acquire_or_wait("j", "b", secs(10), at(1)) else {
+        panic!("b should queue")
+    };
+    e.advance(at(5));
+    let woke = woke_at(65, 5);
+    e.advance(woke);
+    assert!(e.take_woken().is_empty());
+    let mut later = woke;
+    later.mono = woke.mono + secs(5);
+    later.awake = woke.awake + secs(5);
+    later.wall = woke.wall + secs(5);
+    e.advance(later);
+    assert_eq!(e.take_woken()[0].waiter, w);
+}
+
+#[test]
+fn holder_renewing_in_the_fresh_grace_after_sleep_keeps_its_token() {
+    let mut e = engine();
+    let first = e.acquire("j", "a", secs(10), at(0)).unwrap();
+    e.advance(at(5));
+    let g = e.acquire("j", "a", secs(10), woke_at(3600, 5)).unwrap();
+    assert_eq!(g.kind, GrantKind::Renewed);
+    assert_eq!(g.lease.token, first.lease.token);
+}
+
+#[test]
+fn restore_keeps_every_saved_holder_even_over_max_jobs() {
+    let mut before = engine();
+    for job in ["a", "b", "c"] {
+        before.acquire(job, "x", secs(60), at(0)).unwrap();
+    }
+    let saved = before.export(at(1));
+    let mut after = Engine::new(Rules {
+        max_jobs: 2,
+        ..Rules::default()
+    });
+    assert_eq!(after.restore(saved, at(2)), 0);
+    assert_eq!(after.len(), 3);
+    assert!(matches!(
+        after.acquire("a", "y", secs(1), at(2)),
+        Err(Denied::Held(_))
+    ));
+    assert_eq!(
+        after.acquire("new", "y", secs(1), at(2)),
+        Err(Denied::Full { max_jobs: 2 })
+    );
 }

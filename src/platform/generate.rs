@@ -95,7 +95,10 @@ pub fn info_plist(version: &str) -> String {
         ("CFBundlePackageType", Str("APPL")),
         ("CFBundleShortVersionString", Str(numeric)),
         ("CFBundleVersion", Str(numeric)),
-        ("LSApplicationCategoryType", Str("public.app-category.utilities")),
+        (
+            "LSApplicationCategoryType",
+            Str("public.app-category.utilities"),
+        ),
         ("LSMinimumSystemVersion", Str("11.0")),
         ("LSUIElement", Bool(true)),
         ("NSHighResolutionCapable", Bool(true)),
@@ -120,7 +123,6 @@ pub fn autostart_desktop(program: &TextPath) -> String {
     format!(
         "[Desktop Entry]
 Type=Application
-Version=1.5
 Name={APP_NAME}
 GenericName=Lock referee
 Comment=Take turns on shared jobs (backups, syncs, imports) across your devices
@@ -185,9 +187,13 @@ pub fn autostart_enabled(desktop_entry: &str) -> bool {
         if !in_main_group {
             continue;
         }
-        let Some((key, value)) = line.split_once('=') else { continue };
+        let Some((key, value)) = line.split_once('=') else {
+            continue;
+        };
         let (key, value) = (key.trim(), value.trim());
-        if (key == "Hidden" && value == "true") || (key == "X-GNOME-Autostart-enabled" && value == "false") {
+        if (key == "Hidden" && value == "true")
+            || (key == "X-GNOME-Autostart-enabled" && value == "false")
+        {
             return false;
         }
     }
@@ -197,7 +203,8 @@ pub fn autostart_enabled(desktop_entry: &str) -> bool {
 /// Characters that force an `Exec` argument into double quotes (desktop-entry spec, "The Exec
 /// key").
 const DESKTOP_EXEC_RESERVED: &[char] = &[
-    ' ', '\t', '\n', '"', '\'', '\\', '>', '<', '~', '|', '&', ';', '$', '*', '?', '#', '(', ')', '`',
+    ' ', '\t', '\n', '"', '\'', '\\', '>', '<', '~', '|', '&', ';', '$', '*', '?', '#', '(', ')',
+    '`',
 ];
 
 /// Quotes one `Exec` argument per the desktop-entry spec: double quotes when it has a reserved
@@ -247,7 +254,8 @@ pub fn desktop_string(value: &str) -> String {
 /// doubled (specifiers are expanded everywhere). `$` stays as is: systemd does not expand
 /// variables in the executable path.
 pub fn systemd_exec_path(path: &str) -> String {
-    let quote = path.is_empty() || path.contains(char::is_whitespace) || path.contains(['"', '\'', '\\']);
+    let quote =
+        path.is_empty() || path.contains(char::is_whitespace) || path.contains(['"', '\'', '\\']);
     let mut out = String::with_capacity(path.len() + 2);
     if quote {
         out.push('"');

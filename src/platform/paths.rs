@@ -48,12 +48,17 @@ impl Layout {
 
     /// `~/.config/autostart/foolock.desktop`: started by the desktop session at login.
     pub fn autostart_file(&self) -> PathBuf {
-        self.config_home.join("autostart").join(format!("{BIN_NAME}.desktop"))
+        self.config_home
+            .join("autostart")
+            .join(format!("{BIN_NAME}.desktop"))
     }
 
     /// `~/.config/systemd/user/foolock.service`: the headless server as a user service.
     pub fn systemd_unit_file(&self) -> PathBuf {
-        self.config_home.join("systemd").join("user").join(systemd_unit_name())
+        self.config_home
+            .join("systemd")
+            .join("user")
+            .join(systemd_unit_name())
     }
 
     /// `~/Library/LaunchAgents/io.foolock.agent.plist`: the macOS login item.
@@ -81,14 +86,20 @@ mod tests {
     use std::collections::HashMap;
 
     fn layout(vars: &[(&str, &str)]) -> anyhow::Result<Layout> {
-        let map: HashMap<String, OsString> = vars.iter().map(|(k, v)| (k.to_string(), v.into())).collect();
+        let map: HashMap<String, OsString> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.into()))
+            .collect();
         Layout::from_vars(|name| map.get(name).cloned())
     }
 
     #[test]
     fn config_home_defaults_to_dot_config_under_home() {
         let l = layout(&[("HOME", "/home/ann")]).unwrap();
-        assert_eq!(l.autostart_file(), PathBuf::from("/home/ann/.config/autostart/foolock.desktop"));
+        assert_eq!(
+            l.autostart_file(),
+            PathBuf::from("/home/ann/.config/autostart/foolock.desktop")
+        );
         assert_eq!(
             l.systemd_unit_file(),
             PathBuf::from("/home/ann/.config/systemd/user/foolock.service")
@@ -97,20 +108,30 @@ mod tests {
             l.launch_agent_file(),
             PathBuf::from("/home/ann/Library/LaunchAgents/io.foolock.agent.plist")
         );
-        assert_eq!(l.launchd_log_dir(), PathBuf::from("/home/ann/Library/Logs/foolock"));
+        assert_eq!(
+            l.launchd_log_dir(),
+            PathBuf::from("/home/ann/Library/Logs/foolock")
+        );
     }
 
     #[test]
     fn xdg_config_home_wins_when_absolute() {
         let l = layout(&[("HOME", "/home/ann"), ("XDG_CONFIG_HOME", "/cfg")]).unwrap();
-        assert_eq!(l.autostart_file(), PathBuf::from("/cfg/autostart/foolock.desktop"));
+        assert_eq!(
+            l.autostart_file(),
+            PathBuf::from("/cfg/autostart/foolock.desktop")
+        );
     }
 
     #[test]
     fn relative_or_empty_xdg_config_home_is_ignored_as_the_spec_says() {
         for value in ["relative/cfg", ""] {
             let l = layout(&[("HOME", "/home/ann"), ("XDG_CONFIG_HOME", value)]).unwrap();
-            assert_eq!(l.config_home, PathBuf::from("/home/ann/.config"), "{value:?}");
+            assert_eq!(
+                l.config_home,
+                PathBuf::from("/home/ann/.config"),
+                "{value:?}"
+            );
         }
     }
 

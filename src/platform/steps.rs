@@ -44,15 +44,21 @@ impl Cmd {
 
     /// Runs the command and returns its stdout; a non-zero exit is an error carrying stderr.
     pub fn run(&self) -> anyhow::Result<String> {
-        let output = Command::new(&self.program)
-            .args(&self.args)
-            .output()
-            .with_context(|| format!("cannot run `{self}`"))?;
+        let output = self.query()?;
         let stderr = String::from_utf8_lossy(&output.stderr);
         if !output.status.success() {
             bail!("`{self}` failed ({}): {}", output.status, stderr.trim());
         }
         Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    /// Runs the command and returns whatever it said, whatever its exit status: for questions
+    /// like `systemctl is-active`, which answer "inactive" with a non-zero exit.
+    pub fn query(&self) -> anyhow::Result<std::process::Output> {
+        Command::new(&self.program)
+            .args(&self.args)
+            .output()
+            .with_context(|| format!("cannot run `{self}`"))
     }
 }
 
@@ -93,7 +99,8 @@ pub fn apply(steps: &[Step], dry_run: bool, out: &mut dyn Write) -> anyhow::Resu
                 if dry_run {
                     writeln!(out, "would create directory {}", dir.display())?;
                 } else {
-                    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+                    std::fs::create_dir_all(dir)
+                        .with_context(|| format!("cannot create {}", dir.display()))?;
                     writeln!(out, "created directory {}", dir.display())?;
                 }
             }
@@ -103,7 +110,11 @@ pub fn apply(steps: &[Step], dry_run: bool, out: &mut dyn Write) -> anyhow::Resu
                     writeln!(out, "{} is already up to date", path.display())?;
                     continue;
                 }
-                let verb = if existing.is_some() { "replace" } else { "write" };
+                let verb = if existing.is_some() {
+                    "replace"
+                } else {
+                    "write"
+                };
                 if dry_run {
                     writeln!(out, "would {verb} {}:", path.display())?;
                     for line in contents.lines() {
@@ -111,7 +122,11 @@ pub fn apply(steps: &[Step], dry_run: bool, out: &mut dyn Write) -> anyhow::Resu
                     }
                 } else {
                     write_atomically(path, contents)?;
-                    let done = if existing.is_some() { "replaced" } else { "wrote" };
+                    let done = if existing.is_some() {
+                        "replaced"
+                    } else {
+                        "wrote"
+                    };
                     writeln!(out, "{done} {}", path.display())?;
                 }
             }
@@ -125,7 +140,9 @@ pub fn apply(steps: &[Step], dry_run: bool, out: &mut dyn Write) -> anyhow::Resu
                     Err(e) if e.kind() == io::ErrorKind::NotFound => {
                         writeln!(out, "{} was already gone", path.display())?
                     }
-                    Err(e) => return Err(e).with_context(|| format!("cannot remove {}", path.display())),
+                    Err(e) => {
+                        return Err(e).with_context(|| format!("cannot remove {}", path.display()));
+                    }
                 }
             }
             Step::Run(cmd) => {
@@ -162,8 +179,10 @@ fn write_atomically(path: &Path, contents: &str) -> anyhow::Result<()> {
     partial_name.push(name);
     partial_name.push(".partial");
     let partial = path.with_file_name(partial_name);
-    std::fs::write(&partial, contents).with_context(|| format!("cannot write {}", partial.display()))?;
-    std::fs::rename(&partial, path).with_context(|| format!("cannot move {} into place", partial.display()))
+    std::fs::write(&partial, contents)
+        .with_context(|| format!("cannot write {}", partial.display()))?;
+    std::fs::rename(&partial, path)
+        .with_context(|| format!("cannot move {} into place", partial.display()))
 }
 
 #[cfg(test)]
@@ -183,7 +202,10 @@ mod tests {
         let file = dir.join("f.txt");
         let steps = [
             Step::CreateDir(dir.clone()),
-            Step::Write { path: file.clone(), contents: "one\ntwo\n".into() },
+            Step::Write {
+                path: file.clone(),
+                contents: "one\ntwo\n".into(),
+            },
             Step::Run(Cmd::new("systemctl", &["--user", "daemon-reload"])),
             Step::Note("hello".into()),
         ];
@@ -204,10 +226,19 @@ mod tests {
     fn writing_twice_reports_up_to_date_and_leaves_no_partial_file() {
         let tmp = tempfile::tempdir().unwrap();
         let file = tmp.path().join("f.desktop");
-        let steps = [Step::Write { path: file.clone(), contents: "x\n".into() }];
+        let steps = [Step::Write {
+            path: file.clone(),
+            contents: "x\n".into(),
+        }];
         assert_eq!(run(&steps, false), format!("wrote {}\n", file.display()));
-        assert_eq!(run(&steps, false), format!("{} is already up to date\n", file.display()));
-        let names: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(
+            run(&steps, false),
+            format!("{} is already up to date\n", file.display())
+        );
+        let names: Vec<_> = std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names, ["f.desktop"]);
     }
 
@@ -216,7 +247,10 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let file = tmp.path().join("f");
         std::fs::write(&file, "old").unwrap();
-        let steps = [Step::Write { path: file.clone(), contents: "new".into() }];
+        let steps = [Step::Write {
+            path: file.clone(),
+            contents: "new".into(),
+        }];
         assert_eq!(run(&steps, false), format!("replaced {}\n", file.display()));
         assert_eq!(std::fs::read_to_string(&file).unwrap(), "new");
     }
@@ -225,7 +259,10 @@ mod tests {
     fn removing_a_missing_file_is_not_an_error() {
         let tmp = tempfile::tempdir().unwrap();
         let file = tmp.path().join("gone");
-        assert_eq!(run(&[Step::Remove(file.clone())], false), format!("{} was already gone\n", file.display()));
+        assert_eq!(
+            run(&[Step::Remove(file.clone())], false),
+            format!("{} was already gone\n", file.display())
+        );
     }
 
     #[test]
@@ -250,7 +287,13 @@ mod tests {
 
     #[test]
     fn commands_print_shell_quoted() {
-        let cmd = Cmd::new("launchctl", &["bootstrap", "gui/501", "/Users/a b/it's.plist"]);
-        assert_eq!(cmd.to_string(), r"launchctl bootstrap gui/501 '/Users/a b/it'\''s.plist'");
+        let cmd = Cmd::new(
+            "launchctl",
+            &["bootstrap", "gui/501", "/Users/a b/it's.plist"],
+        );
+        assert_eq!(
+            cmd.to_string(),
+            r"launchctl bootstrap gui/501 '/Users/a b/it'\''s.plist'"
+        );
     }
 }

@@ -1,0 +1,335 @@
+//! A small HTTP/1.1 client for the lock API, decoding replies into the shared wire types.
+//!
+//! Each request uses its own connection, driven inside the request's future: dropping the
+//! future (a cancelled long-poll, a timeout) closes the socket at once, which is how the
+//! server learns that a waiter has gone. hyper is already in the tree for axum, so this adds
+//! no HTTP stack of its own and no TLS (the server speaks plain HTTP on the LAN).
+
+use crate::api::wire::{LockReply, LocksReply};
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper::body::Bytes;
+use hyper::{Method, Request, StatusCode, Uri, header};
+use hyper_util::rt::TokioIo;
+use std::time::Duration;
+use tokio::net::TcpStream;
+
+/// Replies larger than this are refused rather than buffered.
+const MAX_BODY: usize = 1 << 20;
+
+/// How long a one-shot request may take in total (connect, reply, body).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A server URL that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid server URL {url:?}: {reason}")]
+pub struct BadServerUrl {
+    pub url: String,
+    pub reason: String,
+}
+
+/// A request that got no usable reply.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    #[error("cannot reach {server}: {reason}")]
+    Unreachable { server: String, reason: String },
+    #[error("no reply from {server} within {}s", .after.as_secs_f64())]
+    Timeout { server: String, after: Duration },
+    #[error("unexpected reply from {server}: {reason}")]
+    BadReply { server: String, reason: String },
+}
+
+/// A decoded reply: the HTTP status and the JSON body.
+#[derive(Debug, Clone)]
+pub struct Reply<T> {
+    pub status: StatusCode,
+    pub body: T,
+}
+
+/// The lock API of one server.
+#[derive(Debug, Clone)]
+pub struct Api {
+    /// As the user gave it, for messages.
+    url: String,
+    host: String,
+    port: u16,
+    /// The `Host` header: the URL's authority.
+    authority: String,
+    /// Any path the server is mounted under, without a trailing slash.
+    prefix: String,
+    auth_token: Option<String>,
+}
+
+impl Api {
+    /// An API client for `url` (`http://host[:port][/prefix]`; a bare `host:port` means
+    /// http). `auth_token`, when set, is sent as `Authorization: Bearer …`.
+    pub fn new(url: &str, auth_token: Option<String>) -> Result<Api, BadServerUrl> {
+        let bad = |reason: &str| BadServerUrl {
+            url: url.to_owned(),
+            reason: reason.to_owned(),
+        };
+        let full = if url.contains("://") {
+            url.to_owned()
+        } else {
+            format!("http://{url}")
+        };
+        let uri: Uri = full.parse().map_err(|_| bad("not a URL"))?;
+        match uri.scheme_str() {
+            Some("http") => {}
+            Some("https") => {
+                return Err(bad(
+                    "https is not supported; the server speaks plain HTTP (use http://)",
+                ));
+            }
+            _ => return Err(bad("the scheme must be http://")),
+        }
+        if uri.query().is_some() {
+            return Err(bad("a server URL has no query string"));
+        }
+        let authority = uri.authority().ok_or_else(|| bad("no host"))?;
+        if authority.as_str().contains('@') {
+            return Err(bad("user names in the URL are not supported"));
+        }
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        if host.is_empty() {
+            return Err(bad("no host"));
+        }
+        Ok(Api {
+            url: url.to_owned(),
+            host,
+            port: authority.port_u16().unwrap_or(80),
+            authority: authority.as_str().to_owned(),
+            prefix: uri.path().trim_end_matches('/').to_owned(),
+            auth_token,
+        })
+    }
+
+    /// The server URL as given.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// `POST /lock`: acquire or renew `job` for `client`. With `wait`, the server holds the
+    /// request open until the lock can be granted or the wait ends.
+    pub async fn acquire(
+        &self,
+        job: &str,
+        client: &str,
+        ttl: Option<Duration>,
+        wait: Option<Duration>,
+        timeout: Duration,
+    ) -> Result<Reply<LockReply>, HttpError> {
+        let mut query = vec![("job", job.to_owned()), ("client", client.to_owned())];
+        if let Some(ttl) = ttl {
+            query.push(("ttl", go_duration(ttl)));
+        }
+        if let Some(wait) = wait {
+            query.push(("wait", go_duration(wait)));
+        }
+        self.lock_call(Method::POST, &query, timeout).await
+    }
+
+    /// `DELETE /lock`: release `job` if `client` holds it.
+    pub async fn release(
+        &self,
+        job: &str,
+        client: &str,
+        timeout: Duration,
+    ) -> Result<Reply<LockReply>, HttpError> {
+        let query = [("job", job.to_owned()), ("client", client.to_owned())];
+        self.lock_call(Method::DELETE, &query, timeout).await
+    }
+
+    /// `GET /lock`: who holds `job`.
+    pub async fn status(&self, job: &str) -> Result<Reply<LockReply>, HttpError> {
+        let query = [("job", job.to_owned())];
+        self.lock_call(Method::GET, &query, REQUEST_TIMEOUT).await
+    }
+
+    /// `GET /locks`: every held job.
+    pub async fn list(&self) -> Result<Reply<LocksReply>, HttpError> {
+        let reply = self
+            .call(Method::GET, "/locks".to_owned(), REQUEST_TIMEOUT)
+            .await?;
+        if !reply.status.is_success() {
+            return Err(self.bad_reply(format!("HTTP {}", reply.status)));
+        }
+        let body = serde_json::from_slice(&reply.body)
+            .map_err(|e| self.bad_reply(format!("invalid JSON: {e}")))?;
+        Ok(Reply {
+            status: reply.status,
+            body,
+        })
+    }
+
+    /// A `/lock` call. Error statuses still carry a [`LockReply`] (`{"error": …}`); a body
+    /// that is not one (a proxy's error page, say) becomes an `error` naming the status.
+    async fn lock_call(
+        &self,
+        method: Method,
+        query: &[(&str, String)],
+        timeout: Duration,
+    ) -> Result<Reply<LockReply>, HttpError> {
+        let query: Vec<String> = query
+            .iter()
+            .map(|(k, v)| format!("{k}={}", encode(v)))
+            .collect();
+        let reply = self
+            .call(method, format!("/lock?{}", query.join("&")), timeout)
+            .await?;
+        let body = match serde_json::from_slice::<LockReply>(&reply.body) {
+            Ok(body) => body,
+            Err(_) if !reply.status.is_success() => {
+                LockReply::error(format!("HTTP {}", reply.status))
+            }
+            Err(e) => return Err(self.bad_reply(format!("invalid JSON: {e}"))),
+        };
+        Ok(Reply {
+            status: reply.status,
+            body,
+        })
+    }
+
+    /// One request on a fresh connection, bounded by `timeout` from connect to last byte.
+    async fn call(
+        &self,
+        method: Method,
+        path_and_query: String,
+        timeout: Duration,
+    ) -> Result<Reply<Bytes>, HttpError> {
+        tokio::time::timeout(timeout, self.exchange(method, path_and_query))
+            .await
+            .map_err(|_| HttpError::Timeout {
+                server: self.url.clone(),
+                after: timeout,
+            })?
+    }
+
+    async fn exchange(
+        &self,
+        method: Method,
+        path_and_query: String,
+    ) -> Result<Reply<Bytes>, HttpError> {
+        let unreachable = |reason: String| HttpError::Unreachable {
+            server: self.url.clone(),
+            reason,
+        };
+        let stream = TcpStream::connect((self.host.as_str(), self.port))
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        let _ = stream.set_nodelay(true);
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        let mut request = Request::builder()
+            .method(method)
+            .uri(format!("{}{path_and_query}", self.prefix))
+            .header(header::HOST, &self.authority)
+            .header(header::ACCEPT, "application/json")
+            .header(header::CONNECTION, "close")
+            .header(
+                header::USER_AGENT,
+                concat!("foolock/", env!("CARGO_PKG_VERSION")),
+            );
+        if let Some(token) = &self.auth_token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let request = request
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| self.bad_reply(format!("cannot build request: {e}")))?;
+        let exchange = async {
+            let response = sender
+                .send_request(request)
+                .await
+                .map_err(|e| unreachable(e.to_string()))?;
+            let status = response.status();
+            let body = Limited::new(response.into_body(), MAX_BODY)
+                .collect()
+                .await
+                .map_err(|e| self.bad_reply(format!("cannot read the reply: {e}")))?
+                .to_bytes();
+            Ok(Reply { status, body })
+        };
+        // The connection is driven here, not spawned, so it lives exactly as long as this
+        // future. When it ends first (the server closed), the exchange finishes from what
+        // was already read, or fails.
+        let mut conn = std::pin::pin!(conn);
+        let mut exchange = std::pin::pin!(exchange);
+        tokio::select! {
+            reply = &mut exchange => reply,
+            _ = &mut conn => exchange.await,
+        }
+    }
+
+    fn bad_reply(&self, reason: String) -> HttpError {
+        HttpError::BadReply {
+            server: self.url.clone(),
+            reason,
+        }
+    }
+}
+
+/// A duration in Go syntax, to the millisecond (the server parses Go durations).
+fn go_duration(d: Duration) -> String {
+    format!("{}ms", d.as_millis())
+}
+
+/// Percent-encodes a query value: everything but RFC 3986 unreserved characters.
+fn encode(value: &str) -> String {
+    const SET: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    percent_encoding::utf8_percent_encode(value, SET).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn server_urls_parse_with_defaults() {
+        let api = Api::new("http://nas.local:9000/foolock/", None).unwrap();
+        assert_eq!(
+            (api.host.as_str(), api.port, api.prefix.as_str()),
+            ("nas.local", 9000, "/foolock")
+        );
+        let api = Api::new("192.168.1.5:8080", None).unwrap();
+        assert_eq!((api.host.as_str(), api.port), ("192.168.1.5", 8080));
+        let api = Api::new("http://[::1]:8080", None).unwrap();
+        assert_eq!(
+            (api.host.as_str(), api.authority.as_str()),
+            ("::1", "[::1]:8080")
+        );
+        assert_eq!(Api::new("http://server", None).unwrap().port, 80);
+    }
+
+    #[test]
+    fn unusable_server_urls_are_refused_with_a_reason() {
+        for url in [
+            "https://x:1",
+            "ftp://x",
+            "http://",
+            "http://x/?a=b",
+            "http://u@x",
+        ] {
+            assert!(Api::new(url, None).is_err(), "{url}");
+        }
+        let err = Api::new("https://nas:8080", None).unwrap_err();
+        assert!(err.to_string().contains("plain HTTP"), "{err}");
+    }
+
+    #[test]
+    fn query_values_are_percent_encoded() {
+        assert_eq!(
+            encode("nightly backup/ü&x=1"),
+            "nightly%20backup%2F%C3%BC%26x%3D1"
+        );
+        assert_eq!(encode("host-1.lan_~"), "host-1.lan_~");
+        assert_eq!(go_duration(Duration::from_millis(1500)), "1500ms");
+    }
+}

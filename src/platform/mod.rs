@@ -1,0 +1,123 @@
+//! Platform integration: starting foolock at login, and the files the packages ship.
+//!
+//! The rest of the program calls [`install`], [`uninstall`], [`status()`], [`is_registered`] and
+//! the tray's [`set_start_at_login`] / [`start_at_login`]; which OS module answers is chosen
+//! here with `cfg`, and nothing outside this folder says `target_os`.
+//!
+//! - [`generate`]: the plist, desktop-entry and systemd-unit text, from plain portable functions
+//!   (the checked-in files under `packaging/` are tested equal to their output).
+//! - [`steps`]: install and uninstall as a list of steps, printed by `--dry-run` or carried out.
+//! - [`launchd`], [`xdg`]: the macOS and Linux plans, pure, so both are tested on every OS.
+//! - `macos`, `linux`: observe the machine, build the plan, run it (`launchctl`, `systemctl`).
+//! - [`paths`]: where things go, from `HOME` and `XDG_CONFIG_HOME`.
+//! - [`cli`]: the `install` and `uninstall` subcommands.
+//!
+//! Invariants: install is idempotent (a second run changes nothing and says so); uninstall
+//! removes exactly the files install wrote (directories are shared XDG/macOS locations and stay,
+//! as do the agent's logs); anything refused is refused with an error saying why and what to do.
+
+pub mod cli;
+pub mod generate;
+pub mod launchd;
+pub mod paths;
+pub mod status;
+pub mod steps;
+pub mod xdg;
+
+#[cfg(test)]
+mod tests;
+
+#[cfg(target_os = "linux")]
+mod linux;
+#[cfg(target_os = "linux")]
+use linux as os;
+
+#[cfg(target_os = "macos")]
+mod macos;
+#[cfg(target_os = "macos")]
+use macos as os;
+
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
+mod unsupported;
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
+use unsupported as os;
+
+pub use generate::{TextPath, autostart_desktop, info_plist, launch_agent_plist, systemd_unit};
+pub use os::{install, is_registered, status, uninstall};
+pub use status::{FileState, Item, Status};
+
+use anyhow::Context;
+
+/// The macOS bundle identifier: the app's `CFBundleIdentifier`, the launchd label, and the
+/// identity notifications are posted under.
+pub const BUNDLE_ID: &str = "io.foolock.agent";
+/// The app's name as users see it (`Foolock.app`, menu entries).
+pub const APP_NAME: &str = "Foolock";
+/// The binary's name, also used for the icon, the desktop entry and the systemd unit.
+pub const BIN_NAME: &str = "foolock";
+
+/// Which kind of install.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The tray agent, started by the desktop session at login.
+    LoginItem,
+    /// Linux only: `foolock serve` as a systemd user service, for machines without a desktop.
+    Headless,
+}
+
+/// How to install or uninstall.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InstallOptions {
+    pub mode: Mode,
+    /// Only print what would be written and run.
+    pub dry_run: bool,
+    /// Also start (or stop) it now through the service manager, as the CLI does. The tray's
+    /// switch passes false: the agent asking is already running, and on macOS unloading its own
+    /// launchd job would kill it.
+    pub launch: bool,
+}
+
+/// Does what `foolock install`/`uninstall` does for the login item, without starting or
+/// stopping anything now: for the tray's "Start at login" check item.
+pub fn set_start_at_login(enabled: bool) -> anyhow::Result<()> {
+    let opts = InstallOptions {
+        mode: Mode::LoginItem,
+        dry_run: false,
+        launch: false,
+    };
+    let mut report = Vec::new();
+    if enabled {
+        install(&opts, &mut report)?;
+    } else {
+        uninstall(&opts, &mut report)?;
+    }
+    for line in String::from_utf8_lossy(&report).lines() {
+        tracing::info!("start at login: {line}");
+    }
+    Ok(())
+}
+
+/// Whether the login item is installed and not turned off: the tray's check mark. Reads files
+/// only, so it is cheap enough to ask every time the menu opens.
+pub fn start_at_login() -> bool {
+    is_registered(Mode::LoginItem).unwrap_or_else(|err| {
+        tracing::warn!("cannot tell whether foolock starts at login: {err:#}");
+        false
+    })
+}
+
+/// The running binary as a login item should name it: symlinks resolved (so a Homebrew or
+/// `/usr/local/bin` link does not pin the login item to the link), and still on disk (Linux
+/// reports a binary replaced by an upgrade as "… (deleted)").
+#[cfg_attr(not(any(target_os = "linux", target_os = "macos")), allow(dead_code))]
+fn current_program() -> anyhow::Result<TextPath> {
+    let exe = std::env::current_exe().context("cannot find the running foolock binary")?;
+    let exe = exe.canonicalize().with_context(|| {
+        format!(
+            "the running foolock binary {} is no longer there (replaced by an upgrade?); \
+             run install again with the new one",
+            exe.display()
+        )
+    })?;
+    TextPath::new(&exe).context("cannot name the foolock binary in a login item")
+}

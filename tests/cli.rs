@@ -1,0 +1,449 @@
+//! The client CLI against a real server over real HTTP: `foolock lock` (exclusion, exit
+//! codes, signals, lost locks) and the one-shot commands.
+
+mod client_support;
+
+use client_support::{TestServer, alive, eventually, path_str, read_pid, signal, wait_exit};
+use std::io::Read;
+use std::process::{Child, Stdio};
+use std::time::{Duration, SystemTime};
+
+const SECOND: Duration = Duration::from_secs(1);
+
+/// Starts `foolock lock` with `args` in the background, stderr captured.
+fn spawn_lock(server: &TestServer, args: &[&str]) -> Child {
+    server
+        .cli()
+        .arg("lock")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn foolock lock")
+}
+
+fn stderr_of(child: &mut Child) -> String {
+    let mut err = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        let _ = pipe.read_to_string(&mut err);
+    }
+    err
+}
+
+#[test]
+fn lock_runs_the_command_with_the_lock_in_its_environment_and_passes_its_exit_code() {
+    let server = TestServer::start(&[]);
+    let (code, out, err) = server.run(&[
+        "lock",
+        "backup",
+        "--client",
+        "laptop",
+        "--",
+        "sh",
+        "-c",
+        "echo \"$FOOLOCK_JOB $FOOLOCK_CLIENT $FOOLOCK_TOKEN\"; exit 7",
+    ]);
+    assert_eq!(code, 7, "stderr: {err}");
+    let fields: Vec<&str> = out.split_whitespace().collect();
+    assert_eq!(fields[..2], ["backup", "laptop"]);
+    assert!(fields[2].parse::<u64>().is_ok(), "token: {out}");
+    assert_eq!(
+        server.status("backup")["holder"],
+        "",
+        "released after the command"
+    );
+
+    let (code, _, _) = server.run(&["lock", "backup", "--", "true"]);
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn lock_fails_at_once_naming_the_holder_and_does_not_run_the_command() {
+    let server = TestServer::start(&[]);
+    assert_eq!(server.run(&["acquire", "backup", "--client", "nas"]).0, 0);
+    let marker = server.dir().join("ran");
+    let (code, _, err) = server.run(&[
+        "lock",
+        "backup",
+        "--client",
+        "laptop",
+        "--",
+        "touch",
+        path_str(&marker),
+    ]);
+    assert_eq!(code, 1);
+    assert!(err.contains("backup is held by nas"), "{err}");
+    assert!(!marker.exists());
+}
+
+#[test]
+fn two_waiting_locks_on_one_job_never_overlap_and_both_finish() {
+    let server = TestServer::start(&[]);
+    let log = server.dir().join("log");
+    let script = format!(
+        "echo \"start $FOOLOCK_CLIENT\" >> {0}; sleep 1; echo \"end $FOOLOCK_CLIENT\" >> {0}",
+        path_str(&log)
+    );
+    let mut runs: Vec<Child> = ["a", "b"]
+        .iter()
+        .map(|client| {
+            spawn_lock(
+                &server,
+                &[
+                    "job", "--wait", "30s", "--client", client, "--", "sh", "-c", &script,
+                ],
+            )
+        })
+        .collect();
+    for run in &mut runs {
+        let status = wait_exit(run, Duration::from_secs(30));
+        assert!(status.success(), "{}", stderr_of(run));
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "{text}");
+    // Each start is followed by its own end before anything else starts.
+    assert_eq!(lines[0].replace("start", "end"), lines[1], "{text}");
+    assert_eq!(lines[2].replace("start", "end"), lines[3], "{text}");
+    assert_ne!(lines[0], lines[2], "{text}");
+}
+
+#[test]
+fn lock_waits_across_several_long_polls_when_the_server_caps_waits() {
+    let server = TestServer::start(&["--max-wait", "1s"]);
+    assert_eq!(
+        server
+            .run(&["acquire", "job", "--client", "nas", "--ttl", "60s"])
+            .0,
+        0
+    );
+    let mut run = spawn_lock(
+        &server,
+        &["job", "--wait", "30s", "--client", "laptop", "--", "true"],
+    );
+    std::thread::sleep(3 * SECOND);
+    assert!(run.try_wait().unwrap().is_none(), "{}", stderr_of(&mut run));
+    assert_eq!(server.run(&["release", "job", "--client", "nas"]).0, 0);
+    let status = wait_exit(&mut run, Duration::from_secs(10));
+    assert!(status.success(), "{}", stderr_of(&mut run));
+}
+
+#[test]
+fn sigint_while_waiting_gives_up_and_leaves_the_queue() {
+    let server = TestServer::start(&[]);
+    assert_eq!(server.run(&["acquire", "job", "--client", "nas"]).0, 0);
+    let marker = server.dir().join("ran");
+    let mut run = spawn_lock(
+        &server,
+        &[
+            "job",
+            "--wait",
+            "60s",
+            "--client",
+            "laptop",
+            "--",
+            "touch",
+            path_str(&marker),
+        ],
+    );
+    std::thread::sleep(SECOND);
+    signal(run.id() as libc::pid_t, libc::SIGINT);
+    let status = wait_exit(&mut run, Duration::from_secs(10));
+    assert_eq!(status.code(), Some(130));
+    // The abandoned waiter is never granted the job.
+    assert_eq!(server.run(&["release", "job", "--client", "nas"]).0, 0);
+    std::thread::sleep(SECOND);
+    assert_eq!(server.status("job")["holder"], "");
+    assert!(!marker.exists());
+}
+
+/// A command that records its pid and a background child's pid, and notes SIGTERM.
+fn trapping_script(dir: &std::path::Path, exit_code: u8) -> String {
+    format!(
+        "trap 'echo term >> {d}/term; exit {exit_code}' TERM; echo $$ > {d}/pid.tmp; \
+         mv {d}/pid.tmp {d}/pid; sleep 60 & echo $! > {d}/child.tmp; mv {d}/child.tmp {d}/child; \
+         wait",
+        d = dir.display()
+    )
+}
+
+/// Waits until the trapping script has written both pids.
+fn started_pids(dir: &std::path::Path) -> (libc::pid_t, libc::pid_t) {
+    assert!(
+        eventually(Duration::from_secs(10), || dir.join("child").exists()),
+        "the command did not start"
+    );
+    (
+        read_pid(&dir.join("pid")).expect("pid"),
+        read_pid(&dir.join("child")).expect("child pid"),
+    )
+}
+
+#[test]
+fn sigterm_is_passed_to_the_command_and_nothing_is_left_behind() {
+    let server = TestServer::start(&[]);
+    let dir = server.dir().to_owned();
+    let script = trapping_script(&dir, 3);
+    let mut run = spawn_lock(
+        &server,
+        &["job", "--client", "laptop", "--", "sh", "-c", &script],
+    );
+    let (pid, grandchild) = started_pids(&dir);
+    signal(run.id() as libc::pid_t, libc::SIGTERM);
+    let status = wait_exit(&mut run, Duration::from_secs(10));
+    assert_eq!(status.code(), Some(3), "{}", stderr_of(&mut run));
+    assert!(dir.join("term").exists(), "the command got SIGTERM");
+    assert!(eventually(2 * SECOND, || !alive(pid) && !alive(grandchild)));
+    assert_eq!(server.status("job")["holder"], "", "released");
+}
+
+#[test]
+fn lost_lock_when_the_server_stops_answering_stops_the_command_before_the_lease_ends() {
+    let server = TestServer::start_logging(&[], "foolock=debug");
+    let dir = server.dir().to_owned();
+    let script = trapping_script(&dir, 9);
+    let ttl = Duration::from_secs(10);
+    let mut run = spawn_lock(
+        &server,
+        &[
+            "job", "--ttl", "10s", "--client", "laptop", "--", "sh", "-c", &script,
+        ],
+    );
+    let (pid, grandchild) = started_pids(&dir);
+    // Let at least one renewal through, then freeze the server: renewals now time out.
+    std::thread::sleep(4 * SECOND);
+    signal(server.pid(), libc::SIGSTOP);
+    assert!(
+        eventually(Duration::from_secs(20), || dir.join("term").exists()),
+        "the command was not stopped"
+    );
+    let term_seen = SystemTime::now();
+
+    let exit = wait_exit(&mut run, Duration::from_secs(15));
+    let err = stderr_of(&mut run);
+    assert_eq!(exit.code(), Some(75), "{err}");
+    assert!(err.contains("lost the lock on job"), "{err}");
+    assert!(eventually(2 * SECOND, || !alive(pid) && !alive(grandchild)));
+
+    // The server's last renewal before the command was stopped: its lease ran until a ttl
+    // later, and the command had been told to stop well before that.
+    let log = server.log();
+    let last_renewal = log
+        .lines()
+        .filter(|l| (l.contains(" renewed") || l.contains(" acquired")) && l.contains("laptop"))
+        .filter_map(client_support::log_time)
+        .filter(|t| *t < term_seen)
+        .max()
+        .unwrap_or_else(|| panic!("no renewal in the log:\n{log}"));
+    let lease_end = last_renewal + ttl;
+    let margin = lease_end.duration_since(term_seen).unwrap_or_else(|e| {
+        panic!(
+            "the command was stopped {:?} after the lease ended",
+            e.duration()
+        )
+    });
+    eprintln!("the command was stopped {margin:?} before the lease ended");
+    assert!(
+        margin >= SECOND,
+        "stopped only {margin:?} before the lease ended"
+    );
+}
+
+#[test]
+fn lost_lock_when_a_renewal_is_refused_stops_the_command_and_exits_75() {
+    let server = TestServer::start(&[]);
+    let dir = server.dir().to_owned();
+    let script = trapping_script(&dir, 9);
+    let mut run = spawn_lock(
+        &server,
+        &[
+            "job", "--ttl", "3s", "--client", "laptop", "--", "sh", "-c", &script,
+        ],
+    );
+    let (pid, grandchild) = started_pids(&dir);
+    // Someone frees the job under our id and another device takes it.
+    assert_eq!(server.run(&["release", "job", "--client", "laptop"]).0, 0);
+    assert_eq!(
+        server
+            .run(&["acquire", "job", "--client", "thief", "--ttl", "60s"])
+            .0,
+        0
+    );
+    let exit = wait_exit(&mut run, Duration::from_secs(15));
+    let err = stderr_of(&mut run);
+    assert_eq!(exit.code(), Some(75), "{err}");
+    assert!(err.contains("lost the lock on job"), "{err}");
+    assert!(err.contains("held by thief"), "{err}");
+    assert!(dir.join("term").exists());
+    assert!(eventually(2 * SECOND, || !alive(pid) && !alive(grandchild)));
+    assert_eq!(
+        server.status("job")["holder"],
+        "thief",
+        "the thief's lease is untouched"
+    );
+}
+
+#[test]
+fn lock_refuses_to_run_alongside_a_lock_under_the_same_client_id() {
+    let server = TestServer::start(&[]);
+    assert_eq!(server.run(&["acquire", "job", "--client", "laptop"]).0, 0);
+    let (code, _, err) = server.run(&["lock", "job", "--client", "laptop", "--", "true"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("already held by this client id"), "{err}");
+    assert_eq!(server.status("job")["holder"], "laptop", "not released");
+}
+
+#[test]
+fn missing_command_exits_127_and_releases() {
+    let server = TestServer::start(&[]);
+    let (code, _, err) = server.run(&["lock", "job", "--", "/nonexistent/command"]);
+    assert_eq!(code, 127, "{err}");
+    assert_eq!(server.status("job")["holder"], "");
+}
+
+#[test]
+fn one_shot_commands_print_json_and_use_the_documented_exit_codes() {
+    let server = TestServer::start(&[]);
+    let json = |args: &[&str], want: i32| -> serde_json::Value {
+        let (code, out, err) = server.run(args);
+        assert_eq!(code, want, "{args:?}: {err}");
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("{args:?}: {e}: {out:?}"))
+    };
+    let got = json(
+        &["acquire", "job", "--client", "nas", "--ttl", "1m", "--json"],
+        0,
+    );
+    assert_eq!(
+        (got["success"].as_bool(), got["holder"].as_str()),
+        (Some(true), Some("nas"))
+    );
+    assert_eq!(got["ttl_ms"], 60_000);
+    let got = json(&["acquire", "job", "--client", "pi", "--json"], 1);
+    assert_eq!(
+        (got["success"].as_bool(), got["holder"].as_str()),
+        (Some(false), Some("nas"))
+    );
+    let got = json(&["status", "job", "--json"], 0);
+    assert_eq!(got["holder"], "nas");
+    let got = json(&["list", "--json"], 0);
+    assert_eq!(got["locks"][0]["job"], "job");
+    let got = json(&["status", "--json"], 0);
+    assert_eq!(got["locks"].as_array().map(Vec::len), Some(1));
+    json(&["release", "job", "--client", "pi", "--json"], 1);
+    let got = json(&["release", "job", "--client", "nas", "--json"], 0);
+    assert_eq!(got["success"], true);
+
+    // Human output names the holder.
+    server.run(&["acquire", "job", "--client", "nas"]);
+    let (code, out, _) = server.run(&["status", "job"]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("job: held by nas"), "{out}");
+    let (code, out, _) = server.run(&["list"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("nas"), "{out}");
+}
+
+#[test]
+fn unreachable_server_exits_3_and_usage_errors_exit_2() {
+    let server = TestServer::start(&[]);
+    let (code, out, err) =
+        server.run(&["status", "job", "--server", "http://127.0.0.1:1", "--json"]);
+    assert_eq!(code, 3, "{err}");
+    let body: serde_json::Value = serde_json::from_str(&out).expect("JSON error on stdout");
+    assert_eq!(body["success"], false);
+    assert_eq!(
+        server
+            .run(&[
+                "lock",
+                "job",
+                "--server",
+                "http://127.0.0.1:1",
+                "--",
+                "true"
+            ])
+            .0,
+        3
+    );
+    assert_eq!(server.run(&["acquire", "job", "--ttl", "soon"]).0, 2);
+    assert_eq!(server.run(&["lock", "job"]).0, 2, "no command");
+    assert_eq!(server.run(&["list", "--server", "https://nas"]).0, 2);
+    let (code, _, err) = server.run(&["acquire", "job", "--ttl", "1000h"]);
+    assert_eq!(code, 2, "beyond the server's max_ttl: {err}");
+}
+
+#[test]
+fn server_and_client_come_from_flags_then_environment_then_config_then_hostname() {
+    let server = TestServer::start(&[]);
+    // Default client id: the hostname's first label, lower-cased.
+    let mut name = [0u8; 256];
+    // SAFETY: writable buffer of the given length.
+    unsafe { libc::gethostname(name.as_mut_ptr().cast(), name.len()) };
+    let host = String::from_utf8_lossy(&name[..name.iter().position(|&b| b == 0).unwrap()])
+        .split('.')
+        .next()
+        .unwrap()
+        .to_ascii_lowercase();
+    let (code, out, _) = server.run(&["acquire", "a", "--json"]);
+    assert_eq!(code, 0);
+    assert!(out.contains(&format!("\"holder\":\"{host}\"")), "{out}");
+
+    let out = server
+        .cli()
+        .args(["acquire", "b", "--json"])
+        .env("FOOLOCK_CLIENT", "env-id")
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"holder\":\"env-id\""));
+
+    // The config file names the server and the client; FOOLOCK_SERVER would win, so unset it.
+    let config = server.dir().join("client.toml");
+    std::fs::write(
+        &config,
+        format!("server = \"{}\"\nclient = \"conf-id\"\n", server.url),
+    )
+    .unwrap();
+    let out = server
+        .cli()
+        .args(["acquire", "c", "--json"])
+        .env_remove("FOOLOCK_SERVER")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"holder\":\"conf-id\""));
+
+    // A broken config file is a usage error.
+    std::fs::write(&config, "sever = 1\n").unwrap();
+    assert_eq!(server.run(&["list"]).0, 2);
+}
+
+#[test]
+fn a_short_server_outage_is_ridden_out() {
+    let server = TestServer::start(&[]);
+    let mut run = spawn_lock(
+        &server,
+        &[
+            "job",
+            "--ttl",
+            "10s",
+            "--client",
+            "laptop",
+            "--",
+            "sh",
+            "-c",
+            "sleep 9; exit 4",
+        ],
+    );
+    std::thread::sleep(3 * SECOND);
+    // Renewals stall for two seconds, well inside the lease.
+    signal(server.pid(), libc::SIGSTOP);
+    std::thread::sleep(2 * SECOND);
+    signal(server.pid(), libc::SIGCONT);
+    let exit = wait_exit(&mut run, Duration::from_secs(20));
+    assert_eq!(exit.code(), Some(4), "{}", stderr_of(&mut run));
+    assert_eq!(server.status("job")["holder"], "");
+}

@@ -1,0 +1,386 @@
+//! The real `foolock` binary installing and uninstalling itself into a temp `HOME`: what it
+//! writes, that a round trip leaves nothing behind, that the files pass `desktop-file-validate`
+//! and `systemd-analyze verify --user`, and that a fake `systemctl` first on `PATH` sees exactly
+//! the calls a headless install and uninstall should make (so no test needs a running systemd).
+//!
+//! Linux only: on macOS these would call the real `launchctl`. The macOS plan is tested as data
+//! in `src/platform/launchd.rs` and its plist in `src/platform/tests.rs`.
+//!
+//! A validator that is not installed skips its check with a printed note, unless
+//! `FOOLOCK_REQUIRE_TOOLS` is set (CI sets it), which turns the skip into a failure.
+#![cfg(target_os = "linux")]
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const FOOLOCK: &str = env!("CARGO_BIN_EXE_foolock");
+
+/// A scratch user: `home/` with `XDG_CONFIG_HOME` inside it (with a space, to exercise
+/// quoting), and a `bin/` put first on `PATH` holding a fake `systemctl` that logs its arguments.
+struct Scratch {
+    tmp: tempfile::TempDir,
+    home: PathBuf,
+    config: PathBuf,
+    bin: PathBuf,
+}
+
+impl Scratch {
+    fn new() -> Scratch {
+        let tmp = tempfile::tempdir().unwrap();
+        let home = tmp.path().join("home");
+        let config = home.join("config dir");
+        let bin = tmp.path().join("bin");
+        std::fs::create_dir_all(&home).unwrap();
+        std::fs::create_dir_all(&bin).unwrap();
+        let fake = bin.join("systemctl");
+        std::fs::write(
+            &fake,
+            "#!/bin/sh\n\
+             echo \"$*\" >> \"$FOOLOCK_TEST_SYSTEMCTL_LOG\"\n\
+             case \"$2\" in is-enabled) echo enabled ;; is-active) echo active ;; esac\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Scratch {
+            tmp,
+            home,
+            config,
+            bin,
+        }
+    }
+
+    fn systemctl_log(&self) -> PathBuf {
+        self.tmp.path().join("systemctl.log")
+    }
+
+    /// The `systemctl` calls made so far, one argument string each.
+    fn systemctl_calls(&self) -> Vec<String> {
+        std::fs::read_to_string(self.systemctl_log())
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
+    fn autostart_file(&self) -> PathBuf {
+        self.config.join("autostart/foolock.desktop")
+    }
+
+    fn unit_file(&self) -> PathBuf {
+        self.config.join("systemd/user/foolock.service")
+    }
+
+    /// Runs `program` (the real binary, or a copy of it) as this scratch user.
+    fn run_program(&self, program: &Path, args: &[&str]) -> Output {
+        let path = format!(
+            "{}:{}",
+            self.bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        let output = Command::new(program)
+            .args(args)
+            .env("HOME", &self.home)
+            .env("XDG_CONFIG_HOME", &self.config)
+            .env("PATH", path)
+            .env("FOOLOCK_TEST_SYSTEMCTL_LOG", self.systemctl_log())
+            .env_remove("FOOLOCK_CONFIG")
+            .output()
+            .unwrap();
+        eprintln!(
+            "$ foolock {}\n{}{}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        output
+    }
+
+    /// Runs the binary and insists it succeeded; returns its stdout.
+    fn foolock(&self, args: &[&str]) -> String {
+        let output = self.run_program(Path::new(FOOLOCK), args);
+        assert!(
+            output.status.success(),
+            "foolock {args:?} failed: {output:?}"
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    /// Every regular file under `home/`.
+    fn files(&self) -> Vec<PathBuf> {
+        fn walk(dir: &Path, found: &mut Vec<PathBuf>) {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    walk(&path, found);
+                } else {
+                    found.push(path);
+                }
+            }
+        }
+        let mut found = vec![];
+        walk(&self.home, &mut found);
+        found
+    }
+}
+
+fn canonical_foolock() -> String {
+    std::fs::canonicalize(FOOLOCK)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// Whether a missing validator must fail the test rather than skip its check.
+fn tools_required() -> bool {
+    std::env::var_os("FOOLOCK_REQUIRE_TOOLS").is_some()
+}
+
+fn skip(what: &str, why: &str) {
+    assert!(
+        !tools_required(),
+        "{what} is required (FOOLOCK_REQUIRE_TOOLS is set) but {why}"
+    );
+    println!("note: skipping the {what} check: {why}");
+}
+
+/// Runs `desktop-file-validate`, which must accept the file without a single warning.
+fn assert_desktop_file_valid(file: &Path) {
+    let output = match Command::new("desktop-file-validate").arg(file).output() {
+        Ok(output) => output,
+        Err(e) => {
+            return skip(
+                "desktop-file-validate",
+                &format!("it cannot run ({e}); apt install desktop-file-utils"),
+            );
+        }
+    };
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        output.status.success() && said.trim().is_empty(),
+        "desktop-file-validate {}:\n{said}",
+        file.display()
+    );
+}
+
+/// Runs `systemd-analyze verify --user`, which must accept the unit without a warning. A
+/// throwaway `XDG_RUNTIME_DIR` lets it start its user manager where no session exists (CI).
+fn assert_unit_verifies(unit: &Path) {
+    let runtime = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(runtime.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let verify = |file: &Path| {
+        Command::new("systemd-analyze")
+            .args(["verify", "--user"])
+            .arg(file)
+            .env("XDG_RUNTIME_DIR", runtime.path())
+            .output()
+    };
+    // First a unit that is certainly fine: if even that fails, this machine cannot verify.
+    let known_good = runtime.path().join("foolock-known-good.service");
+    std::fs::write(&known_good, "[Service]\nExecStart=/bin/true\n").unwrap();
+    match verify(&known_good) {
+        Err(e) => {
+            return skip(
+                "systemd-analyze",
+                &format!("it cannot run ({e}); apt install systemd"),
+            );
+        }
+        Ok(out) if !out.status.success() => {
+            let why = String::from_utf8_lossy(&out.stderr).trim().to_owned();
+            return skip(
+                "systemd-analyze",
+                &format!("it cannot verify even a trivial unit here: {why}"),
+            );
+        }
+        Ok(_) => {}
+    }
+    let output = verify(unit).unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success() && !stderr.contains("foolock.service"),
+        "systemd-analyze verify --user {}:\n{stderr}",
+        unit.display()
+    );
+}
+
+#[test]
+fn install_dry_run_prints_the_autostart_entry_and_writes_nothing() {
+    let s = Scratch::new();
+    let out = s.foolock(&["install", "--dry-run"]);
+    assert!(
+        out.contains(&format!("would write {}:", s.autostart_file().display())),
+        "{out}"
+    );
+    assert!(out.contains("    [Desktop Entry]"), "{out}");
+    assert!(
+        out.contains(&format!("    Exec={}", canonical_foolock())),
+        "{out}"
+    );
+    assert_eq!(s.files(), Vec::<PathBuf>::new());
+    assert!(!s.config.exists());
+}
+
+#[test]
+fn headless_dry_run_prints_the_unit_and_the_systemctl_calls_without_making_them() {
+    let s = Scratch::new();
+    let out = s.foolock(&["install", "--headless", "--dry-run"]);
+    assert!(
+        out.contains(&format!("would write {}:", s.unit_file().display())),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("    ExecStart={} serve", canonical_foolock())),
+        "{out}"
+    );
+    assert!(
+        out.contains("would run: systemctl --user daemon-reload"),
+        "{out}"
+    );
+    assert!(
+        out.contains("would run: systemctl --user enable --now foolock.service"),
+        "{out}"
+    );
+    assert_eq!(s.systemctl_calls(), Vec::<String>::new());
+    assert_eq!(s.files(), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn login_item_install_uninstall_round_trip_leaves_no_file_behind() {
+    let s = Scratch::new();
+    let out = s.foolock(&["install"]);
+    assert!(
+        out.contains(&format!("wrote {}", s.autostart_file().display())),
+        "{out}"
+    );
+    assert_eq!(s.files(), [s.autostart_file()]);
+    assert_desktop_file_valid(&s.autostart_file());
+
+    let status = s.foolock(&["install", "--status"]);
+    assert!(
+        status.contains("login item (XDG autostart): installed\n"),
+        "{status}"
+    );
+    assert!(
+        status.contains("headless service (systemd user unit): not installed"),
+        "{status}"
+    );
+
+    let again = s.foolock(&["install"]);
+    assert!(again.contains("is already up to date"), "{again}");
+
+    let out = s.foolock(&["uninstall"]);
+    assert!(
+        out.contains(&format!("removed {}", s.autostart_file().display())),
+        "{out}"
+    );
+    assert_eq!(s.files(), Vec::<PathBuf>::new());
+    let status = s.foolock(&["install", "--status"]);
+    assert!(
+        status.contains("login item (XDG autostart): not installed"),
+        "{status}"
+    );
+
+    let again = s.foolock(&["uninstall"]);
+    assert!(
+        again.contains("not installed; nothing to remove"),
+        "{again}"
+    );
+    assert_eq!(
+        s.systemctl_calls(),
+        Vec::<String>::new(),
+        "the login item never needs systemctl"
+    );
+}
+
+#[test]
+fn headless_round_trip_makes_exactly_the_expected_systemctl_calls() {
+    let s = Scratch::new();
+    s.foolock(&["install", "--headless"]);
+    assert_eq!(s.files(), [s.unit_file()]);
+    assert_eq!(
+        s.systemctl_calls(),
+        [
+            "--user daemon-reload",
+            "--user enable --now foolock.service"
+        ]
+    );
+    assert_unit_verifies(&s.unit_file());
+
+    let status = s.foolock(&["install", "--status"]);
+    assert!(
+        status.contains("headless service (systemd user unit): installed\n"),
+        "{status}"
+    );
+    assert!(status.contains("systemd: enabled, active"), "{status}");
+
+    // Unchanged unit: no restart, just the idempotent reload and enable.
+    s.foolock(&["install", "--headless"]);
+    assert_eq!(s.systemctl_calls().len(), 4 + 2);
+
+    s.foolock(&["uninstall", "--headless"]);
+    assert_eq!(
+        s.systemctl_calls()[6..],
+        [
+            "--user disable --now foolock.service",
+            "--user daemon-reload"
+        ]
+    );
+    assert_eq!(s.files(), Vec::<PathBuf>::new());
+}
+
+#[test]
+fn login_item_and_headless_service_refuse_each_other_with_a_way_out() {
+    let s = Scratch::new();
+    s.foolock(&["install", "--headless"]);
+    let refused = s.run_program(Path::new(FOOLOCK), &["install"]);
+    assert!(!refused.status.success());
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(err.contains("foolock uninstall --headless"), "{err}");
+    assert_eq!(s.files(), [s.unit_file()]);
+}
+
+#[test]
+fn a_binary_under_a_path_with_spaces_and_percent_gets_files_the_validators_accept() {
+    let s = Scratch::new();
+    let dir = s.tmp.path().join("my apps 100%");
+    std::fs::create_dir_all(&dir).unwrap();
+    let copy = dir.join("foolock");
+    std::fs::copy(FOOLOCK, &copy).unwrap();
+
+    let out = s.run_program(&copy, &["install"]);
+    assert!(out.status.success(), "{out:?}");
+    let entry = std::fs::read_to_string(s.autostart_file()).unwrap();
+    assert!(
+        entry.contains(&format!(
+            "\nExec=\"{}\"\n",
+            copy.display().to_string().replace('%', "%%")
+        )),
+        "{entry}"
+    );
+    assert_desktop_file_valid(&s.autostart_file());
+    assert!(s.run_program(&copy, &["uninstall"]).status.success());
+
+    let out = s.run_program(&copy, &["install", "--headless"]);
+    assert!(out.status.success(), "{out:?}");
+    let unit = std::fs::read_to_string(s.unit_file()).unwrap();
+    assert!(
+        unit.contains(&format!(
+            "\nExecStart=\"{}\" serve\n",
+            copy.display().to_string().replace('%', "%%")
+        )),
+        "{unit}"
+    );
+    assert_unit_verifies(&s.unit_file());
+}
+
+#[test]
+fn checked_in_desktop_entry_passes_desktop_file_validate() {
+    assert_desktop_file_valid(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/linux/foolock.desktop"),
+    );
+}

@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The whole test suite: lint, unit and integration tests (the tray ones under a virtual X
+# display and a private D-Bus session), the hurl contract suite against a real server, and the
+# .deb package. Needs the tools .ci/run installs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TERM_COLOR=never
+# Tests that call validators (desktop-file-validate, systemd-analyze) fail instead of skipping.
+export FOOLOCK_REQUIRE_TOOLS=1
+
+step() { printf '\n== %s\n' "$*"; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "clippy (default features, then server-only build)"
+cargo clippy --all-targets -- -D warnings
+cargo clippy --all-targets --no-default-features -- -D warnings
+
+step "cargo test (under Xvfb and a private D-Bus session for the tray tests)"
+xvfb-run -a -s "-screen 0 1280x800x24" dbus-run-session -- cargo test
+
+step "hurl contract suite against a real server"
+workdir=$(mktemp -d)
+trap 'kill "${server_pid:-0}" 2>/dev/null || true; rm -rf "$workdir"' EXIT
+FOOLOCK_CONFIG="$workdir/config.toml" RUST_LOG=warn target/debug/foolock serve \
+    --listen 127.0.0.1:0 --default-ttl 30s --grace-period 2s --state-dir "$workdir/state" \
+    > "$workdir/server.out" &
+server_pid=$!
+for _ in $(seq 1 100); do
+    grep -q 'listening on' "$workdir/server.out" 2>/dev/null && break
+    sleep 0.1
+done
+addr=$(awk '/listening on/ { sub(";", "", $4); print $4; exit }' "$workdir/server.out")
+[ -n "$addr" ] || { echo "server did not start"; exit 1; }
+hurl --test --jobs 4 --variable "base=http://$addr" hurl/*.hurl
+kill "$server_pid"
+wait "$server_pid" 2>/dev/null || true
+
+if [ -x packaging/ci-deb.sh ]; then
+    step "Debian package"
+    bash packaging/ci-deb.sh
+fi
+
+step "all tests passed"

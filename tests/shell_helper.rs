@@ -1,0 +1,147 @@
+//! `contrib/foolock.sh` under a strict POSIX shell (dash) against a real server.
+
+mod client_support;
+
+use client_support::TestServer;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+const HELPER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/foolock.sh");
+
+/// Runs `script` in dash after sourcing the helper, with `env` set.
+fn dash(server: &TestServer, env: &[(&str, &str)], script: &str) -> Command {
+    shell("dash", server, env, script)
+}
+
+fn shell(name: &str, server: &TestServer, env: &[(&str, &str)], script: &str) -> Command {
+    let mut cmd = Command::new(name);
+    cmd.arg("-c")
+        .arg(format!(". \"$0\"\n{script}"))
+        .arg(HELPER)
+        .env("FOOLOCK_SERVER", &server.url)
+        .env_remove("FOOLOCK_JOB")
+        .env_remove("FOOLOCK_CLIENT")
+        .env_remove("FOOLOCK_AUTH_TOKEN")
+        .envs(env.iter().copied())
+        .stdin(Stdio::null());
+    cmd
+}
+
+fn run(server: &TestServer, env: &[(&str, &str)], script: &str) -> (i32, serde_json::Value) {
+    run_in("dash", server, env, script)
+}
+
+fn run_in(
+    name: &str,
+    server: &TestServer,
+    env: &[(&str, &str)],
+    script: &str,
+) -> (i32, serde_json::Value) {
+    let out: Output = shell(name, server, env, script)
+        .output()
+        .expect("dash must be installed (apt-get install -y dash)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let json = serde_json::from_str(stdout.trim()).unwrap_or(serde_json::Value::Null);
+    (out.status.code().unwrap_or(-1), json)
+}
+
+#[test]
+fn acquire_status_release_with_the_original_names_and_return_codes() {
+    let server = TestServer::start(&[]);
+    let job = [("FOOLOCK_JOB", "backup")];
+    let (code, body) = run(&server, &job, "foolock_acquire 30s");
+    assert_eq!(code, 0, "{body}");
+    assert_eq!(body["ttl_ms"], 30_000);
+    let me = body["holder"].as_str().expect("holder").to_owned();
+
+    let other = [("FOOLOCK_JOB", "backup"), ("FOOLOCK_CLIENT", "other")];
+    let (code, body) = run(&server, &other, "foolock_acquire");
+    assert_eq!(code, 1);
+    assert_eq!(body["holder"], me.as_str(), "the refusal names the holder");
+    let (code, body) = run(&server, &other, "foolock_status");
+    assert_eq!(code, 0);
+    assert_eq!(body["holder"], me.as_str());
+    assert_eq!(
+        run(&server, &other, "foolock_release").0,
+        1,
+        "not the holder"
+    );
+    assert_eq!(run(&server, &job, "foolock_release").0, 0);
+    assert_eq!(server.status("backup")["holder"], "");
+}
+
+#[test]
+fn the_helper_and_the_cli_derive_the_same_client_id_and_default_job() {
+    let server = TestServer::start(&[]);
+    let (code, body) = run(&server, &[], "foolock_acquire");
+    assert_eq!(code, 0, "{body}");
+    assert_eq!(body["job"], "default");
+    // The CLI, with no --client, is the same client: it may release the helper's lock.
+    let (code, _, err) = server.run(&["release", "default"]);
+    assert_eq!(code, 0, "{err}");
+}
+
+#[test]
+fn names_are_url_encoded() {
+    let server = TestServer::start(&[]);
+    let env = [
+        ("FOOLOCK_JOB", "nightly backup/ü&x=1"),
+        ("FOOLOCK_CLIENT", "Anna's Mac+1"),
+    ];
+    let (code, body) = run(&server, &env, "foolock_acquire 1m");
+    assert_eq!(code, 0, "{body}");
+    let status = server.status("nightly backup/ü&x=1");
+    assert_eq!(status["holder"], "Anna's Mac+1");
+    assert_eq!(run(&server, &env, "foolock_release").0, 0);
+}
+
+#[test]
+fn acquire_can_wait_for_the_holder_to_release() {
+    let server = TestServer::start(&[]);
+    assert_eq!(server.run(&["acquire", "job", "--client", "nas"]).0, 0);
+    let waiting = dash(
+        &server,
+        &[("FOOLOCK_JOB", "job")],
+        "foolock_acquire 30s 20s",
+    )
+    .stdout(Stdio::piped())
+    .spawn()
+    .expect("dash");
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(server.run(&["release", "job", "--client", "nas"]).0, 0);
+    let out = waiting.wait_with_output().expect("dash");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+#[test]
+fn an_unreachable_server_returns_3() {
+    let server = TestServer::start(&[]);
+    let env = [("FOOLOCK_SERVER", "http://127.0.0.1:1")];
+    assert_eq!(run(&server, &env, "foolock_status").0, 3);
+    assert_eq!(run(&server, &env, "foolock_acquire").0, 3);
+}
+
+#[test]
+fn bash_and_an_auth_token_work_too() {
+    let server = TestServer::start(&[]);
+    let env = [
+        ("FOOLOCK_JOB", "nightly backup/ü"),
+        ("FOOLOCK_CLIENT", "desk"),
+        ("FOOLOCK_AUTH_TOKEN", "s3cret token"),
+    ];
+    let shells: Vec<&str> = ["dash", "bash"]
+        .into_iter()
+        .filter(|sh| Command::new(sh).arg("-c").arg("true").status().is_ok())
+        .collect();
+    for sh in shells {
+        let (code, body) = run_in(sh, &server, &env, "foolock_acquire 1m");
+        assert_eq!(code, 0, "{sh}: {body}");
+        assert_eq!(body["holder"], "desk", "{sh}");
+        assert_eq!(run_in(sh, &server, &env, "foolock_release").0, 0, "{sh}");
+    }
+}
