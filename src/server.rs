@@ -75,6 +75,7 @@ impl Server {
         let app = api::router(AppState {
             service: self.service.clone(),
             max_wait: self.max_wait,
+            shutdown: shutdown.clone(),
         })
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,

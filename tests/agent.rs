@@ -168,6 +168,10 @@ impl Agent {
             .arg("agent")
             .args(args)
             .env("FOOLOCK_CONFIG", &config_path)
+            // A home of its own: state directory, login items and config stay in the tempdir.
+            .env("HOME", config_dir.path())
+            .env("XDG_CONFIG_HOME", config_dir.path().join("config"))
+            .env("XDG_DATA_HOME", config_dir.path().join("data"))
             .env("DISPLAY", &desktop.display)
             .env_remove("WAYLAND_DISPLAY")
             .env("DBUS_SESSION_BUS_ADDRESS", &desktop.bus_address)
@@ -493,7 +497,11 @@ fn menu_shows_each_job_holder_and_countdown_and_counts_down() {
     let conn = dbusmenu::connect(&desktop.bus_address);
     let tray = dbusmenu::wait_for_tray(&conn, agent.pid());
 
-    let menu = dbusmenu::layout(&conn, &tray);
+    // The header says "Starting…" until the runtime reports the bound address.
+    let menu = wait_for("the listening header", PROMPT, || {
+        let menu = dbusmenu::layout(&conn, &tray);
+        menu.labels()[0].starts_with("Listening").then_some(menu)
+    });
     assert_eq!(
         menu.labels(),
         [
@@ -502,6 +510,7 @@ fn menu_shows_each_job_holder_and_countdown_and_counts_down() {
             "No locks held".into(),
             "---".into(),
             "Pause notifications".into(),
+            "Start at login".into(),
             "Open config file".into(),
             "Quit".into(),
         ]
@@ -520,7 +529,7 @@ fn menu_shows_each_job_holder_and_countdown_and_counts_down() {
 
     let menu = wait_for("the jobs in the menu", PROMPT, || {
         let menu = dbusmenu::layout(&conn, &tray);
-        (menu.children.len() == 10).then_some(menu)
+        (menu.children.len() == 11).then_some(menu)
     });
     let labels = menu.labels();
     assert_eq!(dbusmenu::tooltip(&conn, &tray), "foolock — 4 jobs held");
@@ -676,6 +685,45 @@ fn paused_notifications_post_nothing_until_unticked() {
 }
 
 #[test]
+fn start_at_login_item_registers_and_removes_the_login_item() {
+    let Some(desktop) = desktop::start() else {
+        return;
+    };
+    let agent = Agent::serving(&desktop, &[], "");
+    let autostart = agent
+        ._config_dir
+        .path()
+        .join("config/autostart/foolock.desktop");
+    let conn = dbusmenu::connect(&desktop.bus_address);
+    let tray = dbusmenu::wait_for_tray(&conn, agent.pid());
+    let item = |conn: &zbus::blocking::Connection| {
+        dbusmenu::layout(conn, &tray)
+            .find("Start at login")
+            .cloned()
+            .expect("a Start at login item")
+    };
+    assert_eq!(
+        item(&conn).toggle_state,
+        Some(0),
+        "not registered in a fresh home"
+    );
+
+    dbusmenu::click(&conn, &tray, item(&conn).id);
+    wait_for("the autostart entry", PROMPT, || {
+        autostart.exists().then_some(())
+    });
+    let entry = std::fs::read_to_string(&autostart).unwrap();
+    assert!(entry.contains("Exec="), "{entry}");
+    assert_eq!(item(&conn).toggle_state, Some(1));
+
+    dbusmenu::click(&conn, &tray, item(&conn).id);
+    wait_for("the autostart entry to go", PROMPT, || {
+        (!autostart.exists()).then_some(())
+    });
+    assert_eq!(item(&conn).toggle_state, Some(0));
+}
+
+#[test]
 fn port_in_use_shows_in_the_menu_and_notifies_and_quit_still_works() {
     let Some(desktop) = desktop::start() else {
         return;
@@ -819,7 +867,8 @@ fn run_headless(display: Option<&str>) -> (String, String) {
     let config_dir = tempfile::tempdir().unwrap();
     let mut command = Command::new(BIN);
     command
-        .args(["agent", "--listen", "127.0.0.1:0"])
+        .args(["agent", "--listen", "127.0.0.1:0", "--state-dir"])
+        .arg(config_dir.path().join("state"))
         .env("FOOLOCK_CONFIG", config_dir.path().join("config.toml"))
         .env_remove("WAYLAND_DISPLAY")
         .env("RUST_LOG", "warn")

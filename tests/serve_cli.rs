@@ -53,6 +53,34 @@ fn sigterm_shuts_down_gracefully() {
 }
 
 #[test]
+fn sigterm_ends_waiting_requests_instead_of_waiting_for_them() {
+    let mut server = ServerProcess::start(&[]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (status, _) = rt.block_on(http(server.addr, "POST", "/lock?client=a&job=j&ttl=1m"));
+    assert_eq!(status, 200);
+    let addr = server.addr;
+    let waiter = rt.spawn(http(addr, "POST", "/lock?client=b&job=j&wait=4m"));
+    std::thread::sleep(Duration::from_millis(500));
+    // SAFETY: plain kill(2) on our own child.
+    unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) };
+    let started = Instant::now();
+    let (status, body) = rt.block_on(waiter).unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"], "the server is shutting down");
+    loop {
+        if let Some(status) = server.child.try_wait().unwrap() {
+            assert!(status.success(), "exit status {status}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "did not exit on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
 fn bad_config_names_file_line_and_key_and_exits_2() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.toml");

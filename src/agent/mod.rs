@@ -43,6 +43,8 @@ pub enum Command {
     ForceRelease(String),
     PauseNotifications(bool),
     OpenConfig,
+    /// Register (true) or remove (false) the login item, as `foolock install`/`uninstall` do.
+    StartAtLogin(bool),
 }
 
 /// Why the agent cannot show a tray here, if it cannot: then the caller serves headless.

@@ -11,11 +11,6 @@ use crate::engine::{Event, EventKind};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// The macOS bundle identifier notifications are posted under when running from the .app.
-/// Must equal the packaging's `CFBundleIdentifier`.
-#[cfg(target_os = "macos")]
-const BUNDLE_ID: &str = "io.foolock.agent";
-
 /// A notification's text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
@@ -119,10 +114,10 @@ impl Notifier {
                 .summary(&message.title)
                 .body(&message.body)
                 .show();
-            if let Err(err) = result {
-                if !inner.warned.swap(true, Ordering::Relaxed) {
-                    tracing::warn!("cannot post desktop notifications: {err}");
-                }
+            if let Err(err) = result
+                && !inner.warned.swap(true, Ordering::Relaxed)
+            {
+                tracing::warn!("cannot post desktop notifications: {err}");
             }
         });
     }
@@ -137,7 +132,7 @@ fn identify_app() {
             .map(|exe| exe.to_string_lossy().contains(".app/Contents/MacOS/"))
             .unwrap_or(false);
         if in_app_bundle {
-            if let Err(err) = notify_rust::set_application(BUNDLE_ID) {
+            if let Err(err) = notify_rust::set_application(crate::platform::BUNDLE_ID) {
                 tracing::warn!("notifications will not show as foolock: {err}");
             }
         }

@@ -9,6 +9,7 @@ use super::menu::Listening;
 use super::notifications::{Message, Notifier};
 use super::{Command, UserEvent};
 use crate::config::{self, Config};
+use crate::platform;
 use crate::server::{self, Server};
 use crate::service::LockService;
 use std::path::PathBuf;
@@ -199,13 +200,30 @@ async fn serve_commands(
             Some(Command::ForceRelease(job)) => {
                 // The engine logs and publishes ForceReleased; the watcher notifies.
                 if let Some(service) = service
-                    && service.force_release(&job).is_none()
+                    && service.force_release(&job).await.is_none()
                 {
                     tracing::info!(job, "force release: the job was already free");
                 }
             }
             Some(Command::PauseNotifications(paused)) => notifier.set_paused(paused),
             Some(Command::OpenConfig) => open_config(config_path).await,
+            Some(Command::StartAtLogin(enabled)) => {
+                // Writes a file or two; keep it off the runtime's worker threads.
+                let result =
+                    tokio::task::spawn_blocking(move || platform::set_start_at_login(enabled))
+                        .await
+                        .unwrap_or_else(|e| Err(anyhow::anyhow!("login item task failed: {e}")));
+                match result {
+                    Ok(()) => tracing::info!(enabled, "start at login"),
+                    Err(err) => {
+                        tracing::error!("cannot change start at login: {err:#}");
+                        notifier.post(Message {
+                            title: "Start at login not changed".into(),
+                            body: format!("{err:#}"),
+                        });
+                    }
+                }
+            }
         }
     }
 }

@@ -76,6 +76,7 @@ pub fn run(config_path: &Path, config: Config) -> anyhow::Result<ExitCode> {
         commands,
         alarm,
         paused: false,
+        start_at_login: crate::platform::start_at_login(),
         shutdown: shutdown.clone(),
     };
     event_loop.run_return(|event, _, control_flow| {
@@ -103,13 +104,17 @@ struct App {
     alarm: watch::Sender<Option<Instant>>,
     /// Whether "Pause notifications" is ticked.
     paused: bool,
+    /// Whether "Start at login" is ticked: the login item's real state at start, then each
+    /// click's.
+    start_at_login: bool,
     shutdown: CancellationToken,
 }
 
 impl App {
     fn handle(&mut self, event: Event<'_, UserEvent>, control_flow: &mut ControlFlow) {
         match event {
-            Event::NewEvents(StartCause::Init) => match Tray::new(&self.icons) {
+            Event::NewEvents(StartCause::Init) => match Tray::new(&self.icons, self.start_at_login)
+            {
                 Ok(tray) => {
                     self.tray = Some(tray);
                     self.render();
@@ -160,6 +165,9 @@ impl App {
             // Each click toggles the tick; mirror it rather than ask the item (see `Tray`).
             self.paused = !self.paused;
             Command::PauseNotifications(self.paused)
+        } else if id == tray.login.id() {
+            self.start_at_login = !self.start_at_login;
+            Command::StartAtLogin(self.start_at_login)
         } else if id == tray.open_config.id() {
             Command::OpenConfig
         } else if let Some(job) = tray.jobs.iter().find(|j| j.force.id() == id) {
@@ -186,6 +194,7 @@ struct Tray {
     no_locks_shown: bool,
     jobs: Vec<JobWidgets>,
     pause: CheckMenuItem,
+    login: CheckMenuItem,
     open_config: MenuItem,
     quit: MenuItem,
     shown_icon: IconKind,
@@ -233,10 +242,11 @@ impl JobWidgets {
 }
 
 impl Tray {
-    fn new(icons: &Icons) -> anyhow::Result<Tray> {
+    fn new(icons: &Icons, start_at_login: bool) -> anyhow::Result<Tray> {
         let header = MenuItem::new("Starting…", false, None);
         let no_locks = MenuItem::new(NO_LOCKS, false, None);
         let pause = CheckMenuItem::new("Pause notifications", true, false, None);
+        let login = CheckMenuItem::new("Start at login", true, start_at_login, None);
         let open_config = MenuItem::new("Open config file", true, None);
         let quit = MenuItem::new("Quit", true, None);
         let menu = Menu::with_items(&[
@@ -245,6 +255,7 @@ impl Tray {
             &no_locks,
             &PredefinedMenuItem::separator(),
             &pause,
+            &login,
             &open_config,
             &quit,
         ])?;
@@ -262,6 +273,7 @@ impl Tray {
             no_locks_shown: true,
             jobs: Vec::new(),
             pause,
+            login,
             open_config,
             quit,
             shown_icon: IconKind::Idle,

@@ -19,6 +19,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 pub use error::ApiError;
 use std::time::Duration;
+use tokio_util::sync::CancellationToken;
 use wire::{LockReply, LockRow, LocksReply};
 
 /// Everything the handlers need.
@@ -27,6 +28,9 @@ pub struct AppState {
     pub service: LockService,
     /// The longest a `POST /lock?wait=` may wait.
     pub max_wait: Duration,
+    /// Cancelled when the server shuts down: waiting requests then end at once (503) instead
+    /// of holding up the shutdown for up to `max_wait`.
+    pub shutdown: CancellationToken,
 }
 
 /// The API's routes. Requests to other paths get a JSON 404.
@@ -154,7 +158,16 @@ async fn acquire(app: AppState, raw: Option<String>) -> Result<Response, ApiErro
     let result = if wait.is_zero() {
         app.service.acquire(&job, &client, ttl).await
     } else {
-        app.service.acquire_waiting(&job, &client, ttl, wait).await
+        tokio::select! {
+            result = app.service.acquire_waiting(&job, &client, ttl, wait) => result,
+            // Dropping the wait leaves the queue (see `LockService::acquire_waiting`).
+            _ = app.shutdown.cancelled() => {
+                return Err(ApiError::Unavailable {
+                    message: "the server is shutting down".into(),
+                    retry_after_ms: None,
+                });
+            }
+        }
     };
     let now = app.service.now();
     match result {

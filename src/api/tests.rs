@@ -13,6 +13,7 @@ fn app_with(rules: Rules) -> Router {
     router(AppState {
         service: LockService::new(rules, Arc::new(SystemClock)),
         max_wait: Duration::from_secs(300),
+        shutdown: tokio_util::sync::CancellationToken::new(),
     })
 }
 
