@@ -442,8 +442,8 @@ mod tests {
     use crate::engine::SystemClock;
     use std::time::Instant;
 
-    #[tokio::test]
-    async fn expiry_event_fires_at_the_deadline_without_a_request() {
+    /// A service with a 1 s grace period and its timer running until the token is cancelled.
+    fn service_with_timer() -> (LockService, CancellationToken) {
         let service = LockService::new(
             Rules {
                 grace: Duration::from_secs(1),
@@ -453,6 +453,12 @@ mod tests {
         );
         let shutdown = CancellationToken::new();
         tokio::spawn(service.clone().run_timer(shutdown.clone()));
+        (service, shutdown)
+    }
+
+    #[tokio::test]
+    async fn expiry_event_fires_at_the_deadline_without_a_request() {
+        let (service, shutdown) = service_with_timer();
         let mut events = service.subscribe();
         let started = Instant::now();
         service
@@ -471,15 +477,7 @@ mod tests {
 
     #[tokio::test]
     async fn waiter_is_served_by_the_timer_when_grace_ends() {
-        let service = LockService::new(
-            Rules {
-                grace: Duration::from_secs(1),
-                ..Rules::default()
-            },
-            Arc::new(SystemClock),
-        );
-        let shutdown = CancellationToken::new();
-        tokio::spawn(service.clone().run_timer(shutdown.clone()));
+        let (service, shutdown) = service_with_timer();
         service
             .acquire("j", "a", Duration::from_millis(300))
             .await

@@ -365,20 +365,23 @@ impl Engine {
             Some(entry) if entry.lease.holder == client => {}
             _ => return Err(NotHolder),
         }
-        let lease = self.remove(job);
-        self.emit(EventKind::Released, job, &lease, now);
-        self.serve_waiters(job, now);
-        Ok(lease)
+        Ok(self.free(job, EventKind::Released, now))
     }
 
     /// Frees `job` whatever its holder, with no grace period. Returns the removed lease.
     pub fn force_release(&mut self, job: &str, now: Now) -> Option<Lease> {
         self.advance(now);
         self.jobs.get(job)?;
+        Some(self.free(job, EventKind::ForceReleased, now))
+    }
+
+    /// Removes `job`'s lease with no grace period, reports `why`, and hands the job to its
+    /// first waiter.
+    fn free(&mut self, job: &str, why: EventKind, now: Now) -> Lease {
         let lease = self.remove(job);
-        self.emit(EventKind::ForceReleased, job, &lease, now);
+        self.emit(why, job, &lease, now);
         self.serve_waiters(job, now);
-        Some(lease)
+        lease
     }
 
     /// The lease recorded for `job`, if any. Never creates an entry.
