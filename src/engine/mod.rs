@@ -289,7 +289,7 @@ impl Engine {
         self.jobs.is_empty()
     }
 
-    /// Acquires or renews `job` for `client`; see the crate docs for the rules.
+    /// Acquires or renews `job` for `client`; see the module docs for the rules.
     pub fn acquire(
         &mut self,
         job: &str,

@@ -143,6 +143,7 @@ pub fn uninstall_plan(layout: &Layout, seen: &Observed, uid: u32, launch: bool) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::platform::steps::commands as runs;
 
     fn layout() -> Layout {
         Layout {
@@ -159,16 +160,6 @@ mod tests {
 
     fn plist() -> String {
         launch_agent_plist(&program(), &TextPath::new(&log_file(&layout())).unwrap())
-    }
-
-    fn runs(steps: &[Step]) -> Vec<String> {
-        steps
-            .iter()
-            .filter_map(|s| match s {
-                Step::Run(c) => Some(c.to_string()),
-                _ => None,
-            })
-            .collect()
     }
 
     #[test]

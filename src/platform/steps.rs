@@ -185,6 +185,18 @@ fn write_atomically(path: &Path, contents: &str) -> anyhow::Result<()> {
         .with_context(|| format!("cannot move {} into place", partial.display()))
 }
 
+/// The commands among `steps`, as `--dry-run` prints them: what plan tests compare.
+#[cfg(test)]
+pub(crate) fn commands(steps: &[Step]) -> Vec<String> {
+    steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::Run(c) => Some(c.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

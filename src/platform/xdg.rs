@@ -148,6 +148,7 @@ pub fn uninstall_headless(layout: &Layout, seen: &Observed) -> Vec<Step> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::platform::steps::commands as runs;
 
     fn layout() -> Layout {
         Layout {
@@ -158,16 +159,6 @@ mod tests {
 
     fn program() -> TextPath {
         TextPath::new(Path::new("/home/ann/.cargo/bin/foolock")).unwrap()
-    }
-
-    fn runs(steps: &[Step]) -> Vec<String> {
-        steps
-            .iter()
-            .filter_map(|s| match s {
-                Step::Run(c) => Some(c.to_string()),
-                _ => None,
-            })
-            .collect()
     }
 
     #[test]
