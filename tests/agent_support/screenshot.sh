@@ -27,5 +27,5 @@ xdotool mousemove 676 13 click 3     # right-click the tray icon (left of the cl
 sleep 1.5
 xdotool mousemove 450 68; sleep 1; xdotool mousemove 452 69   # open backup's submenu
 sleep 1.5
-import -window root -crop 660x215+140+0 +repage "$out"
+import -window root -crop 660x240+140+0 +repage "$out"
 echo "wrote $out"
