@@ -2,9 +2,11 @@
 //! nothing internal is ever echoed to the client.
 
 use super::wire::LockReply;
+use crate::engine::duration::Compact;
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -16,8 +18,8 @@ pub enum ApiError {
     TtlOutOfRange(String),
     #[error("invalid wait format")]
     InvalidWait,
-    #[error("wait must be at least 0 and at most {0}")]
-    WaitOutOfRange(String),
+    #[error("wait must be at least 0 and at most {}", Compact(*.0))]
+    WaitOutOfRange(Duration),
     #[error("invalid {param} parameter: {reason}")]
     InvalidName { param: &'static str, reason: String },
     #[error("invalid query string: {0}")]
@@ -56,8 +58,13 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut body = LockReply::error(self.to_string());
-        if let ApiError::Unavailable { retry_after_ms, .. } = &self {
-            body.retry_after_ms = *retry_after_ms;
+        match &self {
+            ApiError::Unavailable { retry_after_ms, .. } => body.retry_after_ms = *retry_after_ms,
+            // Lets clients adapt a long wait to the server's cap without parsing the message.
+            ApiError::WaitOutOfRange(max) => {
+                body.max_wait_ms = Some(u64::try_from(max.as_millis()).unwrap_or(u64::MAX));
+            }
+            _ => {}
         }
         let mut response = (self.status(), Json(body)).into_response();
         if let ApiError::Unavailable {

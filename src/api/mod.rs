@@ -9,7 +9,7 @@ pub mod wire;
 #[cfg(test)]
 mod tests;
 
-use crate::engine::duration::{Compact, parse_go_duration};
+use crate::engine::duration::parse_go_duration;
 use crate::engine::{Denied, GrantKind, validate_name};
 use crate::service::LockService;
 use axum::extract::{RawQuery, State};
@@ -144,7 +144,7 @@ async fn acquire(app: AppState, raw: Option<String>) -> Result<Response, ApiErro
         None | Some("") => Duration::ZERO,
         Some(text) => {
             let parsed = parse_go_duration(text).map_err(|_| ApiError::InvalidWait)?;
-            let range = || ApiError::WaitOutOfRange(Compact(app.max_wait).to_string());
+            let range = || ApiError::WaitOutOfRange(app.max_wait);
             if parsed.0 < 0 {
                 return Err(range());
             }

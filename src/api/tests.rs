@@ -185,6 +185,8 @@ async fn bad_input_is_400_and_changes_nothing() {
         assert_eq!(s, StatusCode::BAD_REQUEST, "{uri}");
         assert_eq!(body["error"], error, "{uri}");
     }
+    let (_, body) = call(&app, Method::POST, "/lock?client=a&job=j&wait=6m").await;
+    assert_eq!(body["max_wait_ms"], 300_000, "the cap is machine-readable");
     let (_, all) = call(&app, Method::GET, "/locks").await;
     assert_eq!(all["locks"].as_array().unwrap().len(), 0);
 }
