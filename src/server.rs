@@ -134,11 +134,12 @@ fn restore(config: &Config, store: &Store, loaded: Loaded, now: crate::engine::N
                 },
                 now,
             );
+            let moved =
+                moved_to.map_or(String::new(), |to| format!(" (moved to {})", to.display()));
             tracing::error!(
                 path = %store.path().display(),
-                moved_to = %moved_to.display(),
-                "saved state is unusable ({reason}); moved it aside and refusing new grants for {} \
-                 so that leases it may have held can run out",
+                "saved state is unusable: {reason}{moved}; refusing new grants for {} so that \
+                 leases it may have held can run out",
                 crate::engine::duration::Compact(length)
             );
         }

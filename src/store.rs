@@ -69,9 +69,10 @@ pub enum Loaded {
     /// No state file: a first start.
     Fresh,
     Saved(SavedState),
-    /// The state file could not be read or parsed; it was moved to `moved_to`.
+    /// The state file could not be read or parsed (it was moved to `moved_to`), or it is
+    /// missing although `watermarks.json` shows this directory held state before.
     Corrupt {
-        moved_to: PathBuf,
+        moved_to: Option<PathBuf>,
         reason: String,
         /// From `watermarks.json`, if readable.
         watermarks: Option<Watermarks>,
@@ -394,7 +395,22 @@ fn lock_dir(dir: &Path) -> Result<File, StoreError> {
 fn load(dir: &Path) -> Result<Loaded, StoreError> {
     let path = dir.join(STATE_FILE);
     let reason = match fs::read(&path) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Loaded::Fresh),
+        // A lost state file after an earlier run is not a first start: its holders may still
+        // be working, and tokens must stay above the ones it handed out.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Ok(if dir.join(WATERMARKS_FILE).exists() {
+                Loaded::Corrupt {
+                    moved_to: None,
+                    reason: format!(
+                        "{STATE_FILE} is missing, but {WATERMARKS_FILE} shows that this \
+                         directory held state before"
+                    ),
+                    watermarks: read_watermarks(dir),
+                }
+            } else {
+                Loaded::Fresh
+            });
+        }
         Err(e) => format!("cannot read it: {e}"),
         Ok(bytes) => match serde_json::from_slice::<SavedState>(&bytes) {
             Ok(state) => return Ok(Loaded::Saved(state)),
@@ -406,7 +422,7 @@ fn load(dir: &Path) -> Result<Loaded, StoreError> {
         source,
     })?;
     Ok(Loaded::Corrupt {
-        moved_to,
+        moved_to: Some(moved_to),
         reason,
         watermarks: read_watermarks(dir),
     })
@@ -560,11 +576,34 @@ mod tests {
             panic!("expected corrupt, got {loaded:?}")
         };
         assert!(!dir.path().join(STATE_FILE).exists());
+        let moved_to = moved_to.expect("the file was moved aside");
         assert_eq!(fs::read(&moved_to).unwrap(), &full[..full.len() / 2]);
         let name = moved_to.file_name().unwrap().to_str().unwrap();
         assert!(name.starts_with("state.json.corrupt-2"), "{name}");
         assert!(name.ends_with('Z'), "{name}");
         assert_eq!(watermarks, Some(marks));
+    }
+
+    #[test]
+    fn deleted_state_file_after_an_earlier_run_is_not_a_fresh_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let marks = Watermarks {
+            max_ttl_ms: 60_000,
+            token_ceiling: 1002,
+        };
+        write_watermarks(dir.path(), marks).unwrap();
+        let (_, loaded) = Store::open(dir.path(), Batching::default()).unwrap();
+        let Loaded::Corrupt {
+            moved_to,
+            watermarks,
+            reason,
+        } = loaded
+        else {
+            panic!("expected a lost state, got {loaded:?}")
+        };
+        assert_eq!(moved_to, None);
+        assert_eq!(watermarks, Some(marks));
+        assert!(reason.contains("missing"), "{reason}");
     }
 
     #[test]

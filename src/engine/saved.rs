@@ -96,13 +96,14 @@ impl Engine {
                 skipped += 1;
                 continue;
             }
-            // A saved expiry far ahead can only come from a wrong wall clock: cap it.
-            let latest = now.mono + self.rules.max_ttl;
+            // A lease saved before now ends by now + its ttl, so a saved expiry beyond that (and
+            // beyond max_ttl) can only come from a wrong wall clock: cap it. The saved ttl may
+            // exceed today's max_ttl if that was lowered; the holder was promised it.
+            let latest = now.mono + ttl.max(self.rules.max_ttl);
             let expires = now
                 .mono_at(from_unix_ms(l.expires_at_ms))
                 .min(latest)
-                .max(now.mono + ttl)
-                .min(latest);
+                .max(now.mono + ttl);
             let lease = super::Lease {
                 holder: l.holder,
                 token: l.token,

@@ -771,3 +771,23 @@ fn restore_keeps_every_saved_holder_even_over_max_jobs() {
         Err(Denied::Full { max_jobs: 2 })
     );
 }
+
+#[test]
+fn restore_keeps_a_lease_longer_than_a_lowered_max_ttl() {
+    let mut before = Engine::new(Rules {
+        max_ttl: secs(36_000),
+        ..Rules::default()
+    });
+    before.acquire("j", "a", secs(36_000), at(0)).unwrap();
+    let saved = before.export(at(0));
+    let mut after = Engine::new(Rules {
+        max_ttl: secs(3600),
+        ..Rules::default()
+    });
+    after.restore(saved, at(0));
+    assert_eq!(after.get("j", at(0)).unwrap().expires, at(36_000).mono);
+    assert!(matches!(
+        after.acquire("j", "b", secs(1), at(3_606)),
+        Err(Denied::Held(_))
+    ));
+}
