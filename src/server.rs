@@ -27,22 +27,13 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds the configured address. A port in use is a clear error, not a panic.
-    pub async fn bind(config: &Config, service: LockService) -> anyhow::Result<Server> {
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("cannot listen on {}", config.listen))?;
-        Ok(Server {
-            listener,
-            service,
-            max_wait: config.max_wait,
-        })
-    }
-
     /// Loads the saved state, builds the lock service for `config` and binds its address:
     /// everything `foolock serve` and the agent need before serving. A state directory that
     /// cannot be written is an error.
     pub async fn open(config: &Config) -> anyhow::Result<Server> {
+        // Bind first: if the port is taken, the state directory is never locked and no writer
+        // thread is started for a server that will not run.
+        let listener = listen(config).await?;
         let dir = match &config.state_dir {
             Some(dir) => dir.clone(),
             None => config::default_state_dir()
@@ -57,7 +48,11 @@ impl Server {
         let service = LockService::with_store(engine, clock, Arc::new(store));
         // Save at once: a quarantine must outlive a crash, and this proves the disk works.
         service.save().await;
-        Server::bind(config, service).await
+        Ok(Server {
+            listener,
+            service,
+            max_wait: config.max_wait,
+        })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -94,6 +89,13 @@ impl Server {
         }
         result
     }
+}
+
+/// Binds the configured address. A port in use is a clear error, not a panic.
+async fn listen(config: &Config) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))
 }
 
 /// The engine as the state directory left it: restored, fresh, or quarantined because the

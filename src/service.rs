@@ -1,9 +1,9 @@
 //! The lock engine shared by the HTTP handlers, the tray and the timer.
 //!
 //! One `std::sync::Mutex` guards the engine and the senders of waiting requests; it is never
-//! held across an `.await`, so a blocking mutex is cheaper and simpler than tokio's. Every
-//! change is published on a broadcast channel after the lock is dropped from the engine's
-//! point of view (events are drained under the lock, so their order is the engine's order).
+//! held across an `.await`, so a blocking mutex is cheaper and simpler than tokio's. Events
+//! are drained and broadcast under that lock, so subscribers see them in the engine's order;
+//! a broadcast send never blocks, so this costs nothing.
 //!
 //! With a [`Store`], every change of holder is numbered under the lock, and the request that
 //! made it (or the waiter it was handed to) replies only once the store has written it.
@@ -22,6 +22,15 @@ use tokio_util::sync::CancellationToken;
 /// While deadlines are pending the timer re-checks at least this often, because tokio's
 /// sleep stops while the machine is suspended and would otherwise oversleep after a wake.
 const TIMER_MAX_SLEEP: Duration = Duration::from_secs(60);
+
+/// Why [`LockService::acquire_waiting`] did not grant.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WaitError {
+    #[error(transparent)]
+    Denied(Denied),
+    #[error("the server is shutting down")]
+    Stopped,
+}
 
 /// A cheap, cloneable handle to the lock table.
 #[derive(Clone)]
@@ -127,13 +136,16 @@ impl LockService {
     /// Acquires, waiting up to `wait` for a busy job. Waiters are served in arrival order. If
     /// the returned future is dropped (the client disconnected) the waiter is forgotten, and a
     /// grant that raced with the drop is released again, so nobody holds a lock unknowingly.
+    /// When `stop` is cancelled (the server is shutting down) a queued waiter leaves the
+    /// queue at once and gets [`WaitError::Stopped`], unless it was granted first.
     pub async fn acquire_waiting(
         &self,
         job: &str,
         client: &str,
         ttl: Duration,
         wait: Duration,
-    ) -> Result<Grant, Denied> {
+        stop: &CancellationToken,
+    ) -> Result<Grant, WaitError> {
         let (tx, rx) = oneshot::channel();
         let (outcome, seq) = self.with_state_seq(|state, now| {
             let before = state.engine.get(job, now);
@@ -154,7 +166,7 @@ impl LockService {
                 self.grant_durable(&grant, seq).await;
                 return Ok(grant);
             }
-            WaitOutcome::Denied(denied) => return Err(denied),
+            WaitOutcome::Denied(denied) => return Err(WaitError::Denied(denied)),
             WaitOutcome::Queued(id) => id,
         };
         let mut guard = WaitGuard {
@@ -166,7 +178,11 @@ impl LockService {
             unsaved: None,
         };
         let rx = guard.rx.as_mut().expect("set above");
-        if let Ok(Ok(grant)) = tokio::time::timeout(wait, rx).await {
+        let waited = tokio::select! {
+            waited = tokio::time::timeout(wait, rx) => waited.ok().and_then(Result::ok),
+            _ = stop.cancelled() => None,
+        };
+        if let Some(grant) = waited {
             guard.rx = None;
             // The grant was numbered when it was handed over, before we could take the lock.
             guard.unsaved = Some(grant.clone());
@@ -175,7 +191,7 @@ impl LockService {
             guard.unsaved = None;
             return Ok(grant);
         }
-        // Timed out: leave the queue, unless the grant arrived in the meantime.
+        // Timed out or stopped: leave the queue, unless the grant arrived in the meantime.
         let granted = self.with_state(|state, _| {
             if state.engine.cancel_wait(id) {
                 state.waiters.remove(&id);
@@ -193,7 +209,11 @@ impl LockService {
                 guard.unsaved = None;
                 Ok(grant)
             }
-            None => self.acquire(job, client, ttl).await,
+            None if stop.is_cancelled() => Err(WaitError::Stopped),
+            None => self
+                .acquire(job, client, ttl)
+                .await
+                .map_err(WaitError::Denied),
         }
     }
 
@@ -255,8 +275,9 @@ impl LockService {
         self.with_engine(|engine, now| (engine.list(now), now))
     }
 
-    /// Runs `f` on the engine at the current instant, then publishes what changed.
-    pub fn with_engine<T>(&self, f: impl FnOnce(&mut Engine, Now) -> T) -> T {
+    /// Runs `f` on the engine at the current instant, then publishes what changed. Crate-only:
+    /// a change made here would skip the wait for it to be on disk.
+    pub(crate) fn with_engine<T>(&self, f: impl FnOnce(&mut Engine, Now) -> T) -> T {
         self.with_state(|state, now| f(&mut state.engine, now))
     }
 
@@ -314,9 +335,7 @@ impl LockService {
             let _ = self.inner.events.send(event);
         }
         let next = state.engine.next_deadline();
-        if next != state.timer_target
-            && next.is_some_and(|n| state.timer_target.is_none_or(|t| n < t))
-        {
+        if next.is_some_and(|n| state.timer_target.is_none_or(|t| n < t)) {
             self.inner.timer.notify_one();
         }
         seq
@@ -483,7 +502,13 @@ mod tests {
             .await
             .unwrap();
         let grant = service
-            .acquire_waiting("j", "b", Duration::from_secs(10), Duration::from_secs(10))
+            .acquire_waiting(
+                "j",
+                "b",
+                Duration::from_secs(10),
+                Duration::from_secs(10),
+                &CancellationToken::new(),
+            )
             .await
             .expect("granted after grace");
         assert_eq!(grant.lease.holder, "b");
@@ -497,8 +522,14 @@ mod tests {
             .acquire("j", "a", Duration::from_secs(60))
             .await
             .unwrap();
-        let waiting =
-            service.acquire_waiting("j", "b", Duration::from_secs(10), Duration::from_secs(60));
+        let stop = CancellationToken::new();
+        let waiting = service.acquire_waiting(
+            "j",
+            "b",
+            Duration::from_secs(10),
+            Duration::from_secs(60),
+            &stop,
+        );
         // Poll it once so it queues, then drop it as a disconnecting client would.
         let _ = tokio::time::timeout(Duration::from_millis(100), waiting).await;
         assert_eq!(service.with_engine(|e, _| e.waiting()), 0);

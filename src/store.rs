@@ -165,10 +165,6 @@ impl Store {
         Ok((store, loaded))
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
     pub fn path(&self) -> PathBuf {
         self.dir.join(STATE_FILE)
     }

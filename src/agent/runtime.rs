@@ -65,12 +65,22 @@ async fn main(config: Config, config_path: PathBuf, links: Links, shutdown: Canc
         Ok(server) => server,
         Err(err) => {
             tracing::error!("{err:#}");
-            let why = format!("{}", err.root_cause());
-            let header = format!("Cannot listen on {}: {why}", config.listen);
+            // E.g. "Cannot listen on 0.0.0.0:8080: Address in use", or the state directory's
+            // problem: the outermost context says what failed, the root cause why.
+            let what = err.to_string();
+            let why = err.root_cause().to_string();
+            let mut header = if why == what {
+                what
+            } else {
+                format!("{what}: {why}")
+            };
+            if let Some(first) = header.get_mut(0..1) {
+                first.make_ascii_uppercase();
+            }
             notifier.post(Message {
                 title: "foolock cannot accept locks".into(),
                 body: format!(
-                    "{header}. Change `listen` in {} or stop the other program, then restart foolock.",
+                    "{header}. Fix it in {} (or stop the other program), then restart foolock.",
                     config_path.display()
                 ),
             });
@@ -199,10 +209,14 @@ async fn serve_commands(
             None => return,
             Some(Command::ForceRelease(job)) => {
                 // The engine logs and publishes ForceReleased; the watcher notifies.
-                if let Some(service) = service
-                    && service.force_release(&job).await.is_none()
-                {
-                    tracing::info!(job, "force release: the job was already free");
+                let Some(service) = service else { continue };
+                // A click racing with Quit must not wait for a write the closing store will
+                // not make: the change is in memory and the final state write includes it.
+                tokio::select! {
+                    freed = service.force_release(&job) => if freed.is_none() {
+                        tracing::info!(job, "force release: the job was already free");
+                    },
+                    _ = shutdown.cancelled() => return,
                 }
             }
             Some(Command::PauseNotifications(paused)) => notifier.set_paused(paused),

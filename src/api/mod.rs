@@ -11,7 +11,7 @@ mod tests;
 
 use crate::engine::duration::parse_go_duration;
 use crate::engine::{Denied, GrantKind, validate_name};
-use crate::service::LockService;
+use crate::service::{LockService, WaitError};
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -158,12 +158,16 @@ async fn acquire(app: AppState, raw: Option<String>) -> Result<Response, ApiErro
     let result = if wait.is_zero() {
         app.service.acquire(&job, &client, ttl).await
     } else {
-        tokio::select! {
-            result = app.service.acquire_waiting(&job, &client, ttl, wait) => result,
-            // Dropping the wait leaves the queue (see `LockService::acquire_waiting`).
-            _ = app.shutdown.cancelled() => {
+        match app
+            .service
+            .acquire_waiting(&job, &client, ttl, wait, &app.shutdown)
+            .await
+        {
+            Ok(grant) => Ok(grant),
+            Err(WaitError::Denied(denied)) => Err(denied),
+            Err(WaitError::Stopped) => {
                 return Err(ApiError::Unavailable {
-                    message: "the server is shutting down".into(),
+                    message: WaitError::Stopped.to_string(),
                     retry_after_ms: None,
                 });
             }
