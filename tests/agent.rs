@@ -8,12 +8,13 @@
 
 #![cfg(target_os = "linux")]
 
-use std::io::{BufRead, BufReader, Read, Write};
+mod support;
+
+use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-const BIN: &str = env!("CARGO_BIN_EXE_foolock");
+use std::time::Duration;
+use support::{BIN, listening_addr, request, wait_for};
 
 /// How long to wait for something that should happen promptly (startup, a D-Bus round trip).
 const PROMPT: Duration = Duration::from_secs(10);
@@ -21,40 +22,15 @@ const PROMPT: Duration = Duration::from_secs(10);
 // ---------------------------------------------------------------------------------------------
 // HTTP
 
-/// One HTTP/1.1 request; returns the status and the JSON body.
-fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, serde_json::Value) {
-    let mut stream = TcpStream::connect(addr).expect("connect to the agent's server");
-    write!(
-        stream,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut reply = String::new();
-    stream.read_to_string(&mut reply).unwrap();
-    let status = reply[9..12].parse().expect("status code");
-    let body = reply.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    (status, serde_json::from_str(body).unwrap_or_default())
-}
-
 fn acquire(addr: SocketAddr, job: &str, client: &str, ttl: &str) -> serde_json::Value {
-    let (status, body) = http(
-        addr,
-        "POST",
-        &format!("/lock?job={job}&client={client}&ttl={ttl}"),
+    let path = format!("/lock?job={job}&client={client}&ttl={ttl}");
+    let reply = request(addr, "POST", &path).expect("connect to the agent's server");
+    assert_eq!(
+        reply.status, 200,
+        "acquire {job} for {client}: {}",
+        reply.body
     );
-    assert_eq!(status, 200, "acquire {job} for {client}: {body}");
-    body
-}
-
-fn wait_for<T>(what: &str, limit: Duration, mut check: impl FnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(v) = check() {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    reply.body
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -194,16 +170,9 @@ impl Agent {
         let mut all = vec!["--listen", "127.0.0.1:0"];
         all.extend_from_slice(args);
         let mut agent = Agent::start(desktop, &all, config);
-        let mut line = String::new();
-        BufReader::new(agent.child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        // "foolock listening on 127.0.0.1:PORT; other devices can use …"
-        agent.addr = line
-            .split_whitespace()
-            .nth(3)
-            .and_then(|a| a.trim_end_matches(';').parse().ok());
-        assert!(agent.addr.is_some(), "unexpected first line: {line:?}");
+        let addr = listening_addr(&mut agent.child)
+            .unwrap_or_else(|line| panic!("unexpected first line: {line:?}"));
+        agent.addr = Some(addr);
         agent
     }
 
@@ -585,8 +554,8 @@ fn force_release_click_frees_the_job_and_notifies() {
     dbusmenu::click(&conn, &tray, force.id);
 
     wait_for("GET /lock to show backup free", PROMPT, || {
-        let (_, body) = http(agent.addr(), "GET", "/lock?job=backup");
-        (body["holder"] == "").then_some(())
+        let reply = request(agent.addr(), "GET", "/lock?job=backup").unwrap();
+        (reply.body["holder"] == "").then_some(())
     });
     let menu = wait_for("the menu to drop backup", PROMPT, || {
         let menu = dbusmenu::layout(&conn, &tray);
@@ -825,8 +794,8 @@ fn idle_agent_uses_no_cpu_and_no_thread_wakes() {
         menu.find_prefix("blip").is_some().then_some(())
     });
     std::thread::sleep(Duration::from_secs(2));
-    let (status, body) = http(agent.addr(), "DELETE", "/lock?job=blip&client=laptop1");
-    assert_eq!(status, 200, "{body}");
+    let reply = request(agent.addr(), "DELETE", "/lock?job=blip&client=laptop1").unwrap();
+    assert_eq!(reply.status, 200, "{}", reply.body);
     wait_for("the menu to be empty again", PROMPT, || {
         let menu = dbusmenu::layout(&conn, &tray);
         menu.find("No locks held").is_some().then_some(())

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use support::{ServerProcess, http};
+use support::{Server, http};
 
 const TASKS: usize = 64;
 const JOBS: usize = 4;
@@ -15,7 +15,7 @@ const RUN_FOR: Duration = Duration::from_secs(3);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn contending_clients_never_share_a_job_and_tokens_increase() {
-    let server = ServerProcess::start(&[]);
+    let server = Server::start(&[]);
     let addr = server.addr;
     // One flag per job: set while some client believes it holds the job. Leases (60 s) far
     // outlast each hold, so the server must never grant a job whose flag is set.
@@ -34,13 +34,14 @@ async fn contending_clients_never_share_a_job_and_tokens_increase() {
             while Instant::now() < deadline {
                 let job = i % JOBS;
                 i += 1;
-                let (status, body) = http(
+                let reply = http(
                     addr,
                     "POST",
                     &format!("/lock?client={client}&job=job{job}&ttl=60s"),
                 )
                 .await;
-                match status {
+                let body = reply.body;
+                match reply.status {
                     200 => {
                         let token = body["token"].as_u64().expect("token");
                         if busy[job].swap(true, Ordering::SeqCst) {
@@ -53,13 +54,16 @@ async fn contending_clients_never_share_a_job_and_tokens_increase() {
                         granted += 1;
                         tokio::time::sleep(Duration::from_millis(2)).await;
                         busy[job].store(false, Ordering::SeqCst);
-                        let (status, _) = http(
+                        let released = http(
                             addr,
                             "DELETE",
                             &format!("/lock?client={client}&job=job{job}"),
                         )
                         .await;
-                        assert_eq!(status, 200, "holder {client} could not release job{job}");
+                        assert_eq!(
+                            released.status, 200,
+                            "holder {client} could not release job{job}"
+                        );
                     }
                     409 => {
                         assert_eq!(body["success"], false);

@@ -1,17 +1,17 @@
 //! The client CLI against a real server over real HTTP: `foolock lock` (exclusion, exit
 //! codes, signals, lost locks) and the one-shot commands.
 
-mod client_support;
+mod support;
 
-use client_support::{TestServer, alive, eventually, path_str, read_pid, signal, wait_exit};
 use std::io::Read;
 use std::process::{Child, Stdio};
 use std::time::{Duration, SystemTime};
+use support::{Server, alive, eventually, log_time, path_str, read_pid, signal, wait_exit};
 
 const SECOND: Duration = Duration::from_secs(1);
 
 /// Starts `foolock lock` with `args` in the background, stderr captured.
-fn spawn_lock(server: &TestServer, args: &[&str]) -> Child {
+fn spawn_lock(server: &Server, args: &[&str]) -> Child {
     server
         .cli()
         .arg("lock")
@@ -32,7 +32,7 @@ fn stderr_of(child: &mut Child) -> String {
 
 #[test]
 fn lock_runs_the_command_with_the_lock_in_its_environment_and_passes_its_exit_code() {
-    let server = TestServer::start(&[]);
+    let server = Server::start(&[]);
     let (code, out, err) = server.run(&[
         "lock",
         "backup",
@@ -59,7 +59,7 @@ fn lock_runs_the_command_with_the_lock_in_its_environment_and_passes_its_exit_co
 
 #[test]
 fn lock_fails_at_once_naming_the_holder_and_does_not_run_the_command() {
-    let server = TestServer::start(&[]);
+    let server = Server::start(&[]);
     assert_eq!(server.run(&["acquire", "backup", "--client", "nas"]).0, 0);
     let marker = server.dir().join("ran");
     let (code, _, err) = server.run(&[
@@ -78,7 +78,7 @@ fn lock_fails_at_once_naming_the_holder_and_does_not_run_the_command() {
 
 #[test]
 fn two_waiting_locks_on_one_job_never_overlap_and_both_finish() {
-    let server = TestServer::start(&[]);
+    let server = Server::start(&[]);
     let log = server.dir().join("log");
     let script = format!(
         "echo \"start $FOOLOCK_CLIENT\" >> {0}; sleep 1; echo \"end $FOOLOCK_CLIENT\" >> {0}",
@@ -110,7 +110,7 @@ fn two_waiting_locks_on_one_job_never_overlap_and_both_finish() {
 
 #[test]
 fn lock_waits_across_several_long_polls_when_the_server_caps_waits() {
-    let server = TestServer::start(&["--max-wait", "1s"]);
+    let server = Server::start(&["--max-wait", "1s"]);
     assert_eq!(
         server
             .run(&["acquire", "job", "--client", "nas", "--ttl", "60s"])
@@ -130,7 +130,7 @@ fn lock_waits_across_several_long_polls_when_the_server_caps_waits() {
 
 #[test]
 fn sigint_while_waiting_gives_up_and_leaves_the_queue() {
-    let server = TestServer::start(&[]);
+    let server = Server::start(&[]);
     assert_eq!(server.run(&["acquire", "job", "--client", "nas"]).0, 0);
     let marker = server.dir().join("ran");
     let mut run = spawn_lock(
@@ -181,7 +181,7 @@ fn started_pids(dir: &std::path::Path) -> (libc::pid_t, libc::pid_t) {
 
 #[test]
 fn sigterm_is_passed_to_the_command_and_nothing_is_left_behind() {
-    let server = TestServer::start(&[]);
+    let server = Server::start(&[]);
     let dir = server.dir().to_owned();
     let script = trapping_script(&dir, 3);
     let mut run = spawn_lock(
@@ -199,7 +199,7 @@ fn sigterm_is_passed_to_the_command_and_nothing_is_left_behind() {
 
 #[test]
 fn lost_lock_when_the_server_stops_answering_stops_the_command_before_the_lease_ends() {
-    let server = TestServer::start_logging(&[], "foolock=debug");
+    let server = Server::builder().rust_log("foolock=debug").start();
     let dir = server.dir().to_owned();
     let script = trapping_script(&dir, 9);
     let ttl = Duration::from_secs(10);
@@ -231,7 +231,7 @@ fn lost_lock_when_the_server_stops_answering_stops_the_command_before_the_lease_
     let last_renewal = log
         .lines()
         .filter(|l| (l.contains(" renewed") || l.contains(" acquired")) && l.contains("laptop"))
-        .filter_map(client_support::log_time)
+        .filter_map(log_time)
         .filter(|t| *t < term_seen)
         .max()
         .unwrap_or_else(|| panic!("no renewal in the log:\n{log}"));
@@ -251,7 +251,7 @@ fn lost_lock_when_the_server_stops_answering_stops_the_command_before_the_lease_
 
 #[test]
 fn lost_lock_when_a_renewal_is_refused_stops_the_command_and_exits_75() {
-    let server = TestServer::start(&[]);
+    let server = Server::start(&[]);
     let dir = server.dir().to_owned();
     let script = trapping_script(&dir, 9);
     let mut run = spawn_lock(
@@ -285,7 +285,7 @@ fn lost_lock_when_a_renewal_is_refused_stops_the_command_and_exits_75() {
 
 #[test]
 fn lock_refuses_to_run_alongside_a_lock_under_the_same_client_id() {
-    let server = TestServer::start(&[]);
+    let server = Server::start(&[]);
     assert_eq!(server.run(&["acquire", "job", "--client", "laptop"]).0, 0);
     let (code, _, err) = server.run(&["lock", "job", "--client", "laptop", "--", "true"]);
     assert_eq!(code, 1);
@@ -295,7 +295,7 @@ fn lock_refuses_to_run_alongside_a_lock_under_the_same_client_id() {
 
 #[test]
 fn missing_command_exits_127_and_releases() {
-    let server = TestServer::start(&[]);
+    let server = Server::start(&[]);
     let (code, _, err) = server.run(&["lock", "job", "--", "/nonexistent/command"]);
     assert_eq!(code, 127, "{err}");
     assert_eq!(server.status("job")["holder"], "");
@@ -303,7 +303,7 @@ fn missing_command_exits_127_and_releases() {
 
 #[test]
 fn one_shot_commands_print_json_and_use_the_documented_exit_codes() {
-    let server = TestServer::start(&[]);
+    let server = Server::start(&[]);
     let json = |args: &[&str], want: i32| -> serde_json::Value {
         let (code, out, err) = server.run(args);
         assert_eq!(code, want, "{args:?}: {err}");
@@ -345,7 +345,7 @@ fn one_shot_commands_print_json_and_use_the_documented_exit_codes() {
 
 #[test]
 fn unreachable_server_exits_3_and_usage_errors_exit_2() {
-    let server = TestServer::start(&[]);
+    let server = Server::start(&[]);
     let (code, out, err) =
         server.run(&["status", "job", "--server", "http://127.0.0.1:1", "--json"]);
     assert_eq!(code, 3, "{err}");
@@ -373,7 +373,7 @@ fn unreachable_server_exits_3_and_usage_errors_exit_2() {
 
 #[test]
 fn server_and_client_come_from_flags_then_environment_then_config_then_hostname() {
-    let server = TestServer::start(&[]);
+    let server = Server::start(&[]);
     // Default client id: the hostname's first label, lower-cased.
     let mut name = [0u8; 256];
     // SAFETY: writable buffer of the given length.
@@ -423,7 +423,7 @@ fn server_and_client_come_from_flags_then_environment_then_config_then_hostname(
 
 #[test]
 fn a_short_server_outage_is_ridden_out() {
-    let server = TestServer::start(&[]);
+    let server = Server::start(&[]);
     let mut run = spawn_lock(
         &server,
         &[

@@ -4,12 +4,12 @@
 //! the same token, nobody else was granted it in between, and every new token is larger than
 //! every token handed out before the crash.
 
-mod common;
+mod support;
 
-use common::{Reply, request, start};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
+use support::{Reply, Server, request};
 
 const ROUNDS: usize = 30;
 const CLIENTS: usize = 4;
@@ -79,7 +79,7 @@ fn step(addr: SocketAddr, me: usize, rng: &mut Rng, model: &Mutex<Model>) -> boo
     if mine && rng.below(2) == 0 {
         // Release: from now until the reply, the job may or may not be free.
         model.lock().unwrap().jobs[j] = Known::Unsure { op };
-        let reply = request(addr, "DELETE", &format!("client=c{me}&job={job}"));
+        let reply = request(addr, "DELETE", &format!("/lock?client=c{me}&job={job}"));
         let mut m = model.lock().unwrap();
         match reply {
             Ok(r) if r.status == 200 => {
@@ -104,7 +104,7 @@ fn step(addr: SocketAddr, me: usize, rng: &mut Rng, model: &Mutex<Model>) -> boo
     let reply = request(
         addr,
         "POST",
-        &format!("client=c{me}&job={job}&ttl={TTL}{wait}"),
+        &format!("/lock?client=c{me}&job={job}&ttl={TTL}{wait}"),
     );
     let mut m = model.lock().unwrap();
     match reply {
@@ -156,7 +156,7 @@ fn check_after_restart(addr: SocketAddr, model: &Mutex<Model>) {
             continue;
         };
         let job = job_name(j);
-        let intruder = request(addr, "POST", &format!("client=intruder&job={job}")).unwrap();
+        let intruder = request(addr, "POST", &format!("/lock?client=intruder&job={job}")).unwrap();
         if intruder.status != 409 || intruder.body["holder"] != format!("c{client}") {
             m.violation(format!(
                 "after restart {job} should be held by c{client}, intruder got {intruder:?}"
@@ -165,7 +165,7 @@ fn check_after_restart(addr: SocketAddr, model: &Mutex<Model>) {
         let renew = request(
             addr,
             "POST",
-            &format!("client=c{client}&job={job}&ttl={TTL}"),
+            &format!("/lock?client=c{client}&job={job}&ttl={TTL}"),
         )
         .unwrap();
         if renew.status != 200 || renew.message() != "renewed" || renew.token() != token {
@@ -198,7 +198,7 @@ fn holders_survive_sigkill_at_random_moments_and_tokens_keep_rising() {
     }));
     let mut held_at_kill = 0;
     for round in 0..ROUNDS {
-        let mut server = start(&state, &[], tmp.path());
+        let mut server = Server::builder().state_dir(&state).start();
         let addr = server.addr;
         check_after_restart(addr, &model);
 
@@ -229,7 +229,7 @@ fn holders_survive_sigkill_at_random_moments_and_tokens_keep_rising() {
         );
     }
     // A last restart to check the final round's holders.
-    let server = start(&state, &[], tmp.path());
+    let server = Server::builder().state_dir(&state).start();
     check_after_restart(server.addr, &model);
     let m = model.lock().unwrap();
     assert!(m.violations.is_empty(), "seed {seed}: {:#?}", m.violations);

@@ -2,19 +2,19 @@
 //! first-come first-served, respect the grace period, are capped by `max_wait`, and a waiter
 //! that disconnects is forgotten and never granted the job.
 
-mod client_support;
+mod support;
 
-use client_support::TestServer;
 use foolock::api::wire::LockReply;
 use foolock::client::http::{Api, Reply};
 use hyper::StatusCode;
 use std::time::{Duration, Instant};
+use support::Server;
 use tokio::task::JoinHandle;
 
 const SECOND: Duration = Duration::from_secs(1);
 const TTL: Option<Duration> = Some(Duration::from_secs(60));
 
-fn api(server: &TestServer) -> Api {
+fn api(server: &Server) -> Api {
     Api::new(&server.url, None).expect("server URL")
 }
 
@@ -46,7 +46,7 @@ async fn release(api: &Api, job: &str, client: &str) {
 
 #[tokio::test]
 async fn waiters_are_served_in_arrival_order() {
-    let server = TestServer::start(&[]);
+    let server = Server::start(&[]);
     let api = api(&server);
     assert_eq!(acquire(&api, "job", "a").await.status, StatusCode::OK);
     let b = wait_for(&api, "job", "b", 30 * SECOND);
@@ -80,7 +80,7 @@ async fn waiters_are_served_in_arrival_order() {
 
 #[tokio::test]
 async fn a_waiter_that_disconnects_is_forgotten_and_never_granted() {
-    let server = TestServer::start(&[]);
+    let server = Server::start(&[]);
     let api = api(&server);
     assert_eq!(acquire(&api, "job", "a").await.status, StatusCode::OK);
     // b gives up after a second: dropping the request closes its connection.
@@ -121,7 +121,7 @@ async fn a_waiter_that_disconnects_is_forgotten_and_never_granted() {
 
 #[tokio::test]
 async fn a_wait_that_ends_gets_the_usual_409_naming_the_holder() {
-    let server = TestServer::start(&[]);
+    let server = Server::start(&[]);
     let api = api(&server);
     assert_eq!(acquire(&api, "job", "a").await.status, StatusCode::OK);
     let started = Instant::now();
@@ -139,7 +139,7 @@ async fn a_wait_that_ends_gets_the_usual_409_naming_the_holder() {
 
 #[tokio::test]
 async fn waits_beyond_max_wait_are_refused() {
-    let server = TestServer::start(&["--max-wait", "2s"]);
+    let server = Server::start(&["--max-wait", "2s"]);
     let api = api(&server);
     let reply = api
         .acquire("job", "b", TTL, Some(5 * SECOND), 5 * SECOND)
@@ -166,7 +166,7 @@ async fn waits_beyond_max_wait_are_refused() {
 
 #[tokio::test]
 async fn a_waiter_is_not_granted_during_the_previous_holders_grace_period() {
-    let server = TestServer::start(&["--grace-period", "3s"]);
+    let server = Server::start(&["--grace-period", "3s"]);
     let api = api(&server);
     let started = Instant::now();
     let reply = api

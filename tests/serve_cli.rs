@@ -5,17 +5,17 @@ mod support;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{ServerProcess, http};
+use support::{BIN, Server, request, signal, wait_exit};
 
 fn foolock() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_foolock"));
+    let mut cmd = Command::new(BIN);
     cmd.env_remove("FOOLOCK_CONFIG").env("RUST_LOG", "warn");
     cmd
 }
 
 #[test]
 fn port_in_use_is_a_one_line_error_and_nonzero_exit() {
-    let server = ServerProcess::start(&[]);
+    let server = Server::start(&[]);
     let dir = tempfile::tempdir().unwrap();
     let out = foolock()
         .args(["serve", "--listen", &server.addr.to_string(), "--state-dir"])
@@ -32,52 +32,31 @@ fn port_in_use_is_a_one_line_error_and_nonzero_exit() {
 
 #[test]
 fn sigterm_shuts_down_gracefully() {
-    let mut server = ServerProcess::start(&[]);
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let (status, _) = rt.block_on(http(server.addr, "GET", "/healthz"));
-    assert_eq!(status, 200);
-    // SAFETY: plain kill(2) on our own child.
-    unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) };
-    let started = Instant::now();
-    loop {
-        if let Some(status) = server.child.try_wait().unwrap() {
-            assert!(status.success(), "exit status {status}");
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "did not exit on SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut server = Server::start(&[]);
+    let healthz = request(server.addr, "GET", "/healthz").unwrap();
+    assert_eq!(healthz.status, 200);
+    server.terminate();
 }
 
 #[test]
 fn sigterm_ends_waiting_requests_instead_of_waiting_for_them() {
-    let mut server = ServerProcess::start(&[]);
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let (status, _) = rt.block_on(http(server.addr, "POST", "/lock?client=a&job=j&ttl=1m"));
-    assert_eq!(status, 200);
+    let mut server = Server::start(&[]);
+    assert_eq!(server.post("client=a&job=j&ttl=1m").status, 200);
     let addr = server.addr;
-    let waiter = rt.spawn(http(addr, "POST", "/lock?client=b&job=j&wait=4m"));
+    let waiter = std::thread::spawn(move || request(addr, "POST", "/lock?client=b&job=j&wait=4m"));
     std::thread::sleep(Duration::from_millis(500));
-    // SAFETY: plain kill(2) on our own child.
-    unsafe { libc::kill(server.child.id() as i32, libc::SIGTERM) };
+    signal(server.pid(), libc::SIGTERM);
     let started = Instant::now();
-    let (status, body) = rt.block_on(waiter).unwrap();
-    assert_eq!(status, 503, "{body}");
-    assert_eq!(body["error"], "the server is shutting down");
-    loop {
-        if let Some(status) = server.child.try_wait().unwrap() {
-            assert!(status.success(), "exit status {status}");
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "did not exit on SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let reply = waiter
+        .join()
+        .unwrap()
+        .expect("a reply before the server exits");
+    assert_eq!(reply.status, 503, "{}", reply.body);
+    assert_eq!(reply.body["error"], "the server is shutting down");
+    // Within 10 s of the signal.
+    let left = Duration::from_secs(10).saturating_sub(started.elapsed());
+    let status = wait_exit(&mut server.child, left);
+    assert!(status.success(), "exit status {status}");
 }
 
 #[test]
@@ -154,35 +133,6 @@ fn flags_override_the_config_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("config.toml");
     std::fs::write(&path, "default_ttl = \"10s\"\n").unwrap();
-    let mut child = foolock()
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--default-ttl",
-            "42s",
-            "--config",
-        ])
-        .arg(&path)
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let addr = line
-        .split_whitespace()
-        .nth(3)
-        .unwrap()
-        .trim_end_matches(';')
-        .parse()
-        .unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let (_, body) = rt.block_on(http(addr, "POST", "/lock?client=a"));
-    assert_eq!(body["ttl_ms"], 42_000);
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let server = Server::start(&["--default-ttl", "42s", "--config", path.to_str().unwrap()]);
+    assert_eq!(server.post("client=a").body["ttl_ms"], 42_000);
 }

@@ -1,19 +1,19 @@
 //! `contrib/foolock.sh` under a strict POSIX shell (dash) against a real server.
 
-mod client_support;
+mod support;
 
-use client_support::TestServer;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
+use support::Server;
 
 const HELPER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/foolock.sh");
 
 /// Runs `script` in dash after sourcing the helper, with `env` set.
-fn dash(server: &TestServer, env: &[(&str, &str)], script: &str) -> Command {
+fn dash(server: &Server, env: &[(&str, &str)], script: &str) -> Command {
     shell("dash", server, env, script)
 }
 
-fn shell(name: &str, server: &TestServer, env: &[(&str, &str)], script: &str) -> Command {
+fn shell(name: &str, server: &Server, env: &[(&str, &str)], script: &str) -> Command {
     let mut cmd = Command::new(name);
     cmd.arg("-c")
         .arg(format!(". \"$0\"\n{script}"))
@@ -27,13 +27,13 @@ fn shell(name: &str, server: &TestServer, env: &[(&str, &str)], script: &str) ->
     cmd
 }
 
-fn run(server: &TestServer, env: &[(&str, &str)], script: &str) -> (i32, serde_json::Value) {
+fn run(server: &Server, env: &[(&str, &str)], script: &str) -> (i32, serde_json::Value) {
     run_in("dash", server, env, script)
 }
 
 fn run_in(
     name: &str,
-    server: &TestServer,
+    server: &Server,
     env: &[(&str, &str)],
     script: &str,
 ) -> (i32, serde_json::Value) {
@@ -47,7 +47,7 @@ fn run_in(
 
 #[test]
 fn acquire_status_release_with_the_original_names_and_return_codes() {
-    let server = TestServer::start(&[]);
+    let server = Server::start(&[]);
     let job = [("FOOLOCK_JOB", "backup")];
     let (code, body) = run(&server, &job, "foolock_acquire 30s");
     assert_eq!(code, 0, "{body}");
@@ -72,7 +72,7 @@ fn acquire_status_release_with_the_original_names_and_return_codes() {
 
 #[test]
 fn the_helper_and_the_cli_derive_the_same_client_id_and_default_job() {
-    let server = TestServer::start(&[]);
+    let server = Server::start(&[]);
     let (code, body) = run(&server, &[], "foolock_acquire");
     assert_eq!(code, 0, "{body}");
     assert_eq!(body["job"], "default");
@@ -83,7 +83,7 @@ fn the_helper_and_the_cli_derive_the_same_client_id_and_default_job() {
 
 #[test]
 fn names_are_url_encoded() {
-    let server = TestServer::start(&[]);
+    let server = Server::start(&[]);
     let env = [
         ("FOOLOCK_JOB", "nightly backup/ü&x=1"),
         ("FOOLOCK_CLIENT", "Anna's Mac+1"),
@@ -97,7 +97,7 @@ fn names_are_url_encoded() {
 
 #[test]
 fn acquire_can_wait_for_the_holder_to_release() {
-    let server = TestServer::start(&[]);
+    let server = Server::start(&[]);
     assert_eq!(server.run(&["acquire", "job", "--client", "nas"]).0, 0);
     let waiting = dash(
         &server,
@@ -120,7 +120,7 @@ fn acquire_can_wait_for_the_holder_to_release() {
 
 #[test]
 fn an_unreachable_server_returns_3() {
-    let server = TestServer::start(&[]);
+    let server = Server::start(&[]);
     let env = [("FOOLOCK_SERVER", "http://127.0.0.1:1")];
     assert_eq!(run(&server, &env, "foolock_status").0, 3);
     assert_eq!(run(&server, &env, "foolock_acquire").0, 3);
@@ -128,7 +128,7 @@ fn an_unreachable_server_returns_3() {
 
 #[test]
 fn bash_and_an_auth_token_work_too() {
-    let server = TestServer::start(&[]);
+    let server = Server::start(&[]);
     let env = [
         ("FOOLOCK_JOB", "nightly backup/ü"),
         ("FOOLOCK_CLIENT", "desk"),

@@ -1,12 +1,12 @@
 //! The state file against the real binary: what survives a clean stop, and how an unusable
 //! file or directory is handled (moved aside + quarantine, or a clear startup error).
 
-mod common;
+mod support;
 
-use common::{start, try_start};
 use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
+use support::{Server, eventually};
 
 /// Short ttl and grace so a quarantine is seconds long: 2 s + 1 s when nothing better is known.
 const SHORT: &[&str] = &["--default-ttl", "2s", "--grace-period", "1s"];
@@ -24,30 +24,18 @@ fn corrupt_files(dir: &Path) -> Vec<std::path::PathBuf> {
         .collect()
 }
 
-/// Polls `f` every 100 ms until it is true or `limit` passes.
-fn eventually(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    false
-}
-
 #[test]
 fn holders_and_tokens_survive_a_clean_stop() {
     let tmp = tempfile::tempdir().unwrap();
     let state = tmp.path().join("state");
-    let mut server = start(&state, &[], tmp.path());
+    let mut server = Server::builder().state_dir(&state).start();
     let a = server.post("client=a&job=backup&ttl=1m");
     assert_eq!(a.status, 200);
     let b = server.post("client=b&job=sync&ttl=1m");
     server.terminate();
-    assert!(server.stderr().contains("saved final state"));
+    assert!(server.log().contains("saved final state"));
 
-    let server = start(&state, &[], tmp.path());
+    let server = Server::builder().state_dir(&state).start();
     let again = server.post("client=a&job=backup&ttl=1m");
     assert_eq!((again.status, again.message()), (200, "renewed"));
     assert_eq!(again.token(), a.token());
@@ -64,11 +52,11 @@ fn corrupt_state_file_is_moved_aside_and_grants_wait_for_the_quarantine() {
     fs::write(state.join("state.json"), b"{ this is not json").unwrap();
 
     let started = Instant::now();
-    let server = start(&state, SHORT, tmp.path());
+    let server = Server::builder().state_dir(&state).args(SHORT).start();
     let moved = corrupt_files(&state);
     assert_eq!(moved.len(), 1, "moved aside with a timestamped name");
     assert_eq!(fs::read(&moved[0]).unwrap(), b"{ this is not json");
-    let log = server.stderr();
+    let log = server.log();
     assert!(
         log.contains("saved state is unusable") && log.contains("state.json.corrupt-"),
         "clear log line naming the moved file:\n{log}"
@@ -97,13 +85,13 @@ fn quarantine_survives_a_crash_during_it() {
     fs::create_dir_all(&state).unwrap();
     fs::write(state.join("state.json"), b"\0\0\0garbage").unwrap();
     let quarantine = &["--default-ttl", "4s", "--grace-period", "1s"];
-    let mut server = start(&state, quarantine, tmp.path());
+    let mut server = Server::builder().state_dir(&state).args(quarantine).start();
     let started = Instant::now();
     assert_eq!(server.post("client=a&job=j").status, 503);
     server.kill();
 
     // The quarantine was saved before serving: a restart does not end it early.
-    let server = start(&state, quarantine, tmp.path());
+    let server = Server::builder().state_dir(&state).args(quarantine).start();
     if started.elapsed() < Duration::from_secs(4) {
         assert_eq!(server.post("client=a&job=j").status, 503);
     }
@@ -118,7 +106,7 @@ fn quarantine_survives_a_crash_during_it() {
 fn truncated_state_file_quarantines_for_the_longest_saved_ttl_and_keeps_tokens_rising() {
     let tmp = tempfile::tempdir().unwrap();
     let state = tmp.path().join("state");
-    let mut server = start(&state, SHORT, tmp.path());
+    let mut server = Server::builder().state_dir(&state).args(SHORT).start();
     // A lease longer than default_ttl: the quarantine must outlast it, not just the default.
     let long = server.post("client=a&job=long&ttl=6s");
     assert_eq!(long.status, 200);
@@ -128,7 +116,7 @@ fn truncated_state_file_quarantines_for_the_longest_saved_ttl_and_keeps_tokens_r
     let full = fs::read(&file).unwrap();
     fs::write(&file, &full[..full.len() / 2]).unwrap();
     let started = Instant::now();
-    let server = start(&state, SHORT, tmp.path());
+    let server = Server::builder().state_dir(&state).args(SHORT).start();
     assert_eq!(corrupt_files(&state).len(), 1);
     // default_ttl + grace (3 s) would already be over here; the watermark's 6 s + 1 s is not.
     std::thread::sleep(Duration::from_secs(4));
@@ -157,7 +145,7 @@ fn empty_state_file_counts_as_corrupt() {
     let state = tmp.path().join("state");
     fs::create_dir_all(&state).unwrap();
     fs::write(state.join("state.json"), b"").unwrap();
-    let server = start(&state, SHORT, tmp.path());
+    let server = Server::builder().state_dir(&state).args(SHORT).start();
     assert_eq!(corrupt_files(&state).len(), 1);
     assert_eq!(server.post("client=a&job=j").status, 503);
 }
@@ -170,7 +158,7 @@ fn state_dir_under_a_regular_file_is_a_clear_startup_error() {
     let file = tmp.path().join("plain-file");
     fs::write(&file, b"x").unwrap();
     let dir = file.join("state");
-    let Err((code, stderr)) = try_start(&dir, &[], tmp.path()) else {
+    let Err((code, stderr)) = Server::builder().state_dir(&dir).try_start() else {
         panic!("server started with an unusable state directory");
     };
     assert_ne!(code, Some(0));
@@ -185,8 +173,10 @@ fn state_dir_under_a_regular_file_is_a_clear_startup_error() {
 fn existing_state_dir_that_refuses_writes_is_a_clear_startup_error() {
     // /proc/self is a directory in which even root cannot create files: a read-only
     // directory that works whoever runs the tests.
-    let tmp = tempfile::tempdir().unwrap();
-    let Err((code, stderr)) = try_start(Path::new("/proc/self"), &[], tmp.path()) else {
+    let Err((code, stderr)) = Server::builder()
+        .state_dir(Path::new("/proc/self"))
+        .try_start()
+    else {
         panic!("server started with a read-only state directory");
     };
     assert_ne!(code, Some(0));
@@ -209,7 +199,7 @@ fn read_only_state_dir_is_a_clear_startup_error_for_ordinary_users() {
     let dir = tmp.path().join("ro");
     fs::create_dir(&dir).unwrap();
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o555)).unwrap();
-    let result = try_start(&dir, &[], tmp.path());
+    let result = Server::builder().state_dir(&dir).try_start();
     fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
     let Err((code, stderr)) = result else {
         panic!("server started with a read-only state directory");
@@ -234,7 +224,7 @@ fn renewal_with_a_longer_ttl_is_saved_before_its_reply() {
     // must reach the disk before the holder is told.
     let tmp = tempfile::tempdir().unwrap();
     let state = tmp.path().join("state");
-    let server = start(&state, &[], tmp.path());
+    let server = Server::builder().state_dir(&state).start();
     assert_eq!(server.post("client=a&job=j&ttl=10s").status, 200);
     assert_eq!(saved_ttl_ms(&state, "j"), Some(10_000));
     assert_eq!(server.post("client=a&job=j&ttl=10m").status, 200);
@@ -245,7 +235,7 @@ fn renewal_with_a_longer_ttl_is_saved_before_its_reply() {
 fn grants_and_releases_are_on_disk_when_replied_and_renewals_soon_after() {
     let tmp = tempfile::tempdir().unwrap();
     let state = tmp.path().join("state");
-    let server = start(&state, &[], tmp.path());
+    let server = Server::builder().state_dir(&state).start();
     let first = server.post("client=a&job=j&ttl=10s");
     let saved = |field: &str| -> Option<u64> {
         let v: serde_json::Value =
@@ -269,8 +259,8 @@ fn grants_and_releases_are_on_disk_when_replied_and_renewals_soon_after() {
 fn second_server_on_the_same_state_dir_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let state = tmp.path().join("state");
-    let _first = start(&state, &[], tmp.path());
-    let Err((code, stderr)) = try_start(&state, &[], tmp.path()) else {
+    let _first = Server::builder().state_dir(&state).start();
+    let Err((code, stderr)) = Server::builder().state_dir(&state).try_start() else {
         panic!("two servers share one state file");
     };
     assert_ne!(code, Some(0));

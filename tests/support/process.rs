@@ -1,0 +1,65 @@
+//! The processes a test starts: signals, liveness, exits, and polling for what they do.
+
+use std::path::Path;
+use std::process::{Child, ExitStatus};
+use std::time::{Duration, Instant};
+
+/// Sends `signo` to `pid`.
+pub fn signal(pid: libc::pid_t, signo: i32) {
+    // SAFETY: plain syscall.
+    unsafe {
+        libc::kill(pid, signo);
+    }
+}
+
+/// Whether `pid` is a live (not zombie) process.
+pub fn alive(pid: libc::pid_t) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // The state follows the parenthesised command name.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => false,
+    }
+}
+
+/// Polls `check` every 50 ms until it returns a value or `limit` passes.
+fn poll<T>(limit: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let end = Instant::now() + limit;
+    loop {
+        if let Some(value) = check() {
+            return Some(value);
+        }
+        if Instant::now() >= end {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Whether `check` becomes true within `limit`.
+pub fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    poll(limit, || check().then_some(())).is_some()
+}
+
+/// The first value `check` returns within `limit`; panics naming `what` otherwise.
+pub fn wait_for<T>(what: &str, limit: Duration, check: impl FnMut() -> Option<T>) -> T {
+    poll(limit, check).unwrap_or_else(|| panic!("timed out waiting for {what}"))
+}
+
+/// Waits for `child` to exit within `limit`; kills it and panics otherwise.
+pub fn wait_exit(child: &mut Child, limit: Duration) -> ExitStatus {
+    poll(limit, || child.try_wait().expect("try_wait")).unwrap_or_else(|| {
+        let _ = child.kill();
+        panic!("process did not exit within {limit:?}")
+    })
+}
+
+/// Reads a pid written by a test command, once the file is complete.
+pub fn read_pid(path: &Path) -> Option<libc::pid_t> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+pub fn path_str(p: &Path) -> &str {
+    p.to_str().expect("utf-8 temp path")
+}
