@@ -85,8 +85,9 @@ fn quarantine_survives_a_crash_during_it() {
     fs::create_dir_all(&state).unwrap();
     fs::write(state.join("state.json"), b"\0\0\0garbage").unwrap();
     let quarantine = &["--default-ttl", "4s", "--grace-period", "1s"];
-    let mut server = Server::builder().state_dir(&state).args(quarantine).start();
+    // Before the start: the quarantine is counted from a moment after this.
     let started = Instant::now();
+    let mut server = Server::builder().state_dir(&state).args(quarantine).start();
     assert_eq!(server.post("client=a&job=j").status, 503);
     server.kill();
 
