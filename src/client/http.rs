@@ -97,10 +97,20 @@ impl Api {
         if host.is_empty() {
             return Err(bad("no host"));
         }
+        // `Authority::port` reads an out-of-range port as no port at all, which would
+        // silently mean 80: read what follows the host ourselves.
+        let port = match authority.as_str()[authority.host().len()..].strip_prefix(':') {
+            None => 80,
+            Some(text) => text
+                .parse::<u16>()
+                .ok()
+                .filter(|port| *port != 0)
+                .ok_or_else(|| bad("the port must be a number from 1 to 65535"))?,
+        };
         Ok(Api {
             url: url.to_owned(),
             host,
-            port: authority.port_u16().unwrap_or(80),
+            port,
             authority: authority.as_str().to_owned(),
             prefix: uri.path().trim_end_matches('/').to_owned(),
             auth_token,
@@ -272,9 +282,15 @@ impl Api {
     }
 }
 
-/// A duration in Go syntax, to the millisecond (the server parses Go durations).
+/// A duration in Go syntax, exactly (the server parses Go durations): whole milliseconds as
+/// `ms`, anything finer in nanoseconds, so no nonzero duration is ever sent as zero.
 fn go_duration(d: Duration) -> String {
-    format!("{}ms", d.as_millis())
+    let nanos = d.as_nanos();
+    if nanos.is_multiple_of(1_000_000) {
+        format!("{}ms", nanos / 1_000_000)
+    } else {
+        format!("{nanos}ns")
+    }
 }
 
 /// Percent-encodes a query value: everything but RFC 3986 unreserved characters.
@@ -316,6 +332,11 @@ mod tests {
             "http://",
             "http://x/?a=b",
             "http://u@x",
+            "http://x:99999",
+            "http://x:0",
+            "http://x:",
+            "http://[::1]:65536",
+            "x:8o80",
         ] {
             assert!(Api::new(url, None).is_err(), "{url}");
         }
@@ -331,5 +352,25 @@ mod tests {
         );
         assert_eq!(encode("host-1.lan_~"), "host-1.lan_~");
         assert_eq!(go_duration(Duration::from_millis(1500)), "1500ms");
+    }
+
+    #[test]
+    fn out_of_range_port_is_refused_not_turned_into_80() {
+        let err = Api::new("http://x:99999", None).unwrap_err();
+        assert!(err.to_string().contains("port"), "{err}");
+        assert_eq!(Api::new("http://x:65535", None).unwrap().port, 65535);
+        assert_eq!(Api::new("http://[::1]", None).unwrap().port, 80);
+    }
+
+    #[test]
+    fn sub_millisecond_durations_are_sent_exactly_not_as_zero() {
+        assert_eq!(go_duration(Duration::from_micros(500)), "500000ns");
+        assert_eq!(go_duration(Duration::from_nanos(1_500_001)), "1500001ns");
+        assert_eq!(go_duration(Duration::from_secs(30)), "30000ms");
+        assert_eq!(go_duration(Duration::ZERO), "0ms");
+        for d in [1, 999, 1_000_001, 123_456_789].map(Duration::from_nanos) {
+            let parsed = crate::engine::duration::parse_positive(&go_duration(d));
+            assert_eq!(parsed, Ok(d), "{d:?}");
+        }
     }
 }

@@ -16,7 +16,7 @@ pub mod settings;
 
 use crate::api::wire::LockReply;
 use crate::config::{Config, ConfigError};
-use crate::engine::duration::parse_positive;
+use crate::engine::duration::{Compact, parse_positive};
 use crate::exit::Exit;
 use http::{Api, BadServerUrl, HttpError, REQUEST_TIMEOUT, Reply};
 use hyper::StatusCode;
@@ -86,8 +86,8 @@ pub enum ClientCommand {
 pub struct LockArgs {
     /// The job to lock
     pub job: String,
-    /// Lease length; renewed every ttl/3 while CMD runs
-    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_positive)]
+    /// Lease length, at least 1s; renewed every ttl/3 while CMD runs
+    #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_lock_ttl)]
     pub ttl: Duration,
     /// How long to wait for a busy job (0 = fail at once, naming the holder)
     #[arg(long, value_name = "DURATION", default_value = "0s",
@@ -98,6 +98,21 @@ pub struct LockArgs {
     /// The command to run, after `--`
     #[arg(required = true, last = true, value_name = "CMD")]
     pub command: Vec<OsString>,
+}
+
+/// The shortest lease `lock` accepts. Below it the safety margin (at least 200 ms, see
+/// `lock::Timing`) and the renewal round trips would leave CMD no time to run, or none at all.
+pub const MIN_LOCK_TTL: Duration = Duration::from_secs(1);
+
+fn parse_lock_ttl(input: &str) -> Result<Duration, String> {
+    let ttl = parse_positive(input)?;
+    if ttl < MIN_LOCK_TTL {
+        return Err(format!(
+            "{input:?} is too short for `foolock lock`: the ttl must be at least {}",
+            Compact(MIN_LOCK_TTL)
+        ));
+    }
+    Ok(ttl)
 }
 
 /// Which server to talk to.
