@@ -447,3 +447,142 @@ fn a_short_server_outage_is_ridden_out() {
     assert_eq!(exit.code(), Some(4), "{}", stderr_of(&mut run));
     assert_eq!(server.status("job")["holder"], "");
 }
+
+// Regression tests from the client review (H1, M2, M3, L3, L4).
+
+#[test]
+fn h1_wait_ending_during_a_503_pause_does_not_panic() {
+    // The server is full, so the wait gets 503s; after the one-second pause less than the
+    // 200 ms retry floor is left, which used to panic in `clamp`.
+    let server = TestServer::start(&["--max-jobs", "1"]);
+    assert_eq!(
+        server
+            .run(&["acquire", "a", "--client", "nas", "--ttl", "60s"])
+            .0,
+        0
+    );
+    let marker = server.dir().join("ran");
+    for wait in ["1100ms", "1150ms"] {
+        let (code, _, err) = server.run(&[
+            "lock",
+            "b",
+            "--wait",
+            wait,
+            "--client",
+            "laptop",
+            "--",
+            "touch",
+            path_str(&marker),
+        ]);
+        assert!(!err.contains("panicked"), "--wait {wait}: {err}");
+        assert_eq!(code, 3, "--wait {wait}: the server refused service: {err}");
+    }
+    assert!(!marker.exists());
+}
+
+#[test]
+fn m2_lock_lost_between_renewals_exits_75_even_if_the_command_finished() {
+    let server = TestServer::start(&[]);
+    // The default 30s ttl renews only after 10s: nothing notices the loss until the release.
+    let mut run = spawn_lock(&server, &["j", "--client", "x", "--", "sleep", "3"]);
+    assert!(eventually(
+        Duration::from_secs(10),
+        || server.status("j")["holder"] == "x"
+    ));
+    assert_eq!(server.run(&["release", "j", "--client", "x"]).0, 0);
+    assert_eq!(
+        server
+            .run(&["acquire", "j", "--client", "y", "--ttl", "60s"])
+            .0,
+        0
+    );
+    let exit = wait_exit(&mut run, Duration::from_secs(15));
+    let err = stderr_of(&mut run);
+    assert_eq!(exit.code(), Some(75), "{err}");
+    assert!(err.contains("lost the lock on j"), "{err}");
+    assert_eq!(server.status("j")["holder"], "y", "y's lease is untouched");
+}
+
+#[test]
+fn m3_signal_after_the_server_granted_a_waiting_lock_releases_it() {
+    let server = TestServer::start(&[]);
+    assert_eq!(server.run(&["acquire", "job", "--client", "nas"]).0, 0);
+    let marker = server.dir().join("ran");
+    // The command ignores SIGINT, so had it been started at all, the marker would exist.
+    let script = format!("trap '' INT; touch {}", path_str(&marker));
+    let mut run = spawn_lock(
+        &server,
+        &[
+            "job", "--wait", "60s", "--client", "laptop", "--", "sh", "-c", &script,
+        ],
+    );
+    std::thread::sleep(SECOND);
+    // Freeze the waiting CLI, let the server grant it the job (the reply sits unread in its
+    // socket), then interrupt it: the grant and the signal arrive together.
+    let pid = run.id() as libc::pid_t;
+    signal(pid, libc::SIGSTOP);
+    assert_eq!(server.run(&["release", "job", "--client", "nas"]).0, 0);
+    let holder = || server.status("job")["holder"].clone();
+    assert!(eventually(Duration::from_secs(10), || holder() == "laptop"));
+    signal(pid, libc::SIGINT);
+    signal(pid, libc::SIGCONT);
+    let status = wait_exit(&mut run, Duration::from_secs(10));
+    assert_eq!(status.code(), Some(130), "{}", stderr_of(&mut run));
+    assert_eq!(
+        server.status("job")["holder"],
+        "",
+        "the unused grant was given back, not left for ttl + grace"
+    );
+    assert!(!marker.exists());
+}
+
+#[test]
+fn l3_lock_refuses_a_ttl_below_one_second() {
+    let server = TestServer::start(&[]);
+    let marker = server.dir().join("ran");
+    for ttl in ["500ms", "999ms", "1us"] {
+        let (code, _, err) = server.run(&[
+            "lock",
+            "job",
+            "--ttl",
+            ttl,
+            "--",
+            "touch",
+            path_str(&marker),
+        ]);
+        assert_eq!(code, 2, "--ttl {ttl}: {err}");
+        assert!(err.contains("at least 1s"), "--ttl {ttl}: {err}");
+    }
+    assert!(!marker.exists());
+    assert_eq!(server.status("job")["holder"], "");
+}
+
+#[test]
+fn l3_one_shot_acquire_sends_a_sub_millisecond_ttl_exactly() {
+    let server = TestServer::start(&[]);
+    // It used to go out as `ttl=0ms`, which the server refuses.
+    let (code, out, err) = server.run(&["acquire", "job", "--ttl", "500us", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let body: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(body["success"], true, "{out}");
+}
+
+#[test]
+fn l4_out_of_range_port_is_a_usage_error_not_port_80() {
+    let server = TestServer::start(&[]);
+    let (code, _, err) = server.run(&["list", "--server", "http://127.0.0.1:99999"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("port"), "{err}");
+    let out = server
+        .cli()
+        .args(["status", "job"])
+        .env("FOOLOCK_SERVER", "http://127.0.0.1:65536")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -2,10 +2,18 @@
 //!
 //! The invariant: the command is stopped before anyone else can be granted the job. The
 //! lease is renewed every ttl/3. Its end is counted on our own suspend-inclusive clock from
-//! the moment we *sent* the last successful renewal (the server granted it later, so its
-//! lease ends no earlier than ours); a safety margin before that end, the command's process
-//! group gets SIGTERM, then SIGKILL. A refused renewal stops it at once. Transient failures
-//! (timeouts, connection refused, 5xx) are retried until then.
+//! the moment we *sent* the last successful acquire or renewal (the server granted it later,
+//! so its lease ends no earlier than ours); a safety margin before that end, the command's
+//! process group gets SIGTERM, then SIGKILL. A refused renewal stops it at once. Transient
+//! failures (timeouts, connection refused, 5xx) are retried until then.
+//!
+//! A grant at the end of a long-poll happened at some unknown moment of the wait, so before
+//! CMD starts it is confirmed by a renewal we time. Only if that renewal cannot get through
+//! does the grant's `expires_in_ms`, counted from when its reply arrived, stand in until a
+//! renewal succeeds.
+//!
+//! A lease we may have been granted but will not use (a signal or a transport error cut the
+//! request short) is released at once rather than left to expire.
 
 use super::http::{Api, HttpError, REQUEST_TIMEOUT, Reply};
 use super::{ClientError, output};
@@ -14,6 +22,7 @@ use crate::engine::duration::Compact;
 use crate::engine::{Clock, Mono, SystemClock};
 use crate::exit::Exit;
 use hyper::StatusCode;
+use std::cell::Cell;
 use std::ffi::OsString;
 use std::future::Future;
 use std::pin::Pin;
@@ -28,6 +37,10 @@ const MAX_SLEEP: Duration = Duration::from_secs(1);
 
 /// Waits longer than this are split into several long-polls (the server caps each one).
 const MAX_WAIT_CHUNK: Duration = Duration::from_secs(300);
+
+/// How long the release of a lease we will not use may take; it is only a courtesy, the
+/// lease expires on its own.
+const ABANDON_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// What to run, and under which lock.
 #[derive(Debug, Clone)]
@@ -91,10 +104,17 @@ pub async fn run(api: &Api, req: &LockRequest) -> Result<ExitCode, ClientError> 
     let clock = SystemClock;
     let timing = Timing::for_ttl(req.ttl);
     let mut signals = Signals::install()?;
+    let may_hold = Cell::new(false);
     let held = tokio::select! {
-        held = acquire(api, req, &clock) => held?,
-        // Dropping the long-poll closes its connection: the server forgets us at once.
+        // A signal wins over a grant that arrived at the same moment: the user asked to stop.
+        biased;
         signo = signals.recv() => {
+            // Dropping the long-poll closes its connection: the server forgets a waiter at
+            // once. But if it had already granted us the job (the reply was on its way), the
+            // lease would sit there until it expired: give it back.
+            if may_hold.get() {
+                abandon(api, req).await;
+            }
             eprintln!(
                 "foolock: {} while waiting for {}; the command was not started",
                 signal_name(signo),
@@ -102,6 +122,7 @@ pub async fn run(api: &Api, req: &LockRequest) -> Result<ExitCode, ClientError> 
             );
             return Ok(ExitCode::from(128 + signo as u8));
         }
+        held = acquire(api, req, timing, &clock, &may_hold) => held?,
     };
     let mut running = match spawn(api, req, held.token) {
         Ok(running) => running,
@@ -115,10 +136,23 @@ pub async fn run(api: &Api, req: &LockRequest) -> Result<ExitCode, ClientError> 
     // Anything CMD started and left running in its group must not outlive the lock.
     running.stop_leftovers(timing.kill_grace).await;
     match ending {
-        Ok(Ending::Exited(status)) => {
-            release(api, req, false).await;
-            Ok(ExitCode::from(exit_code(status)))
-        }
+        Ok(Ending::Exited(status)) => match release(api, req, false).await {
+            // Nothing of ours released it, so it was released or taken over while CMD ran,
+            // between two renewals: CMD did not have the lock all along.
+            Released::NotHolder => {
+                eprintln!(
+                    "foolock: lost the lock on {}: {} no longer held it when the command \
+                     finished ({}); it was released or taken over while the command ran; \
+                     exit code {}",
+                    req.job,
+                    req.client,
+                    describe(status),
+                    Exit::LockLost as u8
+                );
+                Ok(Exit::LockLost.into())
+            }
+            Released::Yes | Released::Unknown => Ok(ExitCode::from(exit_code(status))),
+        },
         Ok(Ending::Lost { status }) => {
             eprintln!(
                 "foolock: {}: the command was stopped ({}); exit code {}",
@@ -137,14 +171,23 @@ pub async fn run(api: &Api, req: &LockRequest) -> Result<ExitCode, ClientError> 
 }
 
 /// Takes the lock, long-polling for up to `req.wait`. Longer waits than the server allows are
-/// split into several long-polls; there is never a client-side polling loop.
-async fn acquire(api: &Api, req: &LockRequest, clock: &SystemClock) -> Result<Held, ClientError> {
+/// split into several long-polls; there is never a client-side polling loop. `may_hold` is
+/// true while we may have been granted a lease that is not yet returned as [`Held`]: a
+/// request is outstanding, or a grant is being confirmed.
+async fn acquire(
+    api: &Api,
+    req: &LockRequest,
+    timing: Timing,
+    clock: &SystemClock,
+    may_hold: &Cell<bool>,
+) -> Result<Held, ClientError> {
     let give_up = clock.now().mono + req.wait;
     let mut chunk = MAX_WAIT_CHUNK;
     loop {
         let sent = clock.now().mono;
         let wait = sent.until(give_up).min(chunk);
-        let reply = api
+        may_hold.set(true);
+        let result = api
             .acquire(
                 &req.job,
                 &req.client,
@@ -152,10 +195,35 @@ async fn acquire(api: &Api, req: &LockRequest, clock: &SystemClock) -> Result<He
                 (!wait.is_zero()).then_some(wait),
                 wait + REQUEST_TIMEOUT,
             )
-            .await?;
+            .await;
+        let reply = match result {
+            Ok(reply) => reply,
+            Err(e) => {
+                // The server may have granted it before the reply was lost or timed out.
+                abandon(api, req).await;
+                return Err(e.into());
+            }
+        };
         let received = clock.now().mono;
+        may_hold.set(reply.status == StatusCode::OK);
         match reply.status {
-            StatusCode::OK => return granted(req, &reply, sent, received, wait, clock),
+            StatusCode::OK => {
+                let Some(token) = reply.body.token else {
+                    abandon(api, req).await;
+                    return Err(ClientError::Unavailable(
+                        "the server's grant carried no token".to_owned(),
+                    ));
+                };
+                refuse_own_lease(req, &reply)?;
+                if wait.is_zero() {
+                    return Ok(Held {
+                        token,
+                        good_until: sent + req.ttl,
+                        renew_at: sent + timing.renew_every,
+                    });
+                }
+                return confirm(api, req, timing, token, &reply, received, clock).await;
+            }
             StatusCode::CONFLICT if received < give_up => {
                 // The wait chunk ended without a grant; ask again for what remains. A reply
                 // that came back well before its wait would make this a hot loop: pace it.
@@ -166,76 +234,116 @@ async fn acquire(api: &Api, req: &LockRequest, clock: &SystemClock) -> Result<He
             StatusCode::CONFLICT => {
                 return Err(ClientError::Refused(output::denial(&req.job, &reply.body)));
             }
-            StatusCode::BAD_REQUEST if !wait.is_zero() && server_wait_cap(&reply).is_some() => {
-                let cap = server_wait_cap(&reply).unwrap_or_default();
+            StatusCode::BAD_REQUEST if !wait.is_zero() => {
+                let Some(cap) = server_wait_cap(&reply) else {
+                    return Err(ClientError::from_reply(&reply));
+                };
                 if cap.is_zero() || cap >= chunk {
                     return Err(ClientError::from_reply(&reply));
                 }
                 chunk = cap;
             }
             StatusCode::SERVICE_UNAVAILABLE if received < give_up => {
-                let pause = reply
-                    .body
-                    .retry_after_ms
-                    .map_or(Duration::from_secs(1), Duration::from_millis)
-                    .clamp(Duration::from_millis(200), received.until(give_up));
-                tokio::time::sleep(pause).await;
+                let left = received.until(give_up);
+                tokio::time::sleep(unavailable_pause(reply.body.retry_after_ms, left)).await;
             }
             _ => return Err(ClientError::from_reply(&reply)),
         }
     }
 }
 
-/// Checks a 200 reply and works out until when the lease is surely ours.
-fn granted(
-    req: &LockRequest,
-    reply: &Reply<LockReply>,
-    sent: Mono,
-    received: Mono,
-    waited: Duration,
-    clock: &SystemClock,
-) -> Result<Held, ClientError> {
-    let token = reply.body.token.ok_or_else(|| {
-        ClientError::Unavailable("the server's grant carried no token".to_owned())
-    })?;
-    if reply.body.message.as_deref() == Some(MSG_RENEWED) {
-        // Our client id already held the job: another `foolock lock` on this machine, or
-        // one that was killed. Running now would overlap with it.
-        return Err(ClientError::Refused(format!(
-            "{} is already held by this client id ({}): another `foolock lock` with the same \
-             id, or a lease left behind by one that was killed. Give each concurrent run its \
-             own --client, or `foolock release {}` if nothing is running",
-            req.job, req.client, req.job
-        )));
-    }
-    let now = clock.now().mono;
-    Ok(if waited.is_zero() {
-        Held {
-            token,
-            good_until: sent + req.ttl,
-            renew_at: sent + req.ttl / 3,
-        }
-    } else {
-        // Granted at some unknown moment of the long-poll: trust the reply's remaining time
-        // from when it arrived, and renew at once to count from a request we timed.
-        let left = reply
-            .body
-            .expires_in_ms
-            .map_or(Duration::ZERO, |ms| Duration::from_millis(ms.max(0) as u64))
-            .min(req.ttl);
-        Held {
-            token,
-            good_until: received + left,
-            renew_at: now,
-        }
-    })
+/// How long to pause after a 503 with `left` of the wait remaining: the server's hint (or a
+/// second), at least 200 ms so we do not hammer it, but never past the end of the wait.
+fn unavailable_pause(retry_after_ms: Option<u64>, left: Duration) -> Duration {
+    retry_after_ms
+        .map_or(Duration::from_secs(1), Duration::from_millis)
+        .max(Duration::from_millis(200))
+        .min(left)
 }
 
-/// Reads the cap from a "wait must be at least 0 and at most 5m0s" refusal.
+/// Refuses a grant that renewed a lease our client id already held: another `foolock lock`
+/// on this machine, or one that was killed. Running now would overlap with it.
+fn refuse_own_lease(req: &LockRequest, reply: &Reply<LockReply>) -> Result<(), ClientError> {
+    if reply.body.message.as_deref() != Some(MSG_RENEWED) {
+        return Ok(());
+    }
+    Err(ClientError::Refused(format!(
+        "{} is already held by this client id ({}): another `foolock lock` with the same \
+         id, or a lease left behind by one that was killed. Give each concurrent run its \
+         own --client, or `foolock release {}` if nothing is running",
+        req.job, req.client, req.job
+    )))
+}
+
+/// Confirms a long-poll grant with a renewal we time, so the lease's end counts from a known
+/// send time (see the module doc). If the renewal cannot get through, the grant's own
+/// remaining time from when it arrived stands in, and the supervisor renews at once.
+async fn confirm(
+    api: &Api,
+    req: &LockRequest,
+    timing: Timing,
+    token: u64,
+    reply: &Reply<LockReply>,
+    received: Mono,
+    clock: &SystemClock,
+) -> Result<Held, ClientError> {
+    let left = reply
+        .body
+        .expires_in_ms
+        .map_or(Duration::ZERO, |ms| Duration::from_millis(ms.max(0) as u64))
+        .min(req.ttl);
+    let sent = clock.now().mono;
+    let fallback = Held {
+        token,
+        good_until: received + left,
+        renew_at: sent,
+    };
+    let timeout = sent
+        .until(fallback.good_until - timing.margin)
+        .min(REQUEST_TIMEOUT)
+        .max(Duration::from_millis(100));
+    let result = api
+        .acquire(&req.job, &req.client, Some(req.ttl), None, timeout)
+        .await;
+    match judge_renewal(&fallback, result) {
+        Renewal::Ok => Ok(Held {
+            token,
+            good_until: sent + req.ttl,
+            renew_at: sent + timing.renew_every,
+        }),
+        Renewal::Retry(why) => {
+            eprintln!(
+                "foolock: confirming the grant of {} failed, retrying: {why}",
+                req.job
+            );
+            Ok(fallback)
+        }
+        Renewal::Lost(why) => {
+            // A fresh lease under our id is ours to give back; anyone else's is untouched.
+            abandon(api, req).await;
+            Err(ClientError::Refused(format!(
+                "{} was lost right after it was granted: {why}; the command was not started",
+                req.job
+            )))
+        }
+    }
+}
+
+/// The longest wait the server allows, from its refusal of ours: `max_wait_ms`, or for
+/// servers older than that field, the "wait must be at least 0 and at most 5m0s" message.
 fn server_wait_cap(reply: &Reply<LockReply>) -> Option<Duration> {
+    if let Some(ms) = reply.body.max_wait_ms {
+        return Some(Duration::from_millis(ms));
+    }
     let error = reply.body.error.as_deref()?;
     let (_, max) = error.split_once("wait must be at least 0 and at most ")?;
     crate::engine::duration::parse_non_negative(max.trim()).ok()
+}
+
+/// Gives back a lease we may have been granted but will not use: one quick try, as the
+/// server may already be gone. Without it the lease would block the job for ttl + grace.
+async fn abandon(api: &Api, req: &LockRequest) {
+    let _ = api.release(&req.job, &req.client, ABANDON_TIMEOUT).await;
 }
 
 /// Starts CMD in its own process group with the lock's details in its environment.
@@ -462,11 +570,25 @@ fn wait_error(e: std::io::Error) -> ClientError {
     ClientError::Local(format!("cannot wait for the command: {e}"))
 }
 
+/// What the final release found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Released {
+    Yes,
+    /// The server said we did not hold the job, and no earlier attempt of ours can have
+    /// released it: someone else released or took it.
+    NotHolder,
+    /// Unreachable, or refused after an attempt that may have released it already.
+    Unknown,
+}
+
 /// Releases the job, retrying briefly if the server is momentarily unreachable. A lease we
 /// cannot release expires on its own. After a lost lock one quick try is enough: the server
 /// was unreachable or the job is someone else's already.
-async fn release(api: &Api, req: &LockRequest, lost: bool) {
+async fn release(api: &Api, req: &LockRequest, lost: bool) -> Released {
     let mut last = String::new();
+    // Whether an attempt that got no usable reply may still have reached the server: a
+    // "not the holder" after that proves nothing.
+    let mut maybe_released = false;
     let attempts = if lost { 1 } else { 3 };
     for attempt in 0..attempts {
         if attempt > 0 {
@@ -476,18 +598,32 @@ async fn release(api: &Api, req: &LockRequest, lost: bool) {
             .release(&req.job, &req.client, Duration::from_secs(2))
             .await
         {
-            Ok(reply) if reply.status.is_success() => return,
+            Ok(reply) if reply.status.is_success() => return Released::Yes,
+            Ok(reply) if reply.status == StatusCode::FORBIDDEN && !maybe_released => {
+                return Released::NotHolder;
+            }
             Ok(reply) if reply.status.is_client_error() => {
                 if !lost {
                     eprintln!(
-                        "foolock: warning: {} was no longer held by {} at release",
-                        req.job, req.client
+                        "foolock: warning: releasing {} as {} was refused (HTTP {}: {}){}",
+                        req.job,
+                        req.client,
+                        reply.status,
+                        reply.body.error.as_deref().unwrap_or("no reason given"),
+                        if maybe_released {
+                            "; an earlier attempt may have released it"
+                        } else {
+                            ""
+                        }
                     );
                 }
-                return;
+                return Released::Unknown;
             }
             Ok(reply) => last = format!("HTTP {}", reply.status),
-            Err(e) => last = e.to_string(),
+            Err(e) => {
+                maybe_released = true;
+                last = e.to_string();
+            }
         }
     }
     eprintln!(
@@ -495,6 +631,7 @@ async fn release(api: &Api, req: &LockRequest, lost: bool) {
         req.job,
         Compact(req.ttl)
     );
+    Released::Unknown
 }
 
 /// The shell's convention: the exit code, or 128+N for death by signal N.
@@ -585,11 +722,33 @@ mod tests {
     }
 
     #[test]
-    fn wait_cap_is_read_from_the_servers_refusal() {
-        let reply = Reply {
+    fn wait_cap_is_read_from_max_wait_ms_and_from_older_servers_message() {
+        let mut body = LockReply::error("wait must be at least 0 and at most 1m30s");
+        let reply = |body: &LockReply| Reply {
             status: StatusCode::BAD_REQUEST,
-            body: LockReply::error("wait must be at least 0 and at most 1m30s"),
+            body: body.clone(),
         };
-        assert_eq!(server_wait_cap(&reply), Some(Duration::from_secs(90)));
+        assert_eq!(
+            server_wait_cap(&reply(&body)),
+            Some(Duration::from_secs(90))
+        );
+        // The field wins over the message.
+        body.max_wait_ms = Some(2_500);
+        assert_eq!(
+            server_wait_cap(&reply(&body)),
+            Some(Duration::from_millis(2_500))
+        );
+        assert_eq!(server_wait_cap(&reply(&LockReply::error("bad ttl"))), None);
+    }
+
+    #[test]
+    fn unavailable_pause_never_panics_and_never_outlasts_the_wait() {
+        let ms = Duration::from_millis;
+        assert_eq!(unavailable_pause(None, Duration::from_secs(60)), ms(1000));
+        assert_eq!(unavailable_pause(Some(5), Duration::from_secs(60)), ms(200));
+        assert_eq!(unavailable_pause(Some(3000), ms(2500)), ms(2500));
+        // Less than the 200 ms floor left: the wait's end wins (this used to panic).
+        assert_eq!(unavailable_pause(None, ms(90)), ms(90));
+        assert_eq!(unavailable_pause(Some(0), Duration::ZERO), Duration::ZERO);
     }
 }
