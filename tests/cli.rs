@@ -454,7 +454,7 @@ fn a_short_server_outage_is_ridden_out() {
 fn h1_wait_ending_during_a_503_pause_does_not_panic() {
     // The server is full, so the wait gets 503s; after the one-second pause less than the
     // 200 ms retry floor is left, which used to panic in `clamp`.
-    let server = TestServer::start(&["--max-jobs", "1"]);
+    let server = Server::start(&["--max-jobs", "1"]);
     assert_eq!(
         server
             .run(&["acquire", "a", "--client", "nas", "--ttl", "60s"])
@@ -482,7 +482,7 @@ fn h1_wait_ending_during_a_503_pause_does_not_panic() {
 
 #[test]
 fn m2_lock_lost_between_renewals_exits_75_even_if_the_command_finished() {
-    let server = TestServer::start(&[]);
+    let server = Server::start(&[]);
     // The default 30s ttl renews only after 10s: nothing notices the loss until the release.
     let mut run = spawn_lock(&server, &["j", "--client", "x", "--", "sleep", "3"]);
     assert!(eventually(
@@ -505,7 +505,7 @@ fn m2_lock_lost_between_renewals_exits_75_even_if_the_command_finished() {
 
 #[test]
 fn m3_signal_after_the_server_granted_a_waiting_lock_releases_it() {
-    let server = TestServer::start(&[]);
+    let server = Server::start(&[]);
     assert_eq!(server.run(&["acquire", "job", "--client", "nas"]).0, 0);
     let marker = server.dir().join("ran");
     // The command ignores SIGINT, so had it been started at all, the marker would exist.
@@ -538,7 +538,7 @@ fn m3_signal_after_the_server_granted_a_waiting_lock_releases_it() {
 
 #[test]
 fn l3_lock_refuses_a_ttl_below_one_second() {
-    let server = TestServer::start(&[]);
+    let server = Server::start(&[]);
     let marker = server.dir().join("ran");
     for ttl in ["500ms", "999ms", "1us"] {
         let (code, _, err) = server.run(&[
@@ -559,7 +559,7 @@ fn l3_lock_refuses_a_ttl_below_one_second() {
 
 #[test]
 fn l3_one_shot_acquire_sends_a_sub_millisecond_ttl_exactly() {
-    let server = TestServer::start(&[]);
+    let server = Server::start(&[]);
     // It used to go out as `ttl=0ms`, which the server refuses.
     let (code, out, err) = server.run(&["acquire", "job", "--ttl", "500us", "--json"]);
     assert_eq!(code, 0, "{err}");
@@ -569,7 +569,7 @@ fn l3_one_shot_acquire_sends_a_sub_millisecond_ttl_exactly() {
 
 #[test]
 fn l4_out_of_range_port_is_a_usage_error_not_port_80() {
-    let server = TestServer::start(&[]);
+    let server = Server::start(&[]);
     let (code, _, err) = server.run(&["list", "--server", "http://127.0.0.1:99999"]);
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("port"), "{err}");
