@@ -19,8 +19,10 @@ use std::time::Duration;
 use tokio::sync::{Notify, broadcast, oneshot};
 use tokio_util::sync::CancellationToken;
 
-/// While deadlines are pending the timer re-checks at least this often, because tokio's
-/// sleep stops while the machine is suspended and would otherwise oversleep after a wake.
+/// While leases are held or in grace the timer re-checks at least this often, because
+/// tokio's sleep stops while the machine is suspended and would otherwise oversleep after a
+/// wake. With only expired leases left (whose deadline is merely forgetting them), oversleeping
+/// is harmless, so the timer then sleeps until that deadline and nothing wakes meanwhile.
 const TIMER_MAX_SLEEP: Duration = Duration::from_secs(60);
 
 /// Why [`LockService::acquire_waiting`] did not grant.
@@ -360,7 +362,15 @@ impl LockService {
                 let mut state = self.lock();
                 let next = state.engine.next_deadline();
                 state.timer_target = next;
-                next.map(|at| self.now().mono.until(at).min(TIMER_MAX_SLEEP))
+                let live = state.engine.live_jobs() > 0;
+                next.map(|at| {
+                    let until = self.now().mono.until(at);
+                    if live {
+                        until.min(TIMER_MAX_SLEEP)
+                    } else {
+                        until
+                    }
+                })
             };
             match sleep_for {
                 Some(d) => {

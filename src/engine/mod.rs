@@ -289,6 +289,11 @@ impl Engine {
         self.jobs.is_empty()
     }
 
+    /// The number of jobs held or in their grace period, as of the last [`advance`](Self::advance).
+    pub fn live_jobs(&self) -> usize {
+        self.jobs.len() - self.expired.len()
+    }
+
     /// Acquires or renews `job` for `client`; see the module docs for the rules.
     pub fn acquire(
         &mut self,

@@ -791,3 +791,17 @@ fn restore_keeps_a_lease_longer_than_a_lowered_max_ttl() {
         Err(Denied::Held(_))
     ));
 }
+
+#[test]
+fn live_jobs_counts_held_and_grace_but_not_expired() {
+    let mut e = engine();
+    e.acquire("a", "x", secs(10), at(0)).unwrap();
+    e.acquire("b", "x", secs(100), at(0)).unwrap();
+    assert_eq!(e.live_jobs(), 2);
+    e.advance(at(12));
+    assert_eq!(e.live_jobs(), 2, "a is in its grace period");
+    e.advance(at(15));
+    assert_eq!(e.live_jobs(), 1, "a expired");
+    e.acquire("a", "x", secs(10), at(16)).unwrap();
+    assert_eq!(e.live_jobs(), 2, "renewed");
+}
