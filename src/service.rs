@@ -267,9 +267,10 @@ impl LockService {
         self.durable(seq).await;
     }
 
-    /// The lease recorded for `job`, with the instant it was read at.
-    pub fn status(&self, job: &str) -> (Option<Lease>, Now) {
-        self.with_engine(|engine, now| (engine.get(job, now), now))
+    /// The lease recorded for `job`, with the instant it was read at and the newest token
+    /// issued so far.
+    pub fn status(&self, job: &str) -> (Option<Lease>, Now, u64) {
+        self.with_engine(|engine, now| (engine.get(job, now), now, engine.last_token()))
     }
 
     /// Every job with a recorded holder, sorted by name, with the instant it was read at.

@@ -537,6 +537,37 @@ fn m3_signal_after_the_server_granted_a_waiting_lock_releases_it() {
 }
 
 #[test]
+fn interrupted_run_under_a_busy_client_id_leaves_the_other_runs_lease_alone() {
+    // Two runs share the client id "x" (the default id is the hostname, so cron jobs on one
+    // machine do). The second is interrupted while its request is outstanding: it must not
+    // give back the first run's lease, which the server cannot tell from its own.
+    let server = Server::start(&[]);
+    let mut first = spawn_lock(&server, &["job", "--client", "x", "--", "sleep", "30"]);
+    assert!(eventually(Duration::from_secs(10), || server.status("job")
+        ["holder"]
+        == "x"));
+    let token = server.status("job")["token"].clone();
+
+    signal(server.pid(), libc::SIGSTOP);
+    let mut second = spawn_lock(&server, &["job", "--client", "x", "--", "true"]);
+    std::thread::sleep(SECOND);
+    signal(second.id() as libc::pid_t, libc::SIGINT);
+    signal(server.pid(), libc::SIGCONT);
+    let status = wait_exit(&mut second, Duration::from_secs(10));
+    assert_eq!(status.code(), Some(130), "{}", stderr_of(&mut second));
+
+    let after = server.status("job");
+    assert_eq!(after["holder"], "x");
+    assert_eq!(
+        after["token"], token,
+        "the first run's lease was not released"
+    );
+    assert!(alive(first.id() as libc::pid_t), "the first run goes on");
+    signal(first.id() as libc::pid_t, libc::SIGTERM);
+    wait_exit(&mut first, Duration::from_secs(10));
+}
+
+#[test]
 fn l3_lock_refuses_a_ttl_below_one_second() {
     let server = Server::start(&[]);
     let marker = server.dir().join("ran");

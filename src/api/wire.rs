@@ -51,6 +51,10 @@ pub struct LockReply {
     /// For 503 replies while the server refuses grants: milliseconds until it accepts again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after_ms: Option<u64>,
+    /// On `GET /lock`: the newest fencing token the server has issued (for any job). A lease
+    /// with a larger token was granted after this reply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_token: Option<u64>,
     /// For a 400 on `wait`: the longest wait this server allows, in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_wait_ms: Option<u64>,

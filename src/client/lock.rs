@@ -104,7 +104,8 @@ pub async fn run(api: &Api, req: &LockRequest) -> Result<ExitCode, ClientError> 
     let clock = SystemClock;
     let timing = Timing::for_ttl(req.ttl);
     let mut signals = Signals::install()?;
-    let may_hold = Cell::new(false);
+    // Some(floor) while a lease under our id with a token above `floor` may be ours.
+    let may_hold = Cell::new(None);
     let held = tokio::select! {
         // A signal wins over a grant that arrived at the same moment: the user asked to stop.
         biased;
@@ -112,8 +113,8 @@ pub async fn run(api: &Api, req: &LockRequest) -> Result<ExitCode, ClientError> 
             // Dropping the long-poll closes its connection: the server forgets a waiter at
             // once. But if it had already granted us the job (the reply was on its way), the
             // lease would sit there until it expired: give it back.
-            if may_hold.get() {
-                abandon(api, req).await;
+            if let Some(floor) = may_hold.get() {
+                abandon(api, req, floor).await;
             }
             eprintln!(
                 "foolock: {} while waiting for {}; the command was not started",
@@ -172,21 +173,22 @@ pub async fn run(api: &Api, req: &LockRequest) -> Result<ExitCode, ClientError> 
 
 /// Takes the lock, long-polling for up to `req.wait`. Longer waits than the server allows are
 /// split into several long-polls; there is never a client-side polling loop. `may_hold` is
-/// true while we may have been granted a lease that is not yet returned as [`Held`]: a
-/// request is outstanding, or a grant is being confirmed.
+/// `Some(floor)` while we may have been granted a lease that is not yet returned as [`Held`]
+/// (a request is outstanding, or a grant is being confirmed); see [`abandon`] for `floor`.
 async fn acquire(
     api: &Api,
     req: &LockRequest,
     timing: Timing,
     clock: &SystemClock,
-    may_hold: &Cell<bool>,
+    may_hold: &Cell<Option<u64>>,
 ) -> Result<Held, ClientError> {
     let give_up = clock.now().mono + req.wait;
+    let floor = precheck(api, req).await?;
     let mut chunk = MAX_WAIT_CHUNK;
     loop {
         let sent = clock.now().mono;
         let wait = sent.until(give_up).min(chunk);
-        may_hold.set(true);
+        may_hold.set(floor);
         let result = api
             .acquire(
                 &req.job,
@@ -200,16 +202,20 @@ async fn acquire(
             Ok(reply) => reply,
             Err(e) => {
                 // The server may have granted it before the reply was lost or timed out.
-                abandon(api, req).await;
+                if let Some(floor) = floor {
+                    abandon(api, req, floor).await;
+                }
                 return Err(e.into());
             }
         };
         let received = clock.now().mono;
-        may_hold.set(reply.status == StatusCode::OK);
+        may_hold.set(floor.filter(|_| reply.status == StatusCode::OK));
         match reply.status {
             StatusCode::OK => {
                 let Some(token) = reply.body.token else {
-                    abandon(api, req).await;
+                    if let Some(floor) = floor {
+                        abandon(api, req, floor).await;
+                    }
                     return Err(ClientError::Unavailable(
                         "the server's grant carried no token".to_owned(),
                     ));
@@ -222,7 +228,7 @@ async fn acquire(
                         renew_at: sent + timing.renew_every,
                     });
                 }
-                return confirm(api, req, timing, token, &reply, received, clock).await;
+                return confirm(api, req, timing, token, &reply, received, clock, floor).await;
             }
             StatusCode::CONFLICT if received < give_up => {
                 // The wait chunk ended without a grant; ask again for what remains. A reply
@@ -267,12 +273,16 @@ fn refuse_own_lease(req: &LockRequest, reply: &Reply<LockReply>) -> Result<(), C
     if reply.body.message.as_deref() != Some(MSG_RENEWED) {
         return Ok(());
     }
-    Err(ClientError::Refused(format!(
+    Err(already_held(req))
+}
+
+fn already_held(req: &LockRequest) -> ClientError {
+    ClientError::Refused(format!(
         "{} is already held by this client id ({}): another `foolock lock` with the same \
          id, or a lease left behind by one that was killed. Give each concurrent run its \
          own --client, or `foolock release {}` if nothing is running",
         req.job, req.client, req.job
-    )))
+    ))
 }
 
 /// Confirms a long-poll grant with a renewal we time, so the lease's end counts from a known
@@ -286,6 +296,7 @@ async fn confirm(
     reply: &Reply<LockReply>,
     received: Mono,
     clock: &SystemClock,
+    floor: Option<u64>,
 ) -> Result<Held, ClientError> {
     let left = reply
         .body
@@ -320,7 +331,9 @@ async fn confirm(
         }
         Renewal::Lost(why) => {
             // A fresh lease under our id is ours to give back; anyone else's is untouched.
-            abandon(api, req).await;
+            if let Some(floor) = floor {
+                abandon(api, req, floor).await;
+            }
             Err(ClientError::Refused(format!(
                 "{} was lost right after it was granted: {why}; the command was not started",
                 req.job
@@ -342,8 +355,32 @@ fn server_wait_cap(reply: &Reply<LockReply>) -> Option<Duration> {
 
 /// Gives back a lease we may have been granted but will not use: one quick try, as the
 /// server may already be gone. Without it the lease would block the job for ttl + grace.
-async fn abandon(api: &Api, req: &LockRequest) {
-    let _ = api.release(&req.job, &req.client, ABANDON_TIMEOUT).await;
+///
+/// The server cannot tell two runs under one client id apart, so release only a lease that
+/// was granted after our request was sent (its token is above `floor`, the newest token
+/// before it): an older lease under our id belongs to another run and is left alone.
+async fn abandon(api: &Api, req: &LockRequest, floor: u64) {
+    let Ok(status) = api.status(&req.job).await else {
+        return;
+    };
+    let ours = status.body.holder.as_deref() == Some(req.client.as_str())
+        && status.body.token.is_some_and(|t| t > floor);
+    if ours {
+        let _ = api.release(&req.job, &req.client, ABANDON_TIMEOUT).await;
+    }
+}
+
+/// Before asking for the job: refuses at once if our client id already holds it (another run
+/// of `foolock lock`, or one that was killed), and returns the newest token issued so far,
+/// which tells later whether a lease under our id is ours. `None` from servers that do not
+/// report it: then an unused grant is left to expire rather than risk releasing another run's.
+async fn precheck(api: &Api, req: &LockRequest) -> Result<Option<u64>, ClientError> {
+    let reply = api.status(&req.job).await?;
+    let live = matches!(reply.body.state.as_deref(), Some("held" | "grace"));
+    if live && reply.body.holder.as_deref() == Some(req.client.as_str()) {
+        return Err(already_held(req));
+    }
+    Ok(reply.body.last_token)
 }
 
 /// Starts CMD in its own process group with the lock's details in its environment.
