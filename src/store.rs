@@ -510,6 +510,7 @@ mod tests {
                 expires_at_ms: 2,
             }],
             quarantine_until_ms: None,
+            quarantine_left_ms: None,
         }
     }
 

@@ -15,6 +15,10 @@ pub struct SavedState {
     /// restart during a quarantine must not end it early.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quarantine_until_ms: Option<u64>,
+    /// How much of the quarantine was left when saved: caps a restored quarantine if the wall
+    /// clock is wrong, without depending on settings that may have changed since.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quarantine_left_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,6 +65,9 @@ impl Engine {
             quarantine_until_ms: self
                 .quarantined_until(now.mono)
                 .map(|until| unix_ms(now.wall_at(until))),
+            quarantine_left_ms: self
+                .quarantined_until(now.mono)
+                .map(|until| u64::try_from(now.mono.until(until).as_millis()).unwrap_or(u64::MAX)),
         }
     }
 
@@ -72,13 +79,15 @@ impl Engine {
     /// ttl or a job seen twice are skipped; the number skipped is returned. `max_jobs` is not
     /// enforced here (it may have been lowered since the save): dropping a saved holder could
     /// double-grant its job, so the table may start over the limit and new jobs wait for room.
-    /// A saved quarantine continues until its saved end (capped like expiries).
+    /// A saved quarantine continues until its saved end, capped at what was left of it when
+    /// saved (or, for files without that, `max_ttl + grace`).
     pub fn restore(&mut self, saved: SavedState, now: Now) -> usize {
         self.advance(now);
         if let Some(ms) = saved.quarantine_until_ms {
-            let until = now
-                .mono_at(from_unix_ms(ms))
-                .min(now.mono + self.rules.max_ttl + self.rules.grace);
+            let cap = saved
+                .quarantine_left_ms
+                .map_or(self.rules.max_ttl + self.rules.grace, Duration::from_millis);
+            let until = now.mono_at(from_unix_ms(ms)).min(now.mono + cap);
             if self.quarantined_until(now.mono).is_none_or(|q| q < until) && until > now.mono {
                 self.quarantine(until);
             }

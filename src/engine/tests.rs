@@ -525,6 +525,7 @@ fn restore_skips_invalid_entries_and_keeps_token_above_all_saved() {
             },
         ],
         quarantine_until_ms: None,
+        quarantine_left_ms: None,
     };
     let mut e = engine();
     assert_eq!(e.restore(saved, at(0)), 2);
@@ -545,6 +546,7 @@ fn restore_caps_expiry_from_a_wall_clock_far_ahead() {
             expires_at_ms: u64::MAX / 2,
         }],
         quarantine_until_ms: None,
+        quarantine_left_ms: None,
     };
     let mut e = engine();
     e.restore(saved, at(0));
@@ -570,6 +572,7 @@ fn saved_one(job: &str, token: u64, ttl_s: u64, now: Now, expires_in_s: i64) -> 
             expires_at_ms: (wall_ms(now.wall) + expires_in_s * 1000) as u64,
         }],
         quarantine_until_ms: None,
+        quarantine_left_ms: None,
     }
 }
 
@@ -664,6 +667,30 @@ fn quarantine_survives_export_and_restore() {
     assert!(after.acquire("j", "a", secs(1), at(30)).is_ok());
     // An ended quarantine is not saved again.
     assert_eq!(after.export(at(31)).quarantine_until_ms, None);
+}
+
+#[test]
+fn restored_quarantine_is_not_cut_short_by_a_lowered_max_ttl() {
+    let mut e = engine();
+    e.quarantine(at(36_000).mono);
+    let saved = e.export(at(0));
+    let mut after = Engine::new(Rules {
+        max_ttl: secs(3600),
+        ..Rules::default()
+    });
+    after.restore(saved, at(0));
+    assert_eq!(after.quarantined_until(at(0).mono), Some(at(36_000).mono));
+}
+
+#[test]
+fn restored_quarantine_from_a_wall_clock_far_ahead_is_capped_at_what_was_left() {
+    let mut e = engine();
+    e.quarantine(at(60).mono);
+    let mut saved = e.export(at(0));
+    saved.quarantine_until_ms = Some(u64::MAX / 2);
+    let mut after = engine();
+    after.restore(saved, at(0));
+    assert_eq!(after.quarantined_until(at(0).mono), Some(at(60).mono));
 }
 
 #[test]
