@@ -228,7 +228,7 @@ async fn acquire(
                         renew_at: sent + timing.renew_every,
                     });
                 }
-                return confirm(api, req, timing, token, &reply, received, clock, floor).await;
+                return confirm(api, req, timing, token, &reply, received, floor).await;
             }
             StatusCode::CONFLICT if received < give_up => {
                 // The wait chunk ended without a grant; ask again for what remains. A reply
@@ -295,9 +295,9 @@ async fn confirm(
     token: u64,
     reply: &Reply<LockReply>,
     received: Mono,
-    clock: &SystemClock,
     floor: Option<u64>,
 ) -> Result<Held, ClientError> {
+    let clock = SystemClock;
     let left = reply
         .body
         .expires_in_ms
