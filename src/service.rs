@@ -54,6 +54,9 @@ struct State {
     engine: Engine,
     waiters: HashMap<WaiterId, oneshot::Sender<Grant>>,
     timer_target: Option<Mono>,
+    /// Whether the timer's current sleep is capped at [`TIMER_MAX_SLEEP`] (it is only while
+    /// leases are live); a new live lease must wake an uncapped timer.
+    timer_capped: bool,
     /// Number of the last change that must be durable before it is acknowledged.
     changes: u64,
     /// Set by an operation whose change must be durable although it emits no holder change
@@ -96,6 +99,7 @@ impl LockService {
                     engine,
                     waiters: HashMap::new(),
                     timer_target: None,
+                    timer_capped: false,
                     changes: 0,
                     must_save: false,
                 }),
@@ -338,7 +342,9 @@ impl LockService {
             let _ = self.inner.events.send(event);
         }
         let next = state.engine.next_deadline();
-        if next.is_some_and(|n| state.timer_target.is_none_or(|t| n < t)) {
+        let earlier = next.is_some_and(|n| state.timer_target.is_none_or(|t| n < t));
+        let uncapped_but_live = !state.timer_capped && state.engine.live_jobs() > 0;
+        if earlier || uncapped_but_live {
             self.inner.timer.notify_one();
         }
         seq
@@ -364,6 +370,7 @@ impl LockService {
                 let next = state.engine.next_deadline();
                 state.timer_target = next;
                 let live = state.engine.live_jobs() > 0;
+                state.timer_capped = live;
                 next.map(|at| {
                     let until = self.now().mono.until(at);
                     if live {

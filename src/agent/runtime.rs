@@ -210,9 +210,11 @@ async fn serve_commands(
             Some(Command::ForceRelease(job)) => {
                 // The engine logs and publishes ForceReleased; the watcher notifies.
                 let Some(service) = service else { continue };
-                // A click racing with Quit must not wait for a write the closing store will
-                // not make: the change is in memory and the final state write includes it.
+                // A click racing with Quit must not wait for a write the closing store may not
+                // make. `biased` polls the release first, so the change itself is always made
+                // (on the first poll); only the wait for the disk is given up.
                 tokio::select! {
+                    biased;
                     freed = service.force_release(&job) => if freed.is_none() {
                         tracing::info!(job, "force release: the job was already free");
                     },
