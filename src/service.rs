@@ -34,6 +34,18 @@ pub enum WaitError {
     Stopped,
 }
 
+/// One job as of one instant, from [`LockService::status`].
+#[derive(Debug, Clone)]
+pub struct JobStatus {
+    pub lease: Option<Lease>,
+    /// When it was read.
+    pub now: Now,
+    /// The newest fencing token issued for any job.
+    pub last_token: u64,
+    /// Clients queued for the job.
+    pub waiting: usize,
+}
+
 /// A cheap, cloneable handle to the lock table.
 #[derive(Clone)]
 pub struct LockService {
@@ -271,10 +283,14 @@ impl LockService {
         self.durable(seq).await;
     }
 
-    /// The lease recorded for `job`, with the instant it was read at and the newest token
-    /// issued so far.
-    pub fn status(&self, job: &str) -> (Option<Lease>, Now, u64) {
-        self.with_engine(|engine, now| (engine.get(job, now), now, engine.last_token()))
+    /// What `GET /lock` reports about `job`.
+    pub fn status(&self, job: &str) -> JobStatus {
+        self.with_engine(|engine, now| JobStatus {
+            lease: engine.get(job, now),
+            now,
+            last_token: engine.last_token(),
+            waiting: engine.waiting_for(job),
+        })
     }
 
     /// Every job with a recorded holder, sorted by name, with the instant it was read at.
@@ -553,7 +569,7 @@ mod tests {
         assert_eq!(service.with_engine(|e, _| e.waiting()), 0);
         service.release("j", "a").await.unwrap();
         assert!(
-            service.status("j").0.is_none(),
+            service.status("j").lease.is_none(),
             "nobody was granted the job"
         );
     }

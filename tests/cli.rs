@@ -6,7 +6,9 @@ mod support;
 use std::io::Read;
 use std::process::{Child, Stdio};
 use std::time::{Duration, SystemTime};
-use support::{Server, alive, eventually, log_time, path_str, read_pid, signal, wait_exit};
+use support::{
+    Server, alive, connected_to, eventually, log_time, path_str, read_pid, signal, wait_exit,
+};
 
 const SECOND: Duration = Duration::from_secs(1);
 
@@ -146,10 +148,15 @@ fn sigint_while_waiting_gives_up_and_leaves_the_queue() {
             path_str(&marker),
         ],
     );
-    std::thread::sleep(SECOND);
+    // Interrupt it once it is queued (its signal handlers are set up before it asks).
+    let queued = || server.status("job")["waiting"] == 1;
+    assert!(eventually(Duration::from_secs(20), queued));
     signal(run.id() as libc::pid_t, libc::SIGINT);
     let status = wait_exit(&mut run, Duration::from_secs(10));
     assert_eq!(status.code(), Some(130));
+    assert!(eventually(Duration::from_secs(10), || server.status("job")
+        ["waiting"]
+        == 0));
     // The abandoned waiter is never granted the job.
     assert_eq!(server.run(&["release", "job", "--client", "nas"]).0, 0);
     std::thread::sleep(SECOND);
@@ -516,7 +523,9 @@ fn m3_signal_after_the_server_granted_a_waiting_lock_releases_it() {
             "job", "--wait", "60s", "--client", "laptop", "--", "sh", "-c", &script,
         ],
     );
-    std::thread::sleep(SECOND);
+    assert!(eventually(Duration::from_secs(20), || server.status("job")
+        ["waiting"]
+        == 1));
     // Freeze the waiting CLI, let the server grant it the job (the reply sits unread in its
     // socket), then interrupt it: the grant and the signal arrive together.
     let pid = run.id() as libc::pid_t;
@@ -550,8 +559,13 @@ fn interrupted_run_under_a_busy_client_id_leaves_the_other_runs_lease_alone() {
 
     signal(server.pid(), libc::SIGSTOP);
     let mut second = spawn_lock(&server, &["job", "--client", "x", "--", "true"]);
-    std::thread::sleep(SECOND);
-    signal(second.id() as libc::pid_t, libc::SIGINT);
+    // Interrupt it only once its request is out (its signal handlers are set up by then).
+    let second_pid = second.id() as libc::pid_t;
+    assert!(eventually(Duration::from_secs(20), || connected_to(
+        second_pid,
+        server.addr.port()
+    )));
+    signal(second_pid, libc::SIGINT);
     signal(server.pid(), libc::SIGCONT);
     let status = wait_exit(&mut second, Duration::from_secs(10));
     assert_eq!(status.code(), Some(130), "{}", stderr_of(&mut second));

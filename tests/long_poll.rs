@@ -39,6 +39,22 @@ async fn holder(api: &Api, job: &str) -> String {
     reply.body.holder.unwrap_or_default()
 }
 
+/// Waits (up to 20 s) until `n` clients are queued for `job`, as the server reports it.
+async fn until_waiting(api: &Api, job: &str, n: usize) {
+    let deadline = Instant::now() + 20 * SECOND;
+    loop {
+        let reply = api.status(job).await.expect("status");
+        if reply.body.waiting == Some(n) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{n} waiters never queued for {job}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn release(api: &Api, job: &str, client: &str) {
     let reply = api.release(job, client, 5 * SECOND).await.expect("release");
     assert_eq!(reply.status, StatusCode::OK, "{:?}", reply.body);
@@ -50,9 +66,9 @@ async fn waiters_are_served_in_arrival_order() {
     let api = api(&server);
     assert_eq!(acquire(&api, "job", "a").await.status, StatusCode::OK);
     let b = wait_for(&api, "job", "b", 30 * SECOND);
-    tokio::time::sleep(SECOND).await;
+    until_waiting(&api, "job", 1).await;
     let c = wait_for(&api, "job", "c", 30 * SECOND);
-    tokio::time::sleep(SECOND).await;
+    until_waiting(&api, "job", 2).await;
     assert!(
         !b.is_finished() && !c.is_finished(),
         "both wait while a holds the job"

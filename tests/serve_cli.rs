@@ -5,7 +5,7 @@ mod support;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{BIN, Server, request, signal, wait_exit};
+use support::{BIN, Server, eventually, request, signal, wait_exit};
 
 fn foolock() -> Command {
     let mut cmd = Command::new(BIN);
@@ -44,7 +44,9 @@ fn sigterm_ends_waiting_requests_instead_of_waiting_for_them() {
     assert_eq!(server.post("client=a&job=j&ttl=1m").status, 200);
     let addr = server.addr;
     let waiter = std::thread::spawn(move || request(addr, "POST", "/lock?client=b&job=j&wait=4m"));
-    std::thread::sleep(Duration::from_millis(500));
+    assert!(eventually(Duration::from_secs(20), || {
+        request(addr, "GET", "/lock?job=j").is_ok_and(|r| r.body["waiting"] == 1)
+    }));
     signal(server.pid(), libc::SIGTERM);
     let started = Instant::now();
     let reply = waiter

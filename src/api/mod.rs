@@ -241,7 +241,8 @@ async fn get_lock(State(app): State<AppState>, RawQuery(raw): RawQuery) -> Respo
     let result = (|| {
         let p = Params::parse(raw.as_deref())?;
         let job = p.job()?;
-        let (lease, now, last_token) = app.service.status(&job);
+        let status = app.service.status(&job);
+        let (lease, now) = (status.lease, status.now);
         let body = match lease {
             Some(lease) => {
                 let mut body = LockReply::for_lease(&job, &lease, &now);
@@ -260,7 +261,8 @@ async fn get_lock(State(app): State<AppState>, RawQuery(raw): RawQuery) -> Respo
         };
         Ok(Json(LockReply {
             success: Some(true),
-            last_token: Some(last_token),
+            last_token: Some(status.last_token),
+            waiting: Some(status.waiting),
             ..body
         })
         .into_response())

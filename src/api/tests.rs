@@ -85,6 +85,7 @@ async fn status_of_free_job_has_empty_holder_and_creates_nothing() {
     assert_eq!(st["holder"], "");
     assert_eq!(st["message"], "no lock held");
     assert_eq!(st["is_expired"], true, "as the original: nobody holds it");
+    assert_eq!(st["waiting"], 0);
     assert!(st.get("expires_at").is_none());
     let (_, all) = call(&app, Method::GET, "/locks").await;
     assert_eq!(all["locks"].as_array().unwrap().len(), 0);

@@ -55,6 +55,9 @@ pub struct LockReply {
     /// with a larger token was granted after this reply.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_token: Option<u64>,
+    /// On `GET /lock`: how many clients are waiting for the job (`wait=`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<usize>,
     /// For a 400 on `wait`: the longest wait this server allows, in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_wait_ms: Option<u64>,

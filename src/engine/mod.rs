@@ -363,6 +363,11 @@ impl Engine {
         self.waiter_jobs.len()
     }
 
+    /// The number of clients waiting for `job`.
+    pub fn waiting_for(&self, job: &str) -> usize {
+        self.waiters.get(job).map_or(0, VecDeque::len)
+    }
+
     /// Releases `job` if `client` holds it (in any state). The job is free at once: no grace.
     pub fn release(&mut self, job: &str, client: &str, now: Now) -> Result<Lease, NotHolder> {
         self.advance(now);

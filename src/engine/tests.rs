@@ -326,6 +326,8 @@ fn waiters_are_granted_in_arrival_order_on_release() {
         panic!("c should queue")
     };
     assert_eq!(e.waiting(), 2);
+    assert_eq!(e.waiting_for("j"), 2);
+    assert_eq!(e.waiting_for("other"), 0);
     e.release("j", "a", at(2)).unwrap();
     let woken = e.take_woken();
     assert_eq!(woken.len(), 1);

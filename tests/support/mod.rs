@@ -14,6 +14,8 @@ mod server;
 #[allow(unused_imports)]
 pub use http::{Reply, http, request};
 #[allow(unused_imports)]
-pub use process::{alive, eventually, path_str, read_pid, signal, wait_exit, wait_for};
+pub use process::{
+    alive, connected_to, eventually, path_str, read_pid, signal, wait_exit, wait_for,
+};
 #[allow(unused_imports)]
 pub use server::{BIN, Server, ServerBuilder, listening_addr, log_time};

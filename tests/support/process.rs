@@ -63,3 +63,30 @@ pub fn read_pid(path: &Path) -> Option<libc::pid_t> {
 pub fn path_str(p: &Path) -> &str {
     p.to_str().expect("utf-8 temp path")
 }
+
+/// Whether process `pid` has a TCP connection to `port` on this machine: a sign that it got
+/// as far as sending a request (a stopped server still accepts connections into its backlog).
+pub fn connected_to(pid: libc::pid_t, port: u16) -> bool {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return false;
+    };
+    let inodes: Vec<String> = fds
+        .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+        .filter_map(|target| {
+            let target = target.to_str()?.to_owned();
+            Some(
+                target
+                    .strip_prefix("socket:[")?
+                    .strip_suffix(']')?
+                    .to_owned(),
+            )
+        })
+        .collect();
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default()
+        + &std::fs::read_to_string("/proc/net/tcp6").unwrap_or_default();
+    let port = format!(":{port:04X}");
+    table.lines().skip(1).any(|line| {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        cols.len() > 9 && cols[2].ends_with(&port) && inodes.iter().any(|i| i == cols[9])
+    })
+}
