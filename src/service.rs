@@ -202,12 +202,7 @@ impl LockService {
         };
         if let Some(grant) = waited {
             guard.rx = None;
-            // The grant was numbered when it was handed over, before we could take the lock.
-            guard.unsaved = Some(grant.clone());
-            let seq = self.lock().changes;
-            self.durable(Some(seq)).await;
-            guard.unsaved = None;
-            return Ok(grant);
+            return Ok(guard.save_grant(grant).await);
         }
         // Timed out or stopped: leave the queue, unless the grant arrived in the meantime.
         let granted = self.with_state(|state, _| {
@@ -220,13 +215,7 @@ impl LockService {
         });
         guard.rx = None;
         match granted {
-            Some(grant) => {
-                guard.unsaved = Some(grant.clone());
-                let seq = self.lock().changes;
-                self.durable(Some(seq)).await;
-                guard.unsaved = None;
-                Ok(grant)
-            }
+            Some(grant) => Ok(guard.save_grant(grant).await),
             None if stop.is_cancelled() => Err(WaitError::Stopped),
             None => self
                 .acquire(job, client, ttl)
@@ -435,6 +424,19 @@ struct WaitGuard<'a> {
     client: &'a str,
     rx: Option<oneshot::Receiver<Grant>>,
     unsaved: Option<Grant>,
+}
+
+impl WaitGuard<'_> {
+    /// Waits until a grant handed to this waiter is on disk. The grant was numbered when it
+    /// was handed over, before we could take the lock, so wait for everything numbered so
+    /// far; if the request goes away meanwhile, `drop` releases the grant.
+    async fn save_grant(&mut self, grant: Grant) -> Grant {
+        self.unsaved = Some(grant.clone());
+        let seq = self.service.lock().changes;
+        self.service.durable(Some(seq)).await;
+        self.unsaved = None;
+        grant
+    }
 }
 
 impl Drop for WaitGuard<'_> {

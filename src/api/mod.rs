@@ -126,17 +126,9 @@ async fn acquire(app: AppState, raw: Option<String>) -> Result<Response, ApiErro
         None | Some("") => rules.default_ttl,
         Some(text) => {
             let parsed = parse_go_duration(text).map_err(|_| ApiError::InvalidTtl)?;
-            let out_of_range = || {
-                ApiError::TtlOutOfRange(
-                    rules
-                        .check_ttl(Duration::ZERO)
-                        .expect_err("zero is never a valid ttl")
-                        .to_string(),
-                )
-            };
-            let ttl = parsed.positive().ok_or_else(out_of_range)?;
+            // Zero and negative ttls fail the same range check as ones above max_ttl.
             rules
-                .check_ttl(ttl)
+                .check_ttl(parsed.positive().unwrap_or(Duration::ZERO))
                 .map_err(|e| ApiError::TtlOutOfRange(e.to_string()))?
         }
     };
