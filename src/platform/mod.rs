@@ -10,6 +10,7 @@
 //! - [`launchd`], [`xdg`]: the macOS and Linux plans, pure, so both are tested on every OS.
 //! - `macos`, `linux`: observe the machine, build the plan, run it (`launchctl`, `systemctl`).
 //! - [`paths`]: where things go, from `HOME` and `XDG_CONFIG_HOME`.
+//! - [`process`]: a child that must not outlive us (`foolock lock`'s command).
 //! - [`cli`]: the `install` and `uninstall` subcommands.
 //!
 //! Invariants: install is idempotent (a second run changes nothing and says so); uninstall
@@ -20,6 +21,7 @@ pub mod cli;
 pub mod generate;
 pub mod launchd;
 pub mod paths;
+pub mod process;
 pub mod status;
 pub mod steps;
 pub mod xdg;
