@@ -15,8 +15,8 @@
 //! A lease we may have been granted but will not use (a signal or a transport error cut the
 //! request short) is released at once rather than left to expire.
 //!
-//! Two halves meet only here, in [`run`]: the lease keeper ([`lease`]: HTTP, no processes)
-//! and the supervisor of CMD ([`supervisor`]: processes and signals, no HTTP). The keeper's
+//! Two halves meet only here, in [`run`]: the lease keeper (`lease`: HTTP, no processes)
+//! and the supervisor of CMD (`supervisor`: processes and signals, no HTTP). The keeper's
 //! one message is "the lease is lost, because …"; the supervisor's is "CMD exited with S".
 
 mod lease;
