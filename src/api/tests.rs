@@ -364,7 +364,10 @@ async fn wait_for_state(app: &Router, job: &str, state: &str) {
         if st["state"] == state {
             return;
         }
-        assert!(tokio::time::Instant::now() < deadline, "{job} never reached {state}: {st}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{job} never reached {state}: {st}"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
