@@ -1,7 +1,9 @@
 //! The HTTP API: `/lock` (acquire, renew, release, status), `/locks`, `/healthz`.
 //!
 //! Handlers only parse the query, call the [`LockService`], and map results to wire types;
-//! the rules live in the engine.
+//! the rules live in the engine. Each returns `Result<_, ApiError>`: a refusal is an
+//! [`ApiError`] (its status and a JSON `error`), while a 409 for a held job is an ordinary
+//! reply that names the holder.
 
 pub mod error;
 pub mod wire;
@@ -125,9 +127,7 @@ async fn post_lock(
         Some(text) => {
             let parsed = parse_go_duration(text).map_err(|_| ApiError::InvalidTtl)?;
             // Zero and negative ttls fail the same range check as ones above max_ttl.
-            rules
-                .check_ttl(parsed.positive().unwrap_or(Duration::ZERO))
-                .map_err(|e| ApiError::TtlOutOfRange(e.to_string()))?
+            rules.check_ttl(parsed.positive().unwrap_or(Duration::ZERO))?
         }
     };
     let wait = match p.wait.as_deref() {

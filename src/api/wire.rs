@@ -2,6 +2,8 @@
 //!
 //! Field names and messages match the original Go foolock so existing scripts keep working;
 //! fields it did not have (`token`, `expires_in_ms`, `acquired_at`, `state`, …) are additive.
+//! `state` and `message` are enums here but plain strings on the wire, so clients match
+//! variants while scripts keep comparing the same text.
 
 use crate::engine::{self, Lease, Now};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
