@@ -180,7 +180,7 @@ impl ClientError {
             .body
             .error
             .clone()
-            .or_else(|| reply.body.message.clone())
+            .or_else(|| reply.body.message.as_ref().map(ToString::to_string))
             .unwrap_or_else(|| format!("HTTP {}", reply.status));
         match reply.status {
             s if s.is_server_error() => {

@@ -7,7 +7,7 @@
 //! server's).
 
 use super::{LockRequest, Timing};
-use crate::api::wire::{LockReply, MSG_RENEWED};
+use crate::api::wire::{LeaseState, LockReply, Message};
 use crate::client::http::{Api, HttpError, REQUEST_TIMEOUT, Reply};
 use crate::client::{ClientError, output};
 use crate::engine::duration::Compact;
@@ -144,7 +144,7 @@ fn unavailable_pause(retry_after_ms: Option<u64>, left: Duration) -> Duration {
 /// Refuses a grant that renewed a lease our client id already held: another `foolock lock`
 /// on this machine, or one that was killed. Running now would overlap with it.
 fn refuse_own_lease(req: &LockRequest, reply: &Reply<LockReply>) -> Result<(), ClientError> {
-    if reply.body.message.as_deref() != Some(MSG_RENEWED) {
+    if reply.body.message != Some(Message::Renewed) {
         return Ok(());
     }
     Err(already_held(req))
@@ -216,15 +216,9 @@ async fn confirm(
     }
 }
 
-/// The longest wait the server allows, from its refusal of ours: `max_wait_ms`, or for
-/// servers older than that field, the "wait must be at least 0 and at most 5m0s" message.
+/// The longest wait the server allows, from its refusal of ours (`max_wait_ms`).
 fn server_wait_cap(reply: &Reply<LockReply>) -> Option<Duration> {
-    if let Some(ms) = reply.body.max_wait_ms {
-        return Some(Duration::from_millis(ms));
-    }
-    let error = reply.body.error.as_deref()?;
-    let (_, max) = error.split_once("wait must be at least 0 and at most ")?;
-    crate::engine::duration::parse_non_negative(max.trim()).ok()
+    reply.body.max_wait_ms.map(Duration::from_millis)
 }
 
 /// Gives back a lease we may have been granted but will not use: one quick try, as the
@@ -250,7 +244,7 @@ pub(super) async fn abandon(api: &Api, req: &LockRequest, floor: u64) {
 /// report it: then an unused grant is left to expire rather than risk releasing another run's.
 async fn precheck(api: &Api, req: &LockRequest) -> Result<Option<u64>, ClientError> {
     let reply = api.status(&req.job).await?;
-    let live = matches!(reply.body.state.as_deref(), Some("held" | "grace"));
+    let live = matches!(reply.body.state, Some(LeaseState::Held | LeaseState::Grace));
     if live && reply.body.holder.as_deref() == Some(req.client.as_str()) {
         return Err(already_held(req));
     }
@@ -566,17 +560,13 @@ mod tests {
     }
 
     #[test]
-    fn wait_cap_is_read_from_max_wait_ms_and_from_older_servers_message() {
+    fn wait_cap_is_read_from_max_wait_ms_not_from_the_message() {
         let mut body = LockReply::error("wait must be at least 0 and at most 1m30s");
         let reply = |body: &LockReply| Reply {
             status: StatusCode::BAD_REQUEST,
             body: body.clone(),
         };
-        assert_eq!(
-            server_wait_cap(&reply(&body)),
-            Some(Duration::from_secs(90))
-        );
-        // The field wins over the message.
+        assert_eq!(server_wait_cap(&reply(&body)), None);
         body.max_wait_ms = Some(2_500);
         assert_eq!(
             server_wait_cap(&reply(&body)),
