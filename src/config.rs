@@ -110,7 +110,7 @@ pub enum ConfigError {
         key: &'static str,
         problem: String,
     },
-    /// A flag's value out of its range or at odds with another setting; `flag` has no dashes.
+    /// A flag's value out of its range or at odds with another setting (`flag` without `--`).
     #[error("--{flag}: {problem}")]
     Flag { flag: String, problem: String },
     /// No `--config` was given and there is no home directory to find the default file in.
