@@ -6,7 +6,8 @@
 //! - [`lock`]: the `foolock lock` supervisor (renewals, signals, lost-lock shutdown).
 //! - [`output`]: human-readable lines; `--json` prints the server's JSON instead.
 //!
-//! Exit codes are [`crate::exit::Exit`]; every failure is a [`ClientError`] that knows its code.
+//! Exit codes are [`crate::exit::Exit`]; every failure is a [`ClientError`], whose kind
+//! [`crate::exit::code_for`] turns into its code.
 
 pub mod http;
 #[cfg(unix)]
@@ -141,7 +142,7 @@ pub struct Output {
     pub json: bool,
 }
 
-/// A client command that failed; [`ClientError::exit`] is its exit code.
+/// A client command that failed; [`crate::exit::code_for`] gives its exit code.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error(transparent)]
@@ -163,17 +164,6 @@ pub enum ClientError {
 }
 
 impl ClientError {
-    pub fn exit(&self) -> ExitCode {
-        match self {
-            ClientError::Config(_) | ClientError::Url(_) | ClientError::Usage(_) => {
-                Exit::Usage.into()
-            }
-            ClientError::Http(_) | ClientError::Unavailable(_) => Exit::Unreachable.into(),
-            ClientError::Refused(_) => Exit::Refused.into(),
-            ClientError::Local(_) => ExitCode::FAILURE,
-        }
-    }
-
     /// The error for a reply that is neither success nor "someone else holds it".
     fn from_reply(reply: &Reply<LockReply>) -> ClientError {
         let message = reply
