@@ -2,7 +2,7 @@
 //! nothing internal is ever echoed to the client.
 
 use super::wire::LockReply;
-use crate::engine::duration::Compact;
+use crate::time::Compact;
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};

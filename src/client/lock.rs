@@ -18,9 +18,8 @@
 use super::http::{Api, HttpError, REQUEST_TIMEOUT, Reply};
 use super::{ClientError, output};
 use crate::api::wire::{LockReply, MSG_RENEWED};
-use crate::engine::duration::Compact;
-use crate::engine::{Clock, Mono, SystemClock};
 use crate::exit::Exit;
+use crate::time::{Clock, Compact, Mono, SystemClock};
 use hyper::StatusCode;
 use std::cell::Cell;
 use std::ffi::OsString;
@@ -350,7 +349,7 @@ fn server_wait_cap(reply: &Reply<LockReply>) -> Option<Duration> {
     }
     let error = reply.body.error.as_deref()?;
     let (_, max) = error.split_once("wait must be at least 0 and at most ")?;
-    crate::engine::duration::parse_non_negative(max.trim()).ok()
+    crate::time::parse_non_negative(max.trim()).ok()
 }
 
 /// Gives back a lease we may have been granted but will not use: one quick try, as the

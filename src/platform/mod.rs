@@ -11,12 +11,14 @@
 //! - `macos`, `linux`: observe the machine, build the plan, run it (`launchctl`, `systemctl`).
 //! - [`paths`]: where things go, from `HOME` and `XDG_CONFIG_HOME`.
 //! - [`cli`]: the `install` and `uninstall` subcommands.
+//! - [`clock`]: the monotonic clocks that do and do not count sleep, per OS.
 //!
 //! Invariants: install is idempotent (a second run changes nothing and says so); uninstall
 //! removes exactly the files install wrote (directories are shared XDG/macOS locations and stay,
 //! as do the agent's logs); anything refused is refused with an error saying why and what to do.
 
 pub mod cli;
+pub mod clock;
 pub mod generate;
 pub mod launchd;
 pub mod paths;
