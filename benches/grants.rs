@@ -10,9 +10,10 @@
 //! before their replies. The table stays small, so the numbers measure the cost of saving,
 //! not the size of the state.
 
-use foolock::engine::{Engine, Rules, SystemClock};
+use foolock::engine::{Engine, Rules};
 use foolock::service::LockService;
 use foolock::store::{Batching, Store};
+use foolock::time::SystemClock;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};

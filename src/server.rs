@@ -5,9 +5,10 @@
 
 use crate::api::{self, AppState};
 use crate::config::{self, Config};
-use crate::engine::{Clock, Engine, SystemClock};
+use crate::engine::Engine;
 use crate::service::LockService;
 use crate::store::{self, Batching, Loaded, Store};
+use crate::time::{Clock, SystemClock};
 use anyhow::Context;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -100,7 +101,7 @@ async fn listen(config: &Config) -> anyhow::Result<TcpListener> {
 
 /// The engine as the state directory left it: restored, fresh, or quarantined because the
 /// saved state was lost.
-fn restore(config: &Config, store: &Store, loaded: Loaded, now: crate::engine::Now) -> Engine {
+fn restore(config: &Config, store: &Store, loaded: Loaded, now: crate::time::Now) -> Engine {
     let rules = config.rules();
     let mut engine = Engine::new(rules.clone());
     match loaded {
@@ -142,7 +143,7 @@ fn restore(config: &Config, store: &Store, loaded: Loaded, now: crate::engine::N
                 path = %store.path().display(),
                 "saved state is unusable: {reason}{moved}; refusing new grants for {} so that \
                  leases it may have held can run out",
-                crate::engine::duration::Compact(length)
+                crate::time::Compact(length)
             );
         }
     }

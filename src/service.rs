@@ -9,10 +9,11 @@
 //! made it (or the waiter it was handed to) replies only once the store has written it.
 
 use crate::engine::{
-    Clock, Denied, Engine, Event, EventKind, Grant, GrantKind, JobLease, Lease, Mono, NotHolder,
-    Now, Rules, WaitOutcome, WaiterId,
+    Denied, Engine, Event, EventKind, Grant, GrantKind, JobLease, Lease, NotHolder, Rules,
+    WaitOutcome, WaiterId,
 };
 use crate::store::{Snapshot, Store};
+use crate::time::{Clock, Mono, Now};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -494,7 +495,7 @@ fn log_event(event: &Event) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::SystemClock;
+    use crate::time::SystemClock;
     use std::time::Instant;
 
     /// A service with a 1 s grace period and its timer running until the token is cancelled.

@@ -335,7 +335,7 @@ impl Store {
 
 fn max_ttl_ms(state: &SavedState) -> u64 {
     let quarantine_left = state.quarantine_until_ms.map_or(0, |until| {
-        until.saturating_sub(crate::engine::unix_ms(SystemTime::now()))
+        until.saturating_sub(crate::time::unix_ms(SystemTime::now()))
     });
     state
         .leases
@@ -427,7 +427,7 @@ fn load(dir: &Path) -> Result<Loaded, StoreError> {
 /// Renames `path` to `<path>.corrupt-<UTC time>` (with a counter if taken) and syncs the
 /// directory, so the next write cannot destroy the evidence.
 fn move_aside(path: &Path) -> io::Result<PathBuf> {
-    let stamp: String = crate::api::wire::rfc3339(SystemTime::now())
+    let stamp: String = crate::time::rfc3339(SystemTime::now())
         .chars()
         .filter(|c| *c != '-' && *c != ':')
         .collect();

@@ -6,8 +6,8 @@
 //! notification service is logged once, then ignored.
 
 use crate::config::Notifications;
-use crate::engine::duration::Compact;
 use crate::engine::{Event, EventKind};
+use crate::time::Compact;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 

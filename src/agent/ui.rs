@@ -13,7 +13,8 @@
 use super::menu::{self, IconKind, JobEntry, Listening, MenuModel, NO_LOCKS};
 use super::{Command, UserEvent, runtime};
 use crate::config::Config;
-use crate::engine::{Clock, JobLease, SystemClock};
+use crate::engine::JobLease;
+use crate::time::{Clock, SystemClock};
 use anyhow::Context;
 use std::path::Path;
 use std::process::ExitCode;

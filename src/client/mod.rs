@@ -17,8 +17,8 @@ pub mod settings;
 
 use crate::api::wire::LockReply;
 use crate::config::{Config, ConfigError};
-use crate::engine::duration::{Compact, parse_positive};
 use crate::exit::Exit;
+use crate::time::{Compact, parse_positive};
 use http::{Api, BadServerUrl, HttpError, REQUEST_TIMEOUT, Reply};
 use hyper::StatusCode;
 use settings::Settings;
@@ -92,7 +92,7 @@ pub struct LockArgs {
     pub ttl: Duration,
     /// How long to wait for a busy job (0 = fail at once, naming the holder)
     #[arg(long, value_name = "DURATION", default_value = "0s",
-          value_parser = crate::engine::duration::parse_non_negative)]
+          value_parser = crate::time::parse_non_negative)]
     pub wait: Duration,
     #[command(flatten)]
     pub who: Who,

@@ -2,7 +2,7 @@
 //! JSON as is; these strings may change.
 
 use crate::api::wire::{LeaseState, LockReply, LockRow, Message};
-use crate::engine::duration::Compact;
+use crate::time::Compact;
 use std::time::Duration;
 
 /// `in 21s` or `3s ago`, from the server's signed `expires_in_ms`.

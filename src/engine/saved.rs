@@ -1,8 +1,9 @@
 //! The table's durable form, and the rules for bringing it back after a restart.
 
-use super::{Engine, Entry, JobLease, Now, Phase, validate_name};
+use super::{Engine, Entry, JobLease, Phase, validate_name};
+use crate::time::{Now, from_unix_ms, unix_ms};
 use serde::{Deserialize, Serialize};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 /// Everything needed to restore the table: leases with wall-clock times (the monotonic clock
 /// restarts with the machine) and the token counter.
@@ -32,16 +33,6 @@ pub struct SavedLease {
     pub acquired_at_ms: u64,
     /// Unix milliseconds.
     pub expires_at_ms: u64,
-}
-
-/// Milliseconds since the Unix epoch (0 before it), as saved.
-pub fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
-fn from_unix_ms(ms: u64) -> SystemTime {
-    SystemTime::UNIX_EPOCH + Duration::from_millis(ms)
 }
 
 impl Engine {

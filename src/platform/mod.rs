@@ -16,12 +16,14 @@
 //! - [`host`]: the machine's name (the CLI's default client id) and the program that opens a
 //!   file in the user's default app.
 //! - [`cli`]: the `install` and `uninstall` subcommands.
+//! - [`clock`]: the monotonic clocks that do and do not count sleep, per OS.
 //!
 //! Invariants: install is idempotent (a second run changes nothing and says so); uninstall
 //! removes exactly the files install wrote (directories are shared XDG/macOS locations and stay,
 //! as do the agent's logs); anything refused is refused with an error saying why and what to do.
 
 pub mod cli;
+pub mod clock;
 pub mod generate;
 pub mod host;
 pub mod launchd;

@@ -24,9 +24,9 @@ mod supervisor;
 
 use super::ClientError;
 use super::http::Api;
-use crate::engine::SystemClock;
-use crate::engine::duration::Compact;
 use crate::exit::Exit;
+use crate::time::Compact;
+use crate::time::SystemClock;
 use lease::{Held, Released};
 use std::cell::Cell;
 use std::ffi::OsString;
