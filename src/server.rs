@@ -3,6 +3,7 @@
 //! `foolock serve` and the desktop agent both call [`Server::open`] and [`Server::run`], so they
 //! serve exactly the same API.
 
+use crate::api::auth::Auth;
 use crate::api::{self, AppState};
 use crate::config::{self, Config};
 use crate::engine::Engine;
@@ -25,6 +26,7 @@ pub struct Server {
     listener: TcpListener,
     service: LockService,
     max_wait: Duration,
+    auth: Auth,
 }
 
 impl Server {
@@ -49,10 +51,15 @@ impl Server {
         let service = LockService::with_store(engine, clock, Arc::new(store));
         // Save at once: a quarantine must outlive a crash, and this proves the disk works.
         service.save().await;
+        let auth = Auth::new(config.auth_token.as_ref());
+        if auth.is_required() {
+            tracing::info!("requests need the access token (all but /healthz)");
+        }
         Ok(Server {
             listener,
             service,
             max_wait: config.max_wait,
+            auth,
         })
     }
 
@@ -77,6 +84,9 @@ impl Server {
             axum::http::StatusCode::REQUEST_TIMEOUT,
             self.max_wait + REQUEST_SLACK,
         ));
+        let app = self.auth.protect(app);
+        // The peer address is for the log of refused requests.
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let result = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown.clone().cancelled_owned())
             .await

@@ -32,6 +32,11 @@ pub enum ApiError {
         message: String,
         retry_after_ms: Option<u64>,
     },
+    #[error(
+        "this server requires its access token: send `Authorization: Bearer <token>` \
+         (the CLI sends FOOLOCK_AUTH_TOKEN or the config file's auth_token)"
+    )]
+    Unauthorized,
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("not found")]
@@ -49,6 +54,7 @@ impl ApiError {
             | ApiError::InvalidName { .. }
             | ApiError::InvalidQuery(_) => StatusCode::BAD_REQUEST,
             ApiError::NotHolder => StatusCode::FORBIDDEN,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotFound => StatusCode::NOT_FOUND,
@@ -68,6 +74,12 @@ impl IntoResponse for ApiError {
             _ => {}
         }
         let mut response = (self.status(), Json(body)).into_response();
+        if let ApiError::Unauthorized = self {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
         if let ApiError::Unavailable {
             retry_after_ms: Some(ms),
             ..

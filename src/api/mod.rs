@@ -1,10 +1,12 @@
-//! The HTTP API: `/lock` (acquire, renew, release, status), `/locks`, `/healthz`.
+//! The HTTP API: `/lock` (acquire, renew, release, status), `/locks`, `/healthz`, and the
+//! optional access token in front of them ([`auth`]).
 //!
 //! Handlers only parse the query, call the [`LockService`], and map results to wire types;
 //! the rules live in the engine. Each returns `Result<_, ApiError>`: a refusal is an
 //! [`ApiError`] (its status and a JSON `error`), while a 409 for a held job is an ordinary
 //! reply that names the holder.
 
+pub mod auth;
 pub mod error;
 pub mod wire;
 

@@ -522,3 +522,102 @@ async fn takeover_reply_keeps_its_exact_json_bytes() {
         r#"{"success":true,"job":"t","holder":"b","message":"acquired from a","token":2,"acquired_at":_,"expires_at":_,"expires_in_ms":_,"ttl_ms":60000,"state":"held"}"#
     );
 }
+
+mod access_token {
+    use super::*;
+    use crate::api::auth::{Auth, Token};
+    use crate::config::AuthToken;
+
+    fn protected() -> Router {
+        let token = AuthToken::try_from("s3cret".to_owned()).unwrap();
+        Auth::new(Some(&token)).protect(app())
+    }
+
+    async fn send(app: &Router, method: Method, uri: &str, auth: Option<&str>) -> Response {
+        let mut request = Request::builder().method(method).uri(uri);
+        if let Some(value) = auth {
+            request = request.header("authorization", value);
+        }
+        app.clone()
+            .oneshot(request.body(Body::empty()).unwrap())
+            .await
+            .unwrap()
+    }
+
+    use axum::response::Response;
+
+    #[tokio::test]
+    async fn with_a_token_every_route_but_healthz_answers_401_without_it() {
+        let app = protected();
+        for (method, uri) in [
+            (Method::POST, "/lock?client=a&job=j"),
+            (Method::GET, "/lock?job=j"),
+            (Method::DELETE, "/lock?client=a&job=j"),
+            (Method::GET, "/locks"),
+            (Method::GET, "/no-such-path"),
+            (Method::PUT, "/lock"),
+        ] {
+            for auth in [None, Some("Bearer wrong"), Some("Basic s3cret")] {
+                let response = send(&app, method.clone(), uri, auth).await;
+                assert_eq!(
+                    response.status(),
+                    StatusCode::UNAUTHORIZED,
+                    "{method} {uri}"
+                );
+                assert_eq!(response.headers()["www-authenticate"], "Bearer");
+                let body = response.into_body().collect().await.unwrap().to_bytes();
+                let body: Value = serde_json::from_slice(&body).unwrap();
+                assert!(
+                    body["error"].as_str().unwrap().contains("access token"),
+                    "{body}"
+                );
+            }
+        }
+        let (s, st) = call(&app, Method::GET, "/lock?job=j").await;
+        assert_eq!(
+            (s, st["holder"].clone()),
+            (StatusCode::UNAUTHORIZED, Value::Null)
+        );
+        let response = send(&app, Method::GET, "/healthz", None).await;
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn with_the_token_the_api_works_as_without_one() {
+        let app = protected();
+        let good = Some("Bearer s3cret");
+        let r = send(&app, Method::POST, "/lock?client=a&job=j", good).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let r = send(&app, Method::GET, "/lock?job=j", good).await;
+        let body = r.into_body().collect().await.unwrap().to_bytes();
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["holder"], "a");
+        let r = send(&app, Method::GET, "/nope", good).await;
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn handlers_see_what_the_request_proved() {
+        let token = AuthToken::try_from("s3cret".to_owned()).unwrap();
+        let seen =
+            |auth: Auth| {
+                auth.protect(Router::new().route(
+                    "/healthz",
+                    get(|req: Request<Body>| async move {
+                        format!("{:?}", Token::of(req.extensions()))
+                    }),
+                ))
+            };
+        let text = |r: Response| async move {
+            String::from_utf8(r.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
+        };
+        let app = seen(Auth::new(Some(&token)));
+        let r = send(&app, Method::GET, "/healthz", None).await;
+        assert_eq!(text(r).await, "Missing");
+        let r = send(&app, Method::GET, "/healthz", Some("Bearer s3cret")).await;
+        assert_eq!(text(r).await, "Valid");
+        let app = seen(Auth::new(None));
+        let r = send(&app, Method::GET, "/healthz", Some("Bearer s3cret")).await;
+        assert_eq!(text(r).await, "NotConfigured");
+    }
+}
