@@ -53,8 +53,9 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Query parameters, first value wins (as Go's `Query().Get`). Unknown ones are ignored.
-#[derive(Default)]
-struct Params {
+/// Public so that the fuzz targets and property tests can parse queries as the handlers do.
+#[derive(Debug, Default)]
+pub struct Params {
     client: Option<String>,
     job: Option<String>,
     ttl: Option<String>,
@@ -62,7 +63,7 @@ struct Params {
 }
 
 impl Params {
-    fn parse(raw: Option<&str>) -> Result<Params, ApiError> {
+    pub fn parse(raw: Option<&str>) -> Result<Params, ApiError> {
         let mut p = Params::default();
         for pair in raw.unwrap_or("").split('&').filter(|pair| !pair.is_empty()) {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -81,7 +82,7 @@ impl Params {
     }
 
     /// The job name; absent or empty means `default`, as in the original.
-    fn job(&self) -> Result<String, ApiError> {
+    pub fn job(&self) -> Result<String, ApiError> {
         let job = match self.job.as_deref() {
             None | Some("") => "default",
             Some(job) => job,
@@ -93,7 +94,7 @@ impl Params {
         Ok(job.to_owned())
     }
 
-    fn client(&self) -> Result<String, ApiError> {
+    pub fn client(&self) -> Result<String, ApiError> {
         let client = match self.client.as_deref() {
             None | Some("") => return Err(ApiError::MissingClient),
             Some(c) => c,
