@@ -131,8 +131,7 @@ fn identify_app() {
         let in_app_bundle = std::env::current_exe()
             .map(|exe| exe.to_string_lossy().contains(".app/Contents/MacOS/"))
             .unwrap_or(false);
-        if in_app_bundle
-            && let Err(err) = notify_rust::set_application(crate::platform::BUNDLE_ID)
+        if in_app_bundle && let Err(err) = notify_rust::set_application(crate::platform::BUNDLE_ID)
         {
             tracing::warn!("notifications will not show as foolock: {err}");
         }
