@@ -28,6 +28,10 @@ for target in aarch64-apple-darwin x86_64-apple-darwin; do
     DOCS_RS=1 cargo clippy --target "$target" --all-targets --no-default-features -- -D warnings
 done
 
+step "actionlint on the macOS workflow, shellcheck on the Mac scripts (they run only on a Mac)"
+actionlint .github/workflows/*.yml
+shellcheck packaging/macos/*.sh
+
 step "cargo test (the tray tests start their own Xvfb and D-Bus session)"
 cargo test
 
