@@ -522,3 +522,129 @@ fn stanza_reader_finds_blocks_and_multi_line_directives() {
     );
     assert!(stanzas(text, "uninstall").is_empty());
 }
+
+/// The cask's `postflight` run by Ruby as Homebrew runs it (tests/doubles/cask-postflight.rb),
+/// in a scratch `HOME`, against the launchd double (tests/doubles/launchctl). Returns the
+/// launchctl calls it made and the double's answer to `print` afterwards.
+struct Postflight {
+    tmp: tempfile::TempDir,
+}
+
+impl Postflight {
+    fn new() -> Postflight {
+        let tmp = tempfile::tempdir().unwrap();
+        for dir in ["bin", "state", "home/Library/LaunchAgents"] {
+            std::fs::create_dir_all(tmp.path().join(dir)).unwrap();
+        }
+        let double = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/doubles/launchctl");
+        let launchctl = tmp.path().join("bin/launchctl");
+        std::fs::copy(double, &launchctl).unwrap();
+        std::fs::set_permissions(&launchctl, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Postflight { tmp }
+    }
+
+    fn plist(&self) -> PathBuf {
+        self.tmp
+            .path()
+            .join(format!("home/Library/LaunchAgents/{}.plist", label()))
+    }
+
+    fn launchctl(&self, args: &[&str]) -> Output {
+        Command::new(self.tmp.path().join("bin/launchctl"))
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// Writes the login item's plist, as `foolock install` would.
+    fn install_login_item(&self) {
+        let plist = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<plist version=\"1.0\"><dict>\
+             <key>Label</key><string>{}</string><key>ProgramArguments</key><array>\
+             <string>/Applications/Foolock.app/Contents/MacOS/foolock</string></array>\
+             </dict></plist>\n",
+            label()
+        );
+        std::fs::write(self.plist(), plist).unwrap();
+    }
+
+    /// Runs the postflight; returns the launchctl calls it made.
+    fn run(&self) -> Vec<String> {
+        let log = self.tmp.path().join("state/calls.log");
+        let _ = std::fs::remove_file(&log);
+        let harness =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/doubles/cask-postflight.rb");
+        let cask = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/macos/foolock.rb");
+        let output = Command::new("ruby")
+            .arg(harness)
+            .arg(cask)
+            .arg(self.tmp.path().join("bin/launchctl"))
+            .env("HOME", self.tmp.path().join("home"))
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "postflight failed: {output:?}");
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+fn ruby_missing() -> bool {
+    Command::new("ruby").arg("--version").output().is_err()
+}
+
+#[test]
+fn cask_postflight_kickstarts_a_loaded_login_item_and_loads_an_unloaded_one() {
+    if ruby_missing() {
+        return skip("ruby", "it is not installed; apt install ruby");
+    }
+    let p = Postflight::new();
+    p.install_login_item();
+    let plist = p.plist().display().to_string();
+    let (domain, service) = (
+        format!("gui/{}", uid()),
+        format!("gui/{}/{}", uid(), label()),
+    );
+    assert!(
+        p.launchctl(&["bootstrap", &domain, &plist])
+            .status
+            .success()
+    );
+    assert_eq!(
+        p.run(),
+        [
+            format!("print {service}"),
+            format!("kickstart -k {service}")
+        ]
+    );
+
+    // Not loaded (booted out by hand, say): the postflight loads it.
+    assert!(p.launchctl(&["bootout", &service]).status.success());
+    while p.launchctl(&["print", &service]).status.success() {}
+    assert_eq!(
+        p.run(),
+        [
+            format!("print {service}"),
+            format!("bootstrap {domain} {plist}")
+        ]
+    );
+    assert!(p.launchctl(&["print", &service]).status.success());
+}
+
+#[test]
+fn cask_postflight_installs_no_login_item_the_user_did_not_ask_for() {
+    if ruby_missing() {
+        return skip("ruby", "it is not installed; apt install ruby");
+    }
+    let p = Postflight::new();
+    let calls = p.run();
+    assert_eq!(calls, Vec::<String>::new());
+    assert!(!p.plist().exists());
+}
+
+fn uid() -> u32 {
+    // SAFETY: getuid has no preconditions.
+    unsafe { libc::getuid() }
+}
