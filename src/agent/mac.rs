@@ -57,8 +57,10 @@ pub fn notifications_off_reason(bundle: Option<&Path>, why: &str) -> String {
 /// The calls only macOS has.
 #[cfg(target_os = "macos")]
 pub mod sys {
+    use crate::platform::BUNDLE_ID;
     use objc2::rc::Retained;
     use objc2::runtime::{NSObjectProtocol, ProtocolObject};
+    use objc2_app_kit::NSWorkspace;
     use objc2_foundation::{NSActivityOptions, NSProcessInfo, NSString};
 
     #[link(name = "Security", kind = "framework")]
@@ -91,7 +93,17 @@ pub mod sys {
 
     /// Posts notifications as `BUNDLE_ID` from now on; an error when macOS does not know it.
     pub fn use_bundle_id_for_notifications() -> Result<(), String> {
-        notify_rust::set_application(crate::platform::BUNDLE_ID).map_err(|e| e.to_string())
+        // Ask Launch Services first: mac-notification-sys swaps NSBundle's `bundleIdentifier`
+        // before its own check and leaves the swap in place when that fails (the process's main
+        // bundle then answers "com.apple.Terminal").
+        let id = NSString::from_str(BUNDLE_ID);
+        if NSWorkspace::sharedWorkspace()
+            .URLForApplicationWithBundleIdentifier(&id)
+            .is_none()
+        {
+            return Err("Launch Services has no app with that bundle id".to_owned());
+        }
+        notify_rust::set_application(BUNDLE_ID).map_err(|e| e.to_string())
     }
 }
 
