@@ -163,7 +163,9 @@ impl Launchctl {
         let state = loaded
             .then(|| job_state(&String::from_utf8_lossy(&print.stdout)).map(str::to_owned))
             .flatten();
-        let disabled = self.is_disabled()?;
+        // Without an answer (no GUI domain, e.g. over SSH before any login), assume not
+        // disabled: a bootstrap that then fails says why itself.
+        let disabled = self.is_disabled().unwrap_or(false);
         Ok(Observed {
             plist: super::steps::read_if_exists(&layout.launch_agent_file())?,
             loaded,

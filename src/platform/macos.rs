@@ -45,7 +45,8 @@ pub fn is_registered(mode: Mode) -> anyhow::Result<bool> {
     if mode != Mode::LoginItem || !Layout::from_env()?.launch_agent_file().exists() {
         return Ok(false);
     }
-    Ok(!Launchctl::new(uid()).is_disabled()?)
+    // No answer from launchd is no evidence it is off.
+    Ok(!Launchctl::new(uid()).is_disabled().unwrap_or(false))
 }
 
 fn refuse_headless(mode: Mode) -> anyhow::Result<()> {
