@@ -5,9 +5,9 @@
 
 use crate::api::{self, AppState};
 use crate::config::{self, Config};
-use crate::engine::Engine;
+use crate::engine::{Engine, Restored};
 use crate::service::LockService;
-use crate::store::{self, Batching, Loaded, Store};
+use crate::store::{Batching, Loaded, Store};
 use crate::time::{Clock, SystemClock};
 use anyhow::Context;
 use std::net::{IpAddr, SocketAddr};
@@ -99,48 +99,34 @@ async fn listen(config: &Config) -> anyhow::Result<TcpListener> {
         .with_context(|| format!("cannot listen on {}", config.listen))
 }
 
-/// The engine as the state directory left it: restored, fresh, or quarantined because the
-/// saved state was lost.
+/// The engine as the state directory left it (decided by [`Engine::after_restart`]), and a
+/// log line saying which.
 fn restore(config: &Config, store: &Store, loaded: Loaded, now: crate::time::Now) -> Engine {
-    let rules = config.rules();
-    let mut engine = Engine::new(rules.clone());
-    match loaded {
-        Loaded::Fresh => {
-            tracing::info!(path = %store.path().display(), "no saved state; starting fresh");
+    let (engine, restored) = Engine::after_restart(config.rules(), loaded.found, now);
+    let path = store.path();
+    match restored {
+        Restored::Fresh => {
+            tracing::info!(path = %path.display(), "no saved state; starting fresh");
         }
-        Loaded::Saved(saved) => {
-            let count = saved.leases.len();
-            let skipped = engine.restore(saved, now);
+        Restored::Saved { leases, skipped } => {
             if skipped > 0 {
                 tracing::warn!(skipped, "ignored invalid entries in the saved state");
             }
             tracing::info!(
-                path = %store.path().display(),
-                leases = count - skipped,
+                path = %path.display(),
+                leases,
                 last_token = engine.last_token(),
                 "restored saved state"
             );
         }
-        Loaded::Corrupt {
-            moved_to,
-            reason,
-            watermarks,
-        } => {
-            let length = store::quarantine_length(watermarks, rules.default_ttl, rules.grace);
-            engine.quarantine(now.mono + length);
-            // Tokens resume above every token the lost file could have held.
-            let ceiling = watermarks.map_or(0, |w| w.token_ceiling);
-            engine.restore(
-                crate::engine::SavedState {
-                    last_token: ceiling,
-                    ..Default::default()
-                },
-                now,
-            );
+        Restored::Quarantined { length } => {
+            let (reason, moved_to) = loaded
+                .lost
+                .map_or((String::new(), None), |lost| (lost.reason, lost.moved_to));
             let moved =
                 moved_to.map_or(String::new(), |to| format!(" (moved to {})", to.display()));
             tracing::error!(
-                path = %store.path().display(),
+                path = %path.display(),
                 "saved state is unusable: {reason}{moved}; refusing new grants for {} so that \
                  leases it may have held can run out",
                 crate::time::Compact(length)

@@ -15,7 +15,7 @@
 //!   [`TOKEN_BLOCK`], so it costs one extra write per block). If `state.json` is ever lost to
 //!   corruption, the quarantine lasts long enough and tokens still never go backwards.
 
-use crate::engine::SavedState;
+use crate::engine::{Found, SavedState, Watermarks};
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -31,15 +31,6 @@ const PARTIAL_SUFFIX: &str = ".partial";
 pub const WATERMARKS_FILE: &str = "watermarks.json";
 /// How far ahead of the token counter the saved ceiling is raised.
 pub const TOKEN_BLOCK: u64 = 1000;
-
-/// Upper bounds on what the state file holds, kept in their own small file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-pub struct Watermarks {
-    /// The longest ttl among saved leases, in milliseconds.
-    pub max_ttl_ms: u64,
-    /// Every token issued so far is at most this.
-    pub token_ceiling: u64,
-}
 
 /// How long a renewal may stay unwritten.
 pub const LAZY_FLUSH: Duration = Duration::from_secs(1);
@@ -63,20 +54,24 @@ pub enum StoreError {
     MoveAside { path: PathBuf, source: io::Error },
 }
 
-/// What was found in the state directory.
+/// What was found in the state directory: what the engine restarts from (see
+/// [`Engine::after_restart`](crate::engine::Engine::after_restart)), and why, if the saved
+/// table was lost.
 #[derive(Debug)]
-pub enum Loaded {
-    /// No state file: a first start.
-    Fresh,
-    Saved(SavedState),
-    /// The state file could not be read or parsed (it was moved to `moved_to`), or it is
-    /// missing although `watermarks.json` shows this directory held state before.
-    Corrupt {
-        moved_to: Option<PathBuf>,
-        reason: String,
-        /// From `watermarks.json`, if readable.
-        watermarks: Option<Watermarks>,
-    },
+pub struct Loaded {
+    /// No state file and no watermarks is a first start; a readable state file is the saved
+    /// table; anything else is a loss, with `watermarks.json` if it can be read.
+    pub found: Found,
+    /// Set exactly when `found` is [`Found::Lost`].
+    pub lost: Option<Lost>,
+}
+
+/// Why the saved table was lost.
+#[derive(Debug)]
+pub struct Lost {
+    pub reason: String,
+    /// Where the unreadable file was moved; `None` when there was no file.
+    pub moved_to: Option<PathBuf>,
 }
 
 /// A consistent copy of the table and the number of the last holder change it contains.
@@ -143,8 +138,8 @@ impl Store {
             source,
         })?;
         let loaded = load(dir)?;
-        let written_token = match &loaded {
-            Loaded::Saved(s) => s.last_token,
+        let written_token = match &loaded.found {
+            Found::Saved(s) => s.last_token,
             _ => 0,
         };
         let (written, _) = watch::channel(0);
@@ -333,15 +328,14 @@ impl Store {
     }
 }
 
+/// The longest ttl among `state`'s leases, or what is left of its quarantine if longer: a
+/// quarantine after losing `state` must outlast both.
 fn max_ttl_ms(state: &SavedState) -> u64 {
-    let quarantine_left = state.quarantine_until_ms.map_or(0, |until| {
-        until.saturating_sub(crate::time::unix_ms(SystemTime::now()))
-    });
     state
         .leases
         .iter()
         .map(|l| l.ttl_ms)
-        .chain([quarantine_left])
+        .chain(state.quarantine_left_ms)
         .max()
         .unwrap_or_default()
 }
@@ -395,21 +389,31 @@ fn load(dir: &Path) -> Result<Loaded, StoreError> {
         // be working, and tokens must stay above the ones it handed out.
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             return Ok(if dir.join(WATERMARKS_FILE).exists() {
-                Loaded::Corrupt {
-                    moved_to: None,
-                    reason: format!(
-                        "{STATE_FILE} is missing, but {WATERMARKS_FILE} shows that this \
-                         directory held state before"
-                    ),
-                    watermarks: read_watermarks(dir),
+                Loaded {
+                    found: Found::Lost(read_watermarks(dir)),
+                    lost: Some(Lost {
+                        reason: format!(
+                            "{STATE_FILE} is missing, but {WATERMARKS_FILE} shows that this \
+                             directory held state before"
+                        ),
+                        moved_to: None,
+                    }),
                 }
             } else {
-                Loaded::Fresh
+                Loaded {
+                    found: Found::Nothing,
+                    lost: None,
+                }
             });
         }
         Err(e) => format!("cannot read it: {e}"),
         Ok(bytes) => match serde_json::from_slice::<SavedState>(&bytes) {
-            Ok(state) => return Ok(Loaded::Saved(state)),
+            Ok(state) => {
+                return Ok(Loaded {
+                    found: Found::Saved(state),
+                    lost: None,
+                });
+            }
             Err(e) => format!("it is not valid saved state: {e}"),
         },
     };
@@ -417,10 +421,12 @@ fn load(dir: &Path) -> Result<Loaded, StoreError> {
         path: path.clone(),
         source,
     })?;
-    Ok(Loaded::Corrupt {
-        moved_to: Some(moved_to),
-        reason,
-        watermarks: read_watermarks(dir),
+    Ok(Loaded {
+        found: Found::Lost(read_watermarks(dir)),
+        lost: Some(Lost {
+            reason,
+            moved_to: Some(moved_to),
+        }),
     })
 }
 
@@ -482,17 +488,6 @@ fn read_watermarks(dir: &Path) -> Option<Watermarks> {
     serde_json::from_slice(&fs::read(dir.join(WATERMARKS_FILE)).ok()?).ok()
 }
 
-/// How long to refuse grants after losing the state file: long enough for every lease the
-/// lost file could have held to run out, as far as we can know.
-pub fn quarantine_length(
-    watermarks: Option<Watermarks>,
-    default_ttl: Duration,
-    grace: Duration,
-) -> Duration {
-    let max_ttl_seen = Duration::from_millis(watermarks.unwrap_or_default().max_ttl_ms);
-    max_ttl_seen.max(default_ttl) + grace
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -518,7 +513,8 @@ mod tests {
     fn missing_file_is_a_fresh_start() {
         let dir = tempfile::tempdir().unwrap();
         let (_, loaded) = Store::open(&dir.path().join("new"), Batching::default()).unwrap();
-        assert!(matches!(loaded, Loaded::Fresh));
+        assert_eq!(loaded.found, Found::Nothing);
+        assert!(loaded.lost.is_none());
     }
 
     #[test]
@@ -526,10 +522,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         write_state(dir.path(), &state(7, 5000)).unwrap();
         let (_, loaded) = Store::open(dir.path(), Batching::default()).unwrap();
-        let Loaded::Saved(s) = loaded else {
-            panic!("expected saved state, got {loaded:?}")
-        };
-        assert_eq!(s, state(7, 5000));
+        assert_eq!(loaded.found, Found::Saved(state(7, 5000)));
         let names: Vec<_> = fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -564,21 +557,16 @@ mod tests {
         let full = fs::read(dir.path().join(STATE_FILE)).unwrap();
         fs::write(dir.path().join(STATE_FILE), &full[..full.len() / 2]).unwrap();
         let (_, loaded) = Store::open(dir.path(), Batching::default()).unwrap();
-        let Loaded::Corrupt {
-            moved_to,
-            watermarks,
-            ..
-        } = loaded
-        else {
-            panic!("expected corrupt, got {loaded:?}")
-        };
+        assert_eq!(loaded.found, Found::Lost(Some(marks)));
         assert!(!dir.path().join(STATE_FILE).exists());
-        let moved_to = moved_to.expect("the file was moved aside");
+        let moved_to = loaded
+            .lost
+            .and_then(|lost| lost.moved_to)
+            .expect("the file was moved aside");
         assert_eq!(fs::read(&moved_to).unwrap(), &full[..full.len() / 2]);
         let name = moved_to.file_name().unwrap().to_str().unwrap();
         assert!(name.starts_with("state.json.corrupt-2"), "{name}");
         assert!(name.ends_with('Z'), "{name}");
-        assert_eq!(watermarks, Some(marks));
     }
 
     #[test]
@@ -590,31 +578,10 @@ mod tests {
         };
         write_watermarks(dir.path(), marks).unwrap();
         let (_, loaded) = Store::open(dir.path(), Batching::default()).unwrap();
-        let Loaded::Corrupt {
-            moved_to,
-            watermarks,
-            reason,
-        } = loaded
-        else {
-            panic!("expected a lost state, got {loaded:?}")
-        };
-        assert_eq!(moved_to, None);
-        assert_eq!(watermarks, Some(marks));
-        assert!(reason.contains("missing"), "{reason}");
-    }
-
-    #[test]
-    fn quarantine_covers_the_longest_known_ttl_or_the_default() {
-        let s = Duration::from_secs;
-        let seen = |ms| {
-            Some(Watermarks {
-                max_ttl_ms: ms,
-                token_ceiling: 0,
-            })
-        };
-        assert_eq!(quarantine_length(None, s(30), s(5)), s(35));
-        assert_eq!(quarantine_length(seen(600_000), s(30), s(5)), s(605));
-        assert_eq!(quarantine_length(seen(1000), s(30), s(5)), s(35));
+        assert_eq!(loaded.found, Found::Lost(Some(marks)));
+        let lost = loaded.lost.expect("a loss is reported");
+        assert_eq!(lost.moved_to, None);
+        assert!(lost.reason.contains("missing"), "{}", lost.reason);
     }
 
     #[tokio::test]
