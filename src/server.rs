@@ -1,4 +1,5 @@
-//! Runtime wiring for the lock server: bind, serve the API, run the expiry timer, shut down.
+//! Runtime wiring for the lock server: bind, load and restore the saved state, start the lock
+//! service (its timer and writer), serve the API, shut down.
 //!
 //! `foolock serve` and the desktop agent both call [`Server::open`] and [`Server::run`], so they
 //! serve exactly the same API.
@@ -6,7 +7,7 @@
 use crate::api::{self, AppState};
 use crate::config::{self, Config};
 use crate::engine::{Engine, Restored};
-use crate::service::LockService;
+use crate::service::{LockService, Running};
 use crate::store::{Batching, Loaded, Store};
 use crate::time::{Clock, SystemClock};
 use anyhow::Context;
@@ -23,12 +24,12 @@ const REQUEST_SLACK: Duration = Duration::from_secs(30);
 /// A bound, not yet serving, lock server.
 pub struct Server {
     listener: TcpListener,
-    service: LockService,
+    running: Running,
     max_wait: Duration,
 }
 
 impl Server {
-    /// Loads the saved state, builds the lock service for `config` and binds its address:
+    /// Loads the saved state, starts the lock service for `config` and binds its address:
     /// everything `foolock serve` and the agent need before serving. A state directory that
     /// cannot be written is an error.
     pub async fn open(config: &Config) -> anyhow::Result<Server> {
@@ -46,12 +47,12 @@ impl Server {
                 .context("state loader failed")??;
         let clock = Arc::new(SystemClock);
         let engine = restore(config, &store, loaded, clock.now());
-        let service = LockService::with_store(engine, clock, Arc::new(store));
+        let running = LockService::start(engine, clock, Some(store));
         // Save at once: a quarantine must outlive a crash, and this proves the disk works.
-        service.save().await;
+        running.service().save().await;
         Ok(Server {
             listener,
-            service,
+            running,
             max_wait: config.max_wait,
         })
     }
@@ -61,15 +62,14 @@ impl Server {
     }
 
     pub fn service(&self) -> &LockService {
-        &self.service
+        self.running.service()
     }
 
-    /// Serves until `shutdown` is cancelled, then stops accepting and lets in-flight
-    /// requests finish.
+    /// Serves until `shutdown` is cancelled, then stops accepting, lets in-flight requests
+    /// finish, and stops the service (its final state write included).
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let timer = tokio::spawn(self.service.clone().run_timer(shutdown.clone()));
         let app = api::router(AppState {
-            service: self.service.clone(),
+            service: self.running.service().clone(),
             max_wait: self.max_wait,
             shutdown: shutdown.clone(),
         })
@@ -82,12 +82,7 @@ impl Server {
             .await
             .context("HTTP server failed");
         shutdown.cancel();
-        let _ = timer.await;
-        if let Some(store) = self.service.store().cloned() {
-            tokio::task::spawn_blocking(move || store.close())
-                .await
-                .context("final state write failed")?;
-        }
+        self.running.shutdown().await;
         result
     }
 }
