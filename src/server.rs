@@ -138,8 +138,21 @@ fn restore(config: &Config, store: &Store, loaded: Loaded, now: crate::time::Now
             );
         }
     }
+    // Only a corrupt or hostile state file gets here; say so now rather than at the last grant.
+    let left = u64::MAX - engine.last_token();
+    if left < TOKENS_LEFT_WARNING {
+        tracing::error!(
+            path = %path.display(),
+            last_token = engine.last_token(),
+            "fencing tokens are nearly used up: {left} left; then only renewals are served. \
+             The saved token counter is far beyond any real use: check the state file"
+        );
+    }
     engine
 }
+
+/// Fewer fencing tokens left than this at start is worth an error in the log.
+const TOKENS_LEFT_WARNING: u64 = 1 << 32;
 
 /// Cancels `token` on SIGINT or SIGTERM.
 pub async fn cancel_on_signal(token: CancellationToken) {

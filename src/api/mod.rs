@@ -191,12 +191,13 @@ async fn post_lock(
             body.message = Some(Message::Grace);
             Ok((StatusCode::CONFLICT, Json(body)))
         }
-        Err(denied @ (Denied::Full { .. } | Denied::TooManyWaiters { .. })) => {
-            Err(ApiError::Unavailable {
-                message: denied.to_string(),
-                retry_after_ms: None,
-            })
-        }
+        Err(
+            denied
+            @ (Denied::Full { .. } | Denied::TooManyWaiters { .. } | Denied::TokensExhausted),
+        ) => Err(ApiError::Unavailable {
+            message: denied.to_string(),
+            retry_after_ms: None,
+        }),
         Err(denied @ Denied::Quarantined { until }) => Err(ApiError::Unavailable {
             message: denied.to_string(),
             retry_after_ms: Some(

@@ -183,6 +183,14 @@ pub enum Denied {
         "the server lost its saved state and refuses new grants until its old leases have surely expired"
     )]
     Quarantined { until: Mono },
+    /// The last fencing token (`u64::MAX`) has been issued: a new grant would need a larger
+    /// one. Only a corrupt or hostile state file gets a counter this high.
+    #[error(
+        "this server has issued its last fencing token ({}) and cannot grant to a new holder; \
+         its saved state holds an impossible token counter (see the server's log)",
+        u64::MAX
+    )]
+    TokensExhausted,
 }
 
 /// The caller of [`Engine::release`] does not hold the job.
@@ -524,9 +532,15 @@ impl Engine {
             Some(entry) => match entry.lease.state(now.mono) {
                 LeaseState::Held => return Err(Denied::Held(entry.lease.clone())),
                 LeaseState::Grace => return Err(Denied::Grace(entry.lease.clone())),
+                LeaseState::Expired if self.tokens_exhausted() => {
+                    return Err(Denied::TokensExhausted);
+                }
                 LeaseState::Expired => Some(self.remove(job)),
             },
             None => {
+                if self.tokens_exhausted() {
+                    return Err(Denied::TokensExhausted);
+                }
                 if self.jobs.len() >= self.rules.max_jobs && !self.evict_oldest_expired() {
                     return Err(Denied::Full {
                         max_jobs: self.rules.max_jobs,
@@ -564,7 +578,11 @@ impl Engine {
         previous: Option<Lease>,
         now: Now,
     ) -> Grant {
-        self.last_token += 1;
+        // Callers check `tokens_exhausted` first: a wrapped token would break fencing.
+        self.last_token = self
+            .last_token
+            .checked_add(1)
+            .expect("callers check that a token is left");
         let expires = now.mono + ttl;
         let lease = Lease {
             holder: client.to_owned(),
@@ -612,8 +630,17 @@ impl Engine {
         }
     }
 
+    /// Whether the last fencing token has been issued. Waiters then stay queued until their
+    /// wait ends, and new holders are refused ([`Denied::TokensExhausted`]).
+    pub fn tokens_exhausted(&self) -> bool {
+        self.last_token == u64::MAX
+    }
+
     /// Grants a job that just became free to others to its first waiter, if any.
     fn serve_waiters(&mut self, job: &str, now: Now) {
+        if self.tokens_exhausted() {
+            return;
+        }
         let Some(queue) = self.waiters.get_mut(job) else {
             return;
         };
