@@ -104,3 +104,38 @@ fn bug1_a_waiter_that_pipelined_a_request_and_hung_up_is_forgotten() {
         "granted to a client that is gone"
     );
 }
+
+/// Bug 4: a plain acquire whose state write was stuck got a 408 from the request timeout but
+/// kept its grant in memory: the client held the job without knowing it.
+#[test]
+fn bug4_an_acquire_whose_write_is_stuck_is_refused_and_leaves_the_job_free() {
+    let state = tempfile::tempdir().unwrap();
+    let server = Server::builder()
+        .state_dir(state.path())
+        .args(&["--max-wait", "0s"])
+        .start();
+    // The writer creates `state.json.partial` for each write; as a FIFO nobody reads, opening
+    // it blocks, as a write to a hung disk would.
+    let fifo =
+        std::ffi::CString::new(state.path().join("state.json.partial").to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo with a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    let mut stream = TcpStream::connect(server.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(90)))
+        .unwrap();
+    write!(
+        stream,
+        "POST /lock?client=a&job=j HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+    )
+    .unwrap();
+    let mut reply = String::new();
+    let _ = std::io::Read::read_to_string(&mut stream, &mut reply);
+    let status = request(server.addr, "GET", "/lock?job=j").unwrap();
+    assert_eq!(
+        status.body["holder"], "",
+        "the job is held after the reply {reply:?}"
+    );
+    assert!(reply.starts_with("HTTP/1.1 503"), "{reply}");
+    assert!(reply.contains("could not be saved"), "{reply}");
+}

@@ -151,19 +151,18 @@ async fn post_lock(
     let result = if wait.is_zero() {
         app.service.acquire(&job, &client, ttl).await
     } else {
-        match app
-            .service
+        app.service
             .acquire_waiting(&job, &client, ttl, wait, &app.shutdown)
             .await
-        {
-            Ok(grant) => Ok(grant),
-            Err(WaitError::Denied(denied)) => Err(denied),
-            Err(WaitError::Stopped) => {
-                return Err(ApiError::Unavailable {
-                    message: WaitError::Stopped.to_string(),
-                    retry_after_ms: None,
-                });
-            }
+    };
+    let result = match result {
+        Ok(grant) => Ok(grant),
+        Err(WaitError::Denied(denied)) => Err(denied),
+        Err(e @ (WaitError::Stopped | WaitError::NotSaved)) => {
+            return Err(ApiError::Unavailable {
+                message: e.to_string(),
+                retry_after_ms: None,
+            });
         }
     };
     let now = app.service.now();
