@@ -139,3 +139,41 @@ fn bug4_an_acquire_whose_write_is_stuck_is_refused_and_leaves_the_job_free() {
     assert!(reply.starts_with("HTTP/1.1 503"), "{reply}");
     assert!(reply.contains("could not be saved"), "{reply}");
 }
+
+/// Bug 5: `GET /locks` with `max_jobs` jobs held could exceed the CLI's 1 MiB reply cap, so
+/// `foolock list` failed exactly when there was most to see.
+#[test]
+fn bug5_list_shows_every_job_even_when_all_of_them_exceed_one_reply() {
+    const JOBS: usize = 2000;
+    let server = Server::start(&["--max-jobs", "2000"]);
+    // Long names make 2000 rows well over 1 MiB.
+    let pad = "x".repeat(200);
+    let addr = server.addr;
+    let workers: Vec<_> = (0..16)
+        .map(|w| {
+            let pad = pad.clone();
+            std::thread::spawn(move || {
+                for i in (w..JOBS).step_by(16) {
+                    let query =
+                        format!("/lock?client=client-{pad}-{w}&job=job-{pad}-{i:04}&ttl=1h");
+                    let reply = request(addr, "POST", &query).unwrap();
+                    assert_eq!(reply.status, 200, "{}", reply.body);
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    let (code, out, err) = server.run(&["list", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.len() > 1 << 20, "the listing is {} bytes", out.len());
+    let listed: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let locks = listed["locks"].as_array().unwrap();
+    assert_eq!(locks.len(), JOBS);
+    assert_eq!(locks[0]["job"], format!("job-{pad}-0000"));
+    assert_eq!(locks[JOBS - 1]["job"], format!("job-{pad}-{:04}", JOBS - 1));
+    let (code, table, err) = server.run(&["list"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(table.lines().filter(|l| l.contains("job-x")).count(), JOBS);
+}

@@ -258,14 +258,53 @@ async fn get_lock(
     }))
 }
 
-async fn get_locks(State(app): State<AppState>) -> Json<LocksReply> {
+/// The most rows one page of `GET /locks?limit=` holds.
+pub const MAX_PAGE: usize = 1000;
+
+/// `GET /locks`: every job, sorted by name. With `limit=N` (at most [`MAX_PAGE`]) only the
+/// first N after the job named by `after=`, and `next` when more follow: at `max_jobs` the
+/// whole table can be megabytes, more than a client wants in one reply.
+async fn get_locks(
+    State(app): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<LocksReply>, ApiError> {
+    let (mut limit, mut after) = (None, None);
+    for pair in raw.as_deref().unwrap_or("").split('&') {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match decode(key)?.as_str() {
+            "limit" if limit.is_none() => {
+                limit = Some(
+                    decode(value)?
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|n| (1..=MAX_PAGE).contains(n))
+                        .ok_or_else(|| {
+                            ApiError::InvalidQuery(format!(
+                                "limit must be a number from 1 to {MAX_PAGE}"
+                            ))
+                        })?,
+                );
+            }
+            "after" if after.is_none() => after = Some(decode(value)?),
+            _ => {}
+        }
+    }
     let (all, now) = app.service.list();
-    Json(LocksReply {
-        locks: all
-            .iter()
-            .map(|j| LockRow::new(&j.job, &j.lease, &now))
-            .collect(),
-    })
+    let rows = all
+        .iter()
+        .filter(|j| after.as_deref().is_none_or(|a| j.job.as_str() > a));
+    let mut locks: Vec<LockRow> = rows
+        .take(limit.map_or(usize::MAX, |n| n + 1))
+        .map(|j| LockRow::new(&j.job, &j.lease, &now))
+        .collect();
+    let next = match limit {
+        Some(n) if locks.len() > n => {
+            locks.truncate(n);
+            locks.last().map(|row| row.job.clone())
+        }
+        _ => None,
+    };
+    Ok(Json(LocksReply { locks, next }))
 }
 
 async fn healthz() -> Json<serde_json::Value> {

@@ -621,3 +621,38 @@ mod access_token {
         assert_eq!(text(r).await, "NotConfigured");
     }
 }
+
+#[tokio::test]
+async fn locks_come_a_page_at_a_time_when_asked() {
+    let app = app();
+    for job in ["a", "b", "c", "d", "e"] {
+        call(&app, Method::POST, &format!("/lock?client=x&job={job}")).await;
+    }
+    let jobs = |v: &Value| -> Vec<String> {
+        v["locks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["job"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (s, all) = call(&app, Method::GET, "/locks").await;
+    assert_eq!((s, jobs(&all).len()), (StatusCode::OK, 5));
+    assert!(all.get("next").is_none(), "no paging unless asked: {all}");
+    let (_, first) = call(&app, Method::GET, "/locks?limit=2").await;
+    assert_eq!(
+        (jobs(&first), &first["next"]),
+        (vec!["a".into(), "b".into()], &Value::from("b"))
+    );
+    let (_, last) = call(&app, Method::GET, "/locks?limit=2&after=d").await;
+    assert_eq!(jobs(&last), ["e"]);
+    assert!(last.get("next").is_none(), "{last}");
+    let (_, exact) = call(&app, Method::GET, "/locks?limit=3&after=b").await;
+    assert_eq!(jobs(&exact), ["c", "d", "e"]);
+    assert!(exact.get("next").is_none(), "{exact}");
+    for bad in ["limit=0", "limit=1001", "limit=x"] {
+        let (s, e) = call(&app, Method::GET, &format!("/locks?{bad}")).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}");
+        assert!(e["error"].as_str().unwrap().contains("limit"), "{e}");
+    }
+}
