@@ -4,6 +4,8 @@
 //! `foolock serve` and the desktop agent both call [`Server::open`] and [`Server::run`], so they
 //! serve exactly the same API.
 
+mod connections;
+
 use crate::api::auth::Auth;
 use crate::api::{self, AppState};
 use crate::config::{self, Config};
@@ -85,15 +87,13 @@ impl Server {
             self.max_wait + REQUEST_SLACK,
         ));
         let app = self.auth.protect(app);
-        // The peer address is for the log of refused requests.
-        let app = app.into_make_service_with_connect_info::<SocketAddr>();
-        let result = axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-            .await
-            .context("HTTP server failed");
+        let limits =
+            connections::Limits::for_open_files(crate::platform::socket::raise_open_file_limit());
+        tracing::debug!(?limits, "connection limits");
+        connections::serve(self.listener, app, limits, shutdown.clone()).await;
         shutdown.cancel();
         self.running.shutdown().await;
-        result
+        Ok(())
     }
 }
 

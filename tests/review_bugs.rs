@@ -64,35 +64,28 @@ fn bug3_a_server_whose_tokens_are_used_up_starts_and_refuses_grants_clearly() {
     );
 }
 
-/// Sends `raw` on a new connection and closes it without reading.
-fn send_and_hang_up(addr: std::net::SocketAddr, raw: &str) {
-    let mut stream = TcpStream::connect(addr).unwrap();
-    stream.write_all(raw.as_bytes()).unwrap();
-    // Read nothing: close with the replies unread.
-    drop(stream);
-}
-
 /// Bug 1: a long-poll waiter that pipelined a second request and hung up stayed queued
 /// (hyper does not look for EOF while its read buffer holds a request), so the job was later
 /// granted to a client that was gone.
 #[test]
-#[ignore = "reproduces bug 1; fixed with the connection handling"]
 fn bug1_a_waiter_that_pipelined_a_request_and_hung_up_is_forgotten() {
     let server = Server::start(&["--max-wait", "5m"]);
     assert_eq!(server.post("client=a&job=j&ttl=10m").status, 200);
     let host = server.addr;
-    send_and_hang_up(
-        server.addr,
-        &format!(
-            "POST /lock?client=b&job=j&wait=4m HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\n\r\n\
-             GET /healthz HTTP/1.1\r\nHost: {host}\r\n\r\n"
-        ),
-    );
+    let mut client = TcpStream::connect(server.addr).unwrap();
+    write!(
+        client,
+        "POST /lock?client=b&job=j&wait=4m HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\n\r\n\
+         GET /healthz HTTP/1.1\r\nHost: {host}\r\n\r\n"
+    )
+    .unwrap();
     let waiting = || request(server.addr, "GET", "/lock?job=j").unwrap().body["waiting"].as_u64();
     assert!(
         eventually(Duration::from_secs(5), || waiting() == Some(1)),
         "the waiter never queued"
     );
+    // Hang up with both replies unread.
+    drop(client);
     assert!(
         eventually(Duration::from_secs(10), || waiting() == Some(0)),
         "the waiter that hung up is still queued"

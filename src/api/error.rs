@@ -39,6 +39,8 @@ pub enum ApiError {
     Unauthorized,
     #[error("method not allowed")]
     MethodNotAllowed,
+    #[error("the request URI is longer than {0} bytes")]
+    UriTooLong(usize),
     #[error("not found")]
     NotFound,
 }
@@ -57,6 +59,7 @@ impl ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::UriTooLong(_) => StatusCode::URI_TOO_LONG,
             ApiError::NotFound => StatusCode::NOT_FOUND,
         }
     }

@@ -14,8 +14,10 @@ pub mod wire;
 mod tests;
 
 use crate::engine::{Denied, GrantKind, validate_name};
+use crate::platform::socket::PeerSocket;
 use crate::service::{LockService, WaitError};
 use crate::time::parse_go_duration;
+use axum::Extension;
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::routing::get;
@@ -119,6 +121,7 @@ fn decode(component: &str) -> Result<String, ApiError> {
 
 async fn post_lock(
     State(app): State<AppState>,
+    socket: Option<Extension<PeerSocket>>,
     RawQuery(raw): RawQuery,
 ) -> Result<(StatusCode, Json<LockReply>), ApiError> {
     let p = Params::parse(raw.as_deref())?;
@@ -151,9 +154,27 @@ async fn post_lock(
     let result = if wait.is_zero() {
         app.service.acquire(&job, &client, ttl).await
     } else {
-        app.service
-            .acquire_waiting(&job, &client, ttl, wait, &app.shutdown)
-            .await
+        let waiting = app
+            .service
+            .acquire_waiting(&job, &client, ttl, wait, &app.shutdown);
+        // The HTTP layer stops looking for a hang-up while it holds a pipelined request, so
+        // watch the socket too: a waiter whose client is gone must leave the queue.
+        let hung_up = async {
+            match socket {
+                Some(Extension(socket)) => socket.hung_up().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            result = waiting => result,
+            () = hung_up => {
+                tracing::info!(job, client, "waiting client hung up");
+                return Err(ApiError::Unavailable {
+                    message: "the client hung up".into(),
+                    retry_after_ms: None,
+                });
+            }
+        }
     };
     let result = match result {
         Ok(grant) => Ok(grant),

@@ -17,6 +17,7 @@
 //!   file in the user's default app.
 //! - [`cli`]: the `install` and `uninstall` subcommands.
 //! - [`clock`]: the monotonic clocks that do and do not count sleep, per OS.
+//! - [`socket`]: the server's open-file limit, and noticing a client that hung up.
 //!
 //! Invariants: install is idempotent (a second run changes nothing and says so); uninstall
 //! removes exactly the files install wrote (directories are shared XDG/macOS locations and stay,
@@ -29,6 +30,7 @@ pub mod host;
 pub mod launchd;
 pub mod paths;
 pub mod process;
+pub mod socket;
 pub mod status;
 pub mod steps;
 pub mod xdg;
