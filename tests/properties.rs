@@ -150,3 +150,63 @@ fn the_reference_reads_go_s_documented_examples() {
         assert_eq!(go_reference(bad), Reference::Invalid, "{bad:?}");
     }
 }
+
+/// A valid state file as the server writes it, with odd but well-formed values.
+fn state_file_like() -> impl Strategy<Value = Vec<u8>> {
+    let lease = (
+        "\\PC{0,8}",
+        "\\PC{0,8}",
+        any::<u64>(),
+        prop_oneof![Just(0u64), 1..100_000u64, any::<u64>()],
+        any::<u64>(),
+        any::<u64>(),
+    );
+    (
+        any::<u64>(),
+        prop::collection::vec(lease, 0..4),
+        prop::option::of(any::<u64>()),
+        prop::option::of(any::<u64>()),
+    )
+        .prop_map(|(last_token, leases, until, left)| {
+            let leases: Vec<_> = leases
+                .into_iter()
+                .map(|(job, holder, token, ttl, acquired, expires)| {
+                    serde_json::json!({
+                        "job": job, "holder": holder, "token": token, "ttl_ms": ttl,
+                        "acquired_at_ms": acquired, "expires_at_ms": expires,
+                    })
+                })
+                .collect();
+            let mut state = serde_json::json!({ "last_token": last_token, "leases": leases });
+            if let Some(until) = until {
+                state["quarantine_until_ms"] = until.into();
+            }
+            if let Some(left) = left {
+                state["quarantine_left_ms"] = left.into();
+            }
+            serde_json::to_vec(&state).unwrap()
+        })
+}
+
+proptest! {
+    // Each case starts a store on disk (with an fsync), so fewer of them.
+    #![proptest_config(ProptestConfig::with_cases(150))]
+
+    #[test]
+    fn any_state_file_loads_or_is_moved_aside_into_a_quarantine(
+        file in state_file_like(),
+        flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..3),
+    ) {
+        let mut file = file;
+        for (at, byte) in flips {
+            let i = at.index(file.len());
+            file[i] = byte;
+        }
+        checks::check_state_file(&file);
+    }
+
+    #[test]
+    fn random_bytes_as_a_state_file_never_stop_the_start(bytes in prop::collection::vec(any::<u8>(), 0..64)) {
+        checks::check_state_file(&bytes);
+    }
+}

@@ -185,3 +185,37 @@ pub fn check_config(text: &str) {
         .unwrap_or_else(|e| panic!("{text:?} is shown as {shown:?}, which does not parse: {e}"));
     assert_eq!(again, config, "{text:?} is shown as {shown:?}");
 }
+
+/// The state file loader: whatever `state.json` holds, the server starts: it loads the table,
+/// or moves the file aside (intact) and starts in quarantine. Nothing panics, and the table
+/// it starts with keeps working.
+pub fn check_state_file(bytes: &[u8]) {
+    use foolock::engine::{Engine, Found, Restored, Rules};
+    use foolock::store::{Batching, STATE_FILE, Store};
+    use foolock::time::{Clock, SystemClock};
+
+    let dir = tempfile::tempdir().expect("a scratch directory");
+    let path = dir.path().join(STATE_FILE);
+    std::fs::write(&path, bytes).expect("write the state file");
+    let (store, loaded) = Store::open(dir.path(), Batching::default())
+        .unwrap_or_else(|e| panic!("a state file stopped the start: {e}"));
+    let now = SystemClock.now();
+    let lost = matches!(loaded.found, Found::Lost(_));
+    let (mut engine, restored) = Engine::after_restart(Rules::default(), loaded.found, now);
+    if lost {
+        assert!(matches!(restored, Restored::Quarantined { .. }), "{restored:?}");
+        assert!(!path.exists(), "a lost state file is moved aside");
+        let moved = loaded
+            .lost
+            .and_then(|l| l.moved_to)
+            .expect("where it was moved");
+        assert_eq!(std::fs::read(moved).expect("the moved file"), bytes);
+    } else {
+        assert!(path.exists());
+    }
+    let _ = engine.acquire("fuzz", "fuzzer", Duration::from_secs(1), now);
+    let _ = engine.list(now);
+    let saved = engine.export(now);
+    assert!(saved.leases.iter().all(|l| l.token <= saved.last_token));
+    drop(store);
+}
