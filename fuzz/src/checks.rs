@@ -203,7 +203,10 @@ pub fn check_state_file(bytes: &[u8]) {
     let lost = matches!(loaded.found, Found::Lost(_));
     let (mut engine, restored) = Engine::after_restart(Rules::default(), loaded.found, now);
     if lost {
-        assert!(matches!(restored, Restored::Quarantined { .. }), "{restored:?}");
+        assert!(
+            matches!(restored, Restored::Quarantined { .. }),
+            "{restored:?}"
+        );
         assert!(!path.exists(), "a lost state file is moved aside");
         let moved = loaded
             .lost

@@ -31,6 +31,8 @@ pub fn raise_open_file_limit() -> Option<u64> {
             }
         }
     }
+    // rlim_t is u64 on Linux and macOS, but not on every Unix.
+    #[allow(clippy::unnecessary_cast)]
     Some(limit.rlim_cur as u64)
 }
 
