@@ -363,7 +363,7 @@ async fn churn(
                     let release = format!("/lock?client=m{k}&job={job}");
                     expect("release", conn.send("DELETE", &release).await)?;
                 }
-                Ok(())
+                Ok::<(), String>(())
             })
         })
         .collect();
