@@ -107,8 +107,8 @@ pub fn set_start_at_login(enabled: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Whether the login item is installed and not turned off: the tray's check mark. Reads files
-/// only, so it is cheap enough to ask every time the menu opens.
+/// Whether the login item is installed and not turned off: the tray's check mark. Cheap (a
+/// file or two; on macOS one `launchctl print-disabled`), asked once when the tray starts.
 pub fn start_at_login() -> bool {
     is_registered(Mode::LoginItem).unwrap_or_else(|err| {
         tracing::warn!("cannot tell whether foolock starts at login: {err:#}");
