@@ -57,4 +57,8 @@ wait "$server_pid" 2>/dev/null || true
 step "Debian package"
 bash packaging/ci-deb.sh
 
+# Last: it mutates the engine and rebuilds its unit tests many times (see the script).
+step "mutation check: a quarter of the engine's mutants, rotated daily (tests/mutants.sh ci)"
+bash tests/mutants.sh ci
+
 step "all tests passed"

@@ -147,6 +147,7 @@ fn release_frees_at_once_without_grace() {
     let mut e = engine();
     e.acquire("backup", "a", secs(10), at(0)).unwrap();
     assert_eq!(e.release("backup", "b", at(1)), Err(NotHolder));
+    assert!(!e.is_empty());
     e.release("backup", "a", at(1)).unwrap();
     assert!(e.is_empty(), "a released job leaves memory");
     assert_eq!(
@@ -1001,4 +1002,49 @@ fn live_jobs_counts_held_and_grace_but_not_expired() {
     assert_eq!(e.live_jobs(), 1, "a expired");
     e.acquire("a", "x", secs(10), at(16)).unwrap();
     assert_eq!(e.live_jobs(), 2, "renewed");
+}
+
+#[test]
+fn the_engine_keeps_the_rules_it_was_given() {
+    let rules = Rules {
+        grace: secs(7),
+        max_jobs: 3,
+        ..Rules::default()
+    };
+    assert_eq!(Engine::new(rules.clone()).rules(), &rules);
+}
+
+#[test]
+fn lease_states_are_named_as_on_the_wire() {
+    let names = [LeaseState::Held, LeaseState::Grace, LeaseState::Expired].map(LeaseState::as_str);
+    assert_eq!(names, ["held", "grace", "expired"]);
+}
+
+#[test]
+fn event_kinds_have_stable_names() {
+    let taken = EventKind::TakenOver {
+        previous: "a".into(),
+        previous_token: 1,
+        lapsed_for: secs(1),
+    };
+    let names = [
+        EventKind::Acquired,
+        EventKind::Renewed,
+        EventKind::Released,
+        EventKind::ForceReleased,
+        EventKind::Expired,
+        taken,
+    ]
+    .map(|k| k.name());
+    assert_eq!(
+        names,
+        [
+            "acquired",
+            "renewed",
+            "released",
+            "force_released",
+            "expired",
+            "taken_over"
+        ]
+    );
 }
