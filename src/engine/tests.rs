@@ -1048,3 +1048,55 @@ fn event_kinds_have_stable_names() {
         ]
     );
 }
+
+/// A table saved at `at(0)` while quarantined until `at(until)`.
+fn saved_quarantine(until: u64) -> SavedState {
+    let mut e = engine();
+    e.quarantine(at(until).mono);
+    e.export(at(0))
+}
+
+#[test]
+fn restoring_a_shorter_saved_quarantine_never_cuts_short_the_one_in_force() {
+    let mut e = engine();
+    e.quarantine(at(100).mono);
+    e.restore(saved_quarantine(50), at(0));
+    assert_eq!(e.quarantined_until(at(0).mono), Some(at(100).mono));
+}
+
+#[test]
+fn restoring_a_longer_saved_quarantine_extends_the_one_in_force() {
+    let mut e = engine();
+    e.quarantine(at(30).mono);
+    e.restore(saved_quarantine(60), at(0));
+    assert_eq!(e.quarantined_until(at(0).mono), Some(at(60).mono));
+}
+
+#[test]
+fn only_changes_of_holder_must_be_saved_before_a_reply() {
+    let event = |kind| Event {
+        kind,
+        job: "j".into(),
+        holder: "a".into(),
+        token: 1,
+        at: SystemTime::UNIX_EPOCH,
+        acquired_at: SystemTime::UNIX_EPOCH,
+        expires_at: SystemTime::UNIX_EPOCH,
+    };
+    let taken = EventKind::TakenOver {
+        previous: "b".into(),
+        previous_token: 1,
+        lapsed_for: secs(1),
+    };
+    for kind in [
+        EventKind::Acquired,
+        EventKind::Released,
+        EventKind::ForceReleased,
+        taken,
+    ] {
+        assert!(event(kind.clone()).changes_holder(), "{kind:?}");
+    }
+    for kind in [EventKind::Renewed, EventKind::Expired] {
+        assert!(!event(kind.clone()).changes_holder(), "{kind:?}");
+    }
+}
