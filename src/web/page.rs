@@ -1,0 +1,394 @@
+//! The status page (`GET /`), its assets and its "Force release" (`POST /force-release`).
+//!
+//! The page is rendered on the server from the event log's view, so it is right at load
+//! without JavaScript; it also carries that view as JSON, from which `status.js` takes over
+//! and follows `/events`. The HTML, CSS, script and icon are compiled into the binary: the page
+//! loads nothing from elsewhere (its Content-Security-Policy says so too).
+
+use super::WebState;
+use super::access::{Caller, may_force_release};
+use super::log::{JobView, Recent, View};
+use super::metrics::ErrorReason;
+use super::time::{readable_utc, rfc3339_millis, span};
+use crate::engine::{LeaseState, validate_name};
+use axum::Json;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
+use std::fmt::Write as _;
+use std::time::{Duration, SystemTime};
+
+pub const CSS_PATH: &str = "/status.css";
+pub const JS_PATH: &str = "/status.js";
+pub const ICON_PATH: &str = "/favicon.svg";
+
+const TEMPLATE: &str = include_str!("status.html");
+const CSS: &str = include_str!("status.css");
+const JS: &str = include_str!("status.js");
+const ICON: &[u8] = include_bytes!("../../assets/foolock.svg");
+
+/// Everything the page needs comes from this server; scripts only from files (no inline
+/// code), so an injected string could not run even if escaping failed.
+const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
+                   connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+
+/// `GET /`.
+pub async fn status_page(State(web): State<WebState>, caller: Caller) -> Response {
+    let view = web.log.view();
+    let html = render(&view, may_force_release(&caller));
+    let mut response = (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        html,
+    )
+        .into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CSP),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    response
+}
+
+pub async fn css() -> Response {
+    asset("text/css; charset=utf-8", CSS.as_bytes())
+}
+
+pub async fn js() -> Response {
+    asset("text/javascript; charset=utf-8", JS.as_bytes())
+}
+
+pub async fn icon() -> Response {
+    asset("image/svg+xml", ICON)
+}
+
+fn asset(content_type: &'static str, body: &'static [u8]) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            // The page links them with `?v=<version>`; revalidating costs little either way.
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+pub async fn method_not_allowed() -> crate::api::ApiError {
+    crate::api::ApiError::MethodNotAllowed
+}
+
+/// `POST /force-release?job=NAME`: frees the job whatever its holder, if
+/// [`may_force_release`] allows the caller. A browser form (which accepts HTML) is sent back
+/// to the page; other callers get JSON.
+pub async fn force_release(
+    State(web): State<WebState>,
+    caller: Caller,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Response {
+    let from_form = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"));
+    let job = match job_param(raw.as_deref()) {
+        Ok(job) => job,
+        Err(message) => return error(StatusCode::BAD_REQUEST, "invalid_job", message),
+    };
+    if !may_force_release(&caller) {
+        tracing::warn!(job, peer = ?caller.peer, "force release refused");
+        return error(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "force release is allowed only from the server's own machine (or with the access token)"
+                .into(),
+        );
+    }
+    match web.service.force_release(&job).await {
+        Some(lease) => {
+            tracing::warn!(job, holder = lease.holder, peer = ?caller.peer, "force release from the status page");
+            if from_form {
+                return Redirect::to("/").into_response();
+            }
+            Json(serde_json::json!({
+                "success": true,
+                "job": job,
+                "holder": lease.holder,
+                "token": lease.token,
+                "message": "force released",
+            }))
+            .into_response()
+        }
+        // Someone released it first: the page shows that already.
+        None if from_form => Redirect::to("/").into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            "not_held",
+            "no lock is recorded for this job".into(),
+        ),
+    }
+}
+
+fn error(status: StatusCode, reason: &'static str, message: String) -> Response {
+    let mut response = (status, Json(serde_json::json!({ "error": message }))).into_response();
+    response.extensions_mut().insert(ErrorReason(reason));
+    response
+}
+
+/// The `job` query parameter, which must be given (no default job here: freeing `default`
+/// by accident would hurt).
+fn job_param(raw: Option<&str>) -> Result<String, String> {
+    for pair in raw.unwrap_or("").split('&') {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if key != "job" {
+            continue;
+        }
+        let spaced = value.replace('+', " ");
+        let job = percent_encoding::percent_decode_str(&spaced)
+            .decode_utf8()
+            .map_err(|_| "the job parameter must be valid UTF-8".to_owned())?
+            .into_owned();
+        validate_name(&job).map_err(|e| format!("invalid job parameter: {e}"))?;
+        return Ok(job);
+    }
+    Err("job parameter required".into())
+}
+
+/// The page for `view`; `admin` adds the "Force release" controls.
+pub fn render(view: &View, admin: bool) -> String {
+    let mut rows = String::new();
+    for job in &view.jobs {
+        job_row(&mut rows, job, view.now, admin);
+    }
+    let mut events = String::new();
+    for recent in &view.recent {
+        event_item(&mut events, recent);
+    }
+    let addrs: Vec<String> = view.info.addrs.iter().map(ToString::to_string).collect();
+    let hidden = |yes: bool| if yes { " hidden" } else { "" };
+    fill(
+        TEMPLATE,
+        &[
+            ("version", escape(view.info.version)),
+            ("admin", admin.to_string()),
+            ("addrs", escape(&addrs.join(", "))),
+            ("uptime", span(view.uptime)),
+            ("started_at", rfc3339_millis(view.info.started_at)),
+            ("started_at_text", readable_utc(view.info.started_at)),
+            ("now", rfc3339_millis(view.now)),
+            ("now_text", readable_utc(view.now)),
+            ("job_count", view.jobs.len().to_string()),
+            ("actions_hidden", hidden(!admin).into()),
+            ("rows", rows),
+            ("no_jobs_hidden", hidden(!view.jobs.is_empty()).into()),
+            ("events", events),
+            ("no_events_hidden", hidden(!view.recent.is_empty()).into()),
+            ("state_json", script_json(&view.to_json())),
+        ],
+    )
+}
+
+/// One row of the jobs table. `status.js` builds the same markup (`jobRow`).
+fn job_row(out: &mut String, job: &JobView, now: SystemTime, admin: bool) {
+    let Some(state) = job.state(now) else {
+        return;
+    };
+    let countdown = match state {
+        LeaseState::Grace => format!("grace ends in {}", span(ceil_secs(job.grace_until, now))),
+        _ => span(ceil_secs(job.expires_at, now)),
+    };
+    let name = escape(&job.job);
+    let holder = escape(&job.holder);
+    let _ = write!(
+        out,
+        "<tr data-job=\"{name}\"><th scope=\"row\">{name}</th><td>{holder}</td>\
+         <td class=\"num\">{token}</td>\
+         <td class=\"countdown\"><time datetime=\"{expires}\">{countdown}</time></td>\
+         <td><span class=\"badge {state}\">{state}</span></td>\
+         <td class=\"num\">{waiting}</td>",
+        token = job.token,
+        expires = rfc3339_millis(job.expires_at),
+        state = state.as_str(),
+        waiting = job.waiting,
+    );
+    if admin {
+        let query = utf8_percent_encode(&job.job, NON_ALPHANUMERIC);
+        let _ = write!(
+            out,
+            "<td class=\"actions\"><details class=\"force\">\
+             <summary>Force release<span class=\"visually-hidden\"> {name}</span></summary>\
+             <form method=\"post\" action=\"/force-release?job={query}\">\
+             <p>Take <strong>{name}</strong> away from {holder} now?</p>\
+             <button type=\"submit\" class=\"danger\">Force release</button>\
+             </form></details></td>"
+        );
+    }
+    out.push_str("</tr>");
+}
+
+/// One line of "Recent events". `status.js` builds the same markup (`eventItem`).
+fn event_item(out: &mut String, r: &Recent) {
+    let job = escape(&r.job);
+    let holder = escape(&r.holder);
+    let token = r.token;
+    let (label, text) = match r.kind {
+        "acquired" => (
+            "acquired",
+            format!("<strong>{job}</strong> by {holder}, token {token}"),
+        ),
+        "renewed" => {
+            let times = if r.count > 1 {
+                format!(" (×{})", r.count)
+            } else {
+                String::new()
+            };
+            (
+                "renewed",
+                format!("<strong>{job}</strong> by {holder}, token {token}{times}"),
+            )
+        }
+        "released" => (
+            "released",
+            format!("<strong>{job}</strong> by {holder}, token {token}"),
+        ),
+        "force_released" => (
+            "force-released",
+            format!("<strong>{job}</strong> from {holder}, token {token}"),
+        ),
+        "expired" => (
+            "expired",
+            format!("<strong>{job}</strong>, held by {holder}, token {token}"),
+        ),
+        "taken_over" => (
+            "taken over",
+            format!(
+                "<strong>{job}</strong> by {holder} from {}, token {token}",
+                escape(r.previous.as_deref().unwrap_or("?"))
+            ),
+        ),
+        other => (other, format!("<strong>{job}</strong>")),
+    };
+    let _ = write!(
+        out,
+        "<li><time datetime=\"{}\">{}</time> <span class=\"kind\">{label}</span> {text}</li>",
+        rfc3339_millis(r.at),
+        readable_utc(r.at),
+    );
+}
+
+/// Whole seconds from `now` until `until`, rounded up (a countdown reads 30 s right after
+/// a 30 s grant, and 0 s only once it is over).
+fn ceil_secs(until: SystemTime, now: SystemTime) -> Duration {
+    let ms = until
+        .duration_since(now)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    Duration::from_secs(ms.div_ceil(1000))
+}
+
+/// Replaces each `{{key}}` of `template` with its value. Keys are fixed in this file; an
+/// unknown one is left out.
+fn fill(template: &str, values: &[(&str, String)]) -> String {
+    let mut out = String::with_capacity(template.len() + 4096);
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let Some(end) = after.find("}}") else {
+            rest = &rest[start..];
+            break;
+        };
+        let key = &after[..end];
+        debug_assert!(
+            values.iter().any(|(k, _)| *k == key),
+            "template key {key} has no value"
+        );
+        if let Some((_, value)) = values.iter().find(|(k, _)| *k == key) {
+            out.push_str(value);
+        }
+        rest = &after[end + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Escapes text for HTML content and double-quoted attributes.
+pub fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// JSON safe inside `<script type="application/json">`: no `<` can end the element early
+/// (`\u003c` means the same to a JSON parser).
+fn script_json(json: &str) -> String {
+    json.replace('<', "\\u003c")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_neutralises_markup_and_quotes() {
+        assert_eq!(
+            escape(r#"<b a="1">'&'</b>"#),
+            "&lt;b a=&quot;1&quot;&gt;&#39;&amp;&#39;&lt;/b&gt;"
+        );
+    }
+
+    #[test]
+    fn fill_replaces_every_key_and_keeps_the_rest() {
+        let out = fill("a{{x}}b{{y}}c", &[("x", "1".into()), ("y", "<2>".into())]);
+        assert_eq!(out, "a1b<2>c");
+        assert_eq!(fill("no keys {{", &[]), "no keys {{");
+    }
+
+    #[test]
+    fn script_json_cannot_close_its_element() {
+        let json = serde_json::json!({ "job": "</script><script>alert(1)</script>" }).to_string();
+        let safe = script_json(&json);
+        assert!(!safe.contains("</"));
+        let back: serde_json::Value = serde_json::from_str(&safe).unwrap();
+        assert_eq!(back["job"], "</script><script>alert(1)</script>");
+    }
+
+    #[test]
+    fn job_param_is_required_and_validated() {
+        assert_eq!(job_param(Some("job=a%20b")), Ok("a b".into()));
+        assert_eq!(job_param(Some("x=1&job=c+d")), Ok("c d".into()));
+        assert!(job_param(None).is_err());
+        assert!(job_param(Some("job=")).is_err());
+        assert!(job_param(Some("job=%FF")).is_err());
+        assert!(job_param(Some("job=a%0Ab")).is_err());
+    }
+
+    #[test]
+    fn countdown_rounds_up_to_whole_seconds() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(100);
+        let at = |ms| now + Duration::from_millis(ms);
+        assert_eq!(ceil_secs(at(29_001), now), Duration::from_secs(30));
+        assert_eq!(ceil_secs(at(30_000), now), Duration::from_secs(30));
+        assert_eq!(ceil_secs(now - Duration::from_secs(1), now), Duration::ZERO);
+    }
+}
