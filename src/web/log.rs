@@ -24,6 +24,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 /// How many entries a reconnecting client can catch up on before it gets a snapshot instead.
@@ -179,16 +180,32 @@ impl EventLog {
     }
 
     /// Takes the service's events until `shutdown` is cancelled, then ends every stream.
-    /// Only the first call does anything.
-    pub async fn run(self, shutdown: CancellationToken) {
+    /// `waiters` changes whenever the number of queued waiters does (queueing and giving up
+    /// publish no lock event); without it, waiter counts are refreshed only when read. Only
+    /// the first call does anything.
+    pub async fn run(self, shutdown: CancellationToken, mut waiters: Option<watch::Receiver<u64>>) {
         let taken = lock(&self.inner.source).take();
         let Some(mut source) = taken else {
             return;
         };
         let mut batch = Vec::with_capacity(BATCH);
         loop {
+            let waiters_changed = async {
+                match waiters.as_mut() {
+                    Some(w) => w.changed().await.is_ok(),
+                    None => std::future::pending().await,
+                }
+            };
             let first = tokio::select! {
                 received = source.recv() => received,
+                open = waiters_changed => {
+                    if open {
+                        self.refresh_waiters();
+                    } else {
+                        waiters = None;
+                    }
+                    continue;
+                }
                 _ = shutdown.cancelled() => break,
             };
             let mut received = Some(first);

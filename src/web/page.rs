@@ -213,11 +213,13 @@ fn job_row(out: &mut String, job: &JobView, now: SystemTime, admin: bool) {
     let holder = escape(&job.holder);
     let _ = write!(
         out,
-        "<tr data-job=\"{name}\"><th scope=\"row\">{name}</th><td>{holder}</td>\
-         <td class=\"num\">{token}</td>\
-         <td class=\"countdown\"><time datetime=\"{expires}\">{countdown}</time></td>\
-         <td><span class=\"badge {state}\">{state}</span></td>\
-         <td class=\"num\">{waiting}</td>",
+        "<tr role=\"row\" data-job=\"{name}\"><th role=\"rowheader\" scope=\"row\">{name}</th>\
+         <td role=\"cell\" data-label=\"Holder\">{holder}</td>\
+         <td role=\"cell\" data-label=\"Token\" class=\"num\">{token}</td>\
+         <td role=\"cell\" data-label=\"Expires in\" class=\"countdown\">\
+         <time datetime=\"{expires}\">{countdown}</time></td>\
+         <td role=\"cell\" data-label=\"State\"><span class=\"badge {state}\">{state}</span></td>\
+         <td role=\"cell\" data-label=\"Waiting\" class=\"num\">{waiting}</td>",
         token = job.token,
         expires = rfc3339_millis(job.expires_at),
         state = state.as_str(),
@@ -227,7 +229,7 @@ fn job_row(out: &mut String, job: &JobView, now: SystemTime, admin: bool) {
         let query = utf8_percent_encode(&job.job, NON_ALPHANUMERIC);
         let _ = write!(
             out,
-            "<td class=\"actions\"><details class=\"force\">\
+            "<td role=\"cell\" class=\"actions\"><details class=\"force\">\
              <summary>Force release<span class=\"visually-hidden\"> {name}</span></summary>\
              <form method=\"post\" action=\"/force-release?job={query}\">\
              <p>Take <strong>{name}</strong> away from {holder} now?</p>\

@@ -16,7 +16,12 @@
   var jobs = new Map(); // name -> {job, holder, token, expires, graceUntil, waiting} (ms)
   var recent = []; // newest first
   var server = null;
-  var offsetMs = 0; // the server's clock minus ours
+  // The server's clock minus ours, estimated from the server times we receive. A time
+  // arrives late by the transfer, so each sample underestimates: keep the largest of the
+  // current connection's samples.
+  var offsetMs = 0;
+  var connection = 0; // counts connections; samples of an older one are replaced
+  var offsetConnection = -1;
   var uptimeBase = 0; // our clock when the server's uptime was 0
   var lastId = null;
   var token = storage('get');
@@ -55,6 +60,13 @@
 
   function serverNow() { return Date.now() + offsetMs; }
 
+  function sampleClock(serverMs) {
+    var sample = serverMs - Date.now();
+    if (isNaN(sample)) return;
+    if (offsetConnection !== connection || sample > offsetMs) offsetMs = sample;
+    offsetConnection = connection;
+  }
+
   function localTime(ms) {
     var d = new Date(ms), today = new Date();
     return d.toDateString() === today.toDateString() ? d.toLocaleTimeString() : d.toLocaleString();
@@ -69,7 +81,7 @@
 
   function setServer(s, now) {
     server = s;
-    offsetMs = Date.parse(now) - Date.now();
+    sampleClock(Date.parse(now));
     uptimeBase = Date.now() - s.uptime_ms;
     $('addrs').textContent = s.addrs.join(', ');
     $('version').textContent = s.version;
@@ -88,6 +100,7 @@
   function applyEntry(e) {
     switch (e.kind) {
       case 'acquired': case 'renewed': case 'taken_over': case 'expired':
+        sampleClock(Date.parse(e.at));
         jobs.set(e.job, job(e));
         break;
       case 'released': case 'force_released':
@@ -126,16 +139,21 @@
 
   // The same markup as job_row in page.rs.
   function jobRow(j, state, now) {
-    var row = el('tr', { 'data-job': j.job },
-      el('th', { scope: 'row' }, j.job),
-      el('td', {}, j.holder),
-      el('td', { class: 'num' }, String(j.token)),
-      el('td', { class: 'countdown' },
+    var cell = function (label, cls) {
+      var attrs = { role: 'cell', 'data-label': label };
+      if (cls) attrs.class = cls;
+      return el.apply(null, ['td', attrs].concat(Array.prototype.slice.call(arguments, 2)));
+    };
+    var row = el('tr', { role: 'row', 'data-job': j.job },
+      el('th', { role: 'rowheader', scope: 'row' }, j.job),
+      cell('Holder', '', j.holder),
+      cell('Token', 'num', String(j.token)),
+      cell('Expires in', 'countdown',
         el('time', { datetime: new Date(j.expires).toISOString() }, countdown(j, state, now))),
-      el('td', {}, el('span', { class: 'badge ' + state }, state)),
-      el('td', { class: 'num' }, String(j.waiting)));
+      cell('State', '', el('span', { class: 'badge ' + state }, state)),
+      cell('Waiting', 'num', String(j.waiting)));
     if (admin) {
-      row.append(el('td', { class: 'actions' },
+      row.append(el('td', { role: 'cell', class: 'actions' },
         el('details', { class: 'force' },
           el('summary', {}, 'Force release', el('span', { class: 'visually-hidden' }, ' ' + j.job)),
           el('form', { method: 'post', action: '/force-release?job=' + encodeURIComponent(j.job) },
@@ -231,6 +249,7 @@
 
   // Reads one connection's events until it ends; throws on failure.
   async function follow() {
+    connection++;
     var ctrl = new AbortController();
     var watchdog = setTimeout(function () { ctrl.abort(); }, WATCHDOG_MS);
     var headers = { Accept: 'text/event-stream' };

@@ -44,7 +44,7 @@ fn harness_with(rules: Rules) -> Harness {
         ServerInfo::starting_now(vec!["192.0.2.1:8080".parse().unwrap()]),
     );
     let shutdown = CancellationToken::new();
-    tokio::spawn(web.log.clone().run(shutdown.clone()));
+    tokio::spawn(web.log.clone().run(shutdown.clone(), None));
     let app = api::router(AppState {
         service,
         max_wait: Duration::from_secs(10),
@@ -122,7 +122,10 @@ async fn status_page_lists_a_held_job_without_javascript() {
     settle(&h).await;
     let (status, html) = call(&h.app, "GET", "/", OTHER_DEVICE).await;
     assert_eq!(status, StatusCode::OK);
-    assert!(html.contains("<tr data-job=\"build\"><th scope=\"row\">build</th><td>mac</td>"));
+    assert!(html.contains(
+        "<tr role=\"row\" data-job=\"build\"><th role=\"rowheader\" scope=\"row\">build</th>\
+         <td role=\"cell\" data-label=\"Holder\">mac</td>"
+    ));
     assert!(html.contains("<span class=\"badge held\">held</span>"));
     // A fresh 30 s lease counts down from 30 s or just under.
     assert!(
