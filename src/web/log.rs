@@ -317,12 +317,16 @@ impl EventLog {
         }
         // Waiter counts change with grants and releases, never with a renewal, so only those
         // read the engine (renewals are the hot path).
-        let waiting: Vec<Option<usize>> = self.inner.service.with_engine(|engine, _| {
-            events
-                .iter()
-                .map(|e| (e.kind != EventKind::Renewed).then(|| engine.waiting_for(&e.job)))
-                .collect()
-        });
+        let waiting: Vec<Option<usize>> = if events.iter().all(|e| e.kind == EventKind::Renewed) {
+            vec![None; events.len()]
+        } else {
+            self.inner.service.with_engine(|engine, _| {
+                events
+                    .iter()
+                    .map(|e| (e.kind != EventKind::Renewed).then(|| engine.waiting_for(&e.job)))
+                    .collect()
+            })
+        };
         let mut state = self.state();
         let mut events = events.into_iter().zip(waiting).peekable();
         while let Some((mut event, waiting)) = events.next() {
@@ -597,6 +601,15 @@ fn to_json(value: &impl Serialize) -> String {
 }
 
 impl View {
+    /// The view without anything about locks or addresses, for a caller that has not shown
+    /// the access token: the page then asks for it and fetches the rest with it.
+    pub fn redacted(mut self) -> View {
+        self.jobs.clear();
+        self.recent.clear();
+        self.info.addrs.clear();
+        self
+    }
+
     /// The snapshot as JSON (the `snapshot` event's data, and the page's initial state).
     pub fn to_json(&self) -> String {
         to_json(&SnapshotJson {

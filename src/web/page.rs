@@ -6,7 +6,7 @@
 //! loads nothing from elsewhere (its Content-Security-Policy says so too).
 
 use super::WebState;
-use super::access::{Caller, may_force_release};
+use super::access::{Caller, Token, may_force_release};
 use super::log::{JobView, Recent, View};
 use super::metrics::ErrorReason;
 use super::time::{readable_utc, rfc3339_millis, span};
@@ -35,7 +35,12 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-
 
 /// `GET /`.
 pub async fn status_page(State(web): State<WebState>, caller: Caller) -> Response {
-    let view = web.log.view();
+    let view = match caller.token {
+        // An authentication layer lets the page itself through without the token (a browser
+        // cannot send it with a plain page load); the page's script asks for it.
+        Token::Missing => web.log.view().redacted(),
+        Token::NotConfigured | Token::Valid => web.log.view(),
+    };
     let html = render(&view, may_force_release(&caller));
     let mut response = (
         [

@@ -259,14 +259,15 @@
       var res = await fetch('/events', { headers: headers, cache: 'no-store', signal: ctrl.signal });
       if (res.status === 401) throw new AuthNeeded();
       if (!res.ok || !res.body) throw new Error('HTTP ' + res.status);
-      var reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+      var reader = res.body.getReader();
+      var decoder = new TextDecoder();
       var buf = '', name = '', data = [], id = null;
       for (;;) {
         var chunk = await reader.read();
         if (chunk.done) return;
         clearTimeout(watchdog);
         watchdog = setTimeout(function () { ctrl.abort(); }, WATCHDOG_MS);
-        buf += chunk.value;
+        buf += decoder.decode(chunk.value, { stream: true });
         var nl;
         while ((nl = buf.indexOf('\n')) >= 0) {
           var line = buf.slice(0, nl).replace(/\r$/, '');

@@ -38,13 +38,17 @@ fn harness() -> Harness {
 }
 
 fn harness_with(rules: Rules) -> Harness {
+    harness_full(rules, None)
+}
+
+fn harness_full(rules: Rules, waiters: Option<tokio::sync::watch::Receiver<u64>>) -> Harness {
     let service = LockService::new(rules, Arc::new(SystemClock));
     let web = WebState::new(
         service.clone(),
         ServerInfo::starting_now(vec!["192.0.2.1:8080".parse().unwrap()]),
     );
     let shutdown = CancellationToken::new();
-    tokio::spawn(web.log.clone().run(shutdown.clone(), None));
+    tokio::spawn(web.log.clone().run(shutdown.clone(), waiters));
     let app = api::router(AppState {
         service,
         max_wait: Duration::from_secs(10),
@@ -175,6 +179,25 @@ async fn force_release_control_is_shown_only_to_the_servers_own_machine() {
     let (_, remote) = call(&h.app, "GET", "/", OTHER_DEVICE).await;
     assert!(remote.contains("data-admin=\"false\""));
     assert!(!remote.contains("/force-release?job="));
+}
+
+#[tokio::test]
+async fn status_page_shows_no_locks_to_a_caller_without_the_configured_token() {
+    let h = harness();
+    call(&h.app, "POST", "/lock?job=build&client=mac", LOOPBACK).await;
+    settle(&h).await;
+    let (status, html) = send(
+        &h.app,
+        request("GET", "/", LOOPBACK)
+            .extension(super::access::Token::Missing)
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!html.contains("build"), "{html}");
+    assert!(!html.contains("192.0.2.1"));
+    assert!(html.contains("data-admin=\"false\""));
 }
 
 #[tokio::test]
@@ -526,6 +549,43 @@ async fn waiter_counts_are_shown() {
     let view = h.web.log.view();
     let build = view.jobs.iter().find(|j| j.job == "build").unwrap();
     assert_eq!((build.holder.as_str(), build.waiting), ("pc", 0));
+}
+
+#[tokio::test]
+async fn a_change_of_waiters_is_published_without_a_reader_asking() {
+    let (changed, waiters) = tokio::sync::watch::channel(0);
+    let h = harness_full(Rules::default(), Some(waiters));
+    call(&h.app, "POST", "/lock?job=build&client=mac", LOOPBACK).await;
+    let mut sub = h.web.log.subscribe(None);
+    sub.next().await;
+    let app = h.app.clone();
+    let waiter = tokio::spawn(async move {
+        call(&app, "POST", "/lock?job=build&client=pc&wait=10s", LOOPBACK).await
+    });
+    for _ in 0..500 {
+        if h.web.service.status("build").waiting == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    changed.send_modify(|n| *n += 1);
+    let entry = loop {
+        let next = tokio::time::timeout(Duration::from_secs(5), sub.next())
+            .await
+            .expect("published within 5 s")
+            .unwrap();
+        if let Message::Entry { entry, .. } = next
+            && entry.json.contains("\"waiting\",")
+        {
+            break entry;
+        }
+    };
+    let data: serde_json::Value = serde_json::from_str(&entry.json).unwrap();
+    assert_eq!(
+        (data["job"].as_str(), data["waiting"].as_u64()),
+        (Some("build"), Some(1))
+    );
+    waiter.abort();
 }
 
 #[tokio::test]
