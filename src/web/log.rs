@@ -189,7 +189,8 @@ impl EventLog {
             return;
         };
         let mut batch = Vec::with_capacity(BATCH);
-        loop {
+        let mut open = true;
+        while open {
             let waiters_changed = async {
                 match waiters.as_mut() {
                     Some(w) => w.changed().await.is_ok(),
@@ -198,8 +199,8 @@ impl EventLog {
             };
             let first = tokio::select! {
                 received = source.recv() => received,
-                open = waiters_changed => {
-                    if open {
+                watching = waiters_changed => {
+                    if watching {
                         self.refresh_waiters();
                     } else {
                         waiters = None;
@@ -218,7 +219,10 @@ impl EventLog {
                         self.inner.metrics.events_missed(missed);
                         source = self.resync();
                     }
-                    Err(RecvError::Closed) => break,
+                    Err(RecvError::Closed) => {
+                        open = false;
+                        break;
+                    }
                 }
                 received = if batch.len() >= BATCH {
                     None
@@ -241,7 +245,8 @@ impl EventLog {
     pub fn subscribe(&self, last_event_id: Option<&str>) -> Subscription {
         self.refresh_waiters();
         let state = self.state();
-        // Subscribed under the lock entries are sent under: nothing is missed or repeated.
+        // Subscribed under the same lock as entries are sent under: nothing is missed or
+        // repeated between the replay (or snapshot) and the live entries.
         let rx = self.inner.live.subscribe();
         let pending = match self.missed_since(&state, last_event_id) {
             Some(missed) => {
