@@ -16,9 +16,9 @@
 
 use super::ServerInfo;
 use super::metrics::Metrics;
-use super::time::{rfc3339_millis, unix_ms};
 use crate::engine::{Event, EventKind, LeaseState};
 use crate::service::LockService;
+use crate::time::{rfc3339_millis, unix_ms};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};

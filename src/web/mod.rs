@@ -19,7 +19,6 @@ pub mod log;
 pub mod metrics;
 pub mod page;
 pub mod sse;
-mod time;
 
 #[cfg(test)]
 mod tests;

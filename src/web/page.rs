@@ -9,8 +9,8 @@ use super::WebState;
 use super::access::{Caller, Token, may_force_release};
 use super::log::{JobView, Recent, View};
 use super::metrics::ErrorReason;
-use super::time::{readable_utc, rfc3339_millis, span};
 use crate::engine::{LeaseState, validate_name};
+use crate::time::{readable_utc, rfc3339_millis};
 use axum::Json;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
@@ -352,6 +352,22 @@ fn script_json(json: &str) -> String {
     json.replace('<', "\\u003c")
 }
 
+/// A short span for a countdown or an uptime: `42 s`, `4 min 05 s`, `3 h 07 min`, `2 d 5 h`.
+/// The page's script writes the same forms (`span` in `status.js`).
+fn span(d: Duration) -> String {
+    let s = d.as_secs();
+    let (days, hours, mins, secs) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
+    if s < 60 {
+        format!("{secs} s")
+    } else if s < 3600 {
+        format!("{mins} min {secs:02} s")
+    } else if s < 86_400 {
+        format!("{hours} h {mins:02} min")
+    } else {
+        format!("{days} d {hours} h")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -397,5 +413,16 @@ mod tests {
         assert_eq!(ceil_secs(at(29_001), now), Duration::from_secs(30));
         assert_eq!(ceil_secs(at(30_000), now), Duration::from_secs(30));
         assert_eq!(ceil_secs(now - Duration::from_secs(1), now), Duration::ZERO);
+    }
+
+    #[test]
+    fn spans_use_two_units_at_most() {
+        let s = |secs| span(Duration::from_secs(secs));
+        assert_eq!(s(0), "0 s");
+        assert_eq!(s(59), "59 s");
+        assert_eq!(s(60), "1 min 00 s");
+        assert_eq!(s(245), "4 min 05 s");
+        assert_eq!(s(3600 * 3 + 7 * 60 + 59), "3 h 07 min");
+        assert_eq!(s(86_400 * 2 + 3600 * 5 + 1), "2 d 5 h");
     }
 }

@@ -46,7 +46,7 @@
     return node;
   }
 
-  // A short span, as span() in time.rs.
+  // A short span, as span() in page.rs.
   function span(ms) {
     var s = Math.max(0, Math.ceil(ms / 1000));
     var d = Math.floor(s / 86400), h = Math.floor(s / 3600) % 24, m = Math.floor(s / 60) % 60;

@@ -4,8 +4,9 @@
 use super::log::{Message, RING};
 use super::{ServerInfo, WebState, metrics};
 use crate::api::{self, AppState};
-use crate::engine::{Rules, SystemClock};
-use crate::service::LockService;
+use crate::engine::{Engine, Rules};
+use crate::service::{LockService, Running};
+use crate::time::SystemClock;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::ConnectInfo;
@@ -25,6 +26,8 @@ struct Harness {
     web: WebState,
     app: Router,
     shutdown: CancellationToken,
+    /// The service's expiry timer.
+    _running: Running,
 }
 
 impl Drop for Harness {
@@ -42,7 +45,8 @@ fn harness_with(rules: Rules) -> Harness {
 }
 
 fn harness_full(rules: Rules, waiters: Option<tokio::sync::watch::Receiver<u64>>) -> Harness {
-    let service = LockService::new(rules, Arc::new(SystemClock));
+    let running = LockService::start(Engine::new(rules), Arc::new(SystemClock), None);
+    let service = running.service().clone();
     let web = WebState::new(
         service.clone(),
         ServerInfo::starting_now(vec!["192.0.2.1:8080".parse().unwrap()]),
@@ -59,7 +63,12 @@ fn harness_full(rules: Rules, waiters: Option<tokio::sync::watch::Receiver<u64>>
         web.metrics.clone(),
         metrics::track,
     ));
-    Harness { web, app, shutdown }
+    Harness {
+        web,
+        app,
+        shutdown,
+        _running: running,
+    }
 }
 
 fn request(method: &str, uri: &str, peer: &str) -> axum::http::request::Builder {
@@ -594,7 +603,6 @@ async fn expired_lease_shows_grace_then_leaves_the_table() {
         grace: Duration::from_secs(1),
         ..Rules::default()
     });
-    let timer = tokio::spawn(h.web.service.clone().run_timer(h.shutdown.clone()));
     let mut sub = h.web.log.subscribe(None);
     sub.next().await;
     call(
@@ -622,8 +630,6 @@ async fn expired_lease_shows_grace_then_leaves_the_table() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let (_, html) = call(&h.app, "GET", "/", LOOPBACK).await;
     assert!(!html.contains("data-job=\"build\""));
-    h.shutdown.cancel();
-    timer.await.unwrap();
 }
 
 /// Parses the Prometheus text format (0.0.4) strictly enough to catch malformed output:
