@@ -45,6 +45,9 @@ pub struct Config {
     /// For the CLI: this device's client id (default: derived from the hostname).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client: Option<String>,
+    /// Whether the server answers `GET /metrics` (Prometheus). Off, it also skips the
+    /// per-request timing.
+    pub metrics: bool,
     pub notifications: Notifications,
 }
 
@@ -85,6 +88,7 @@ impl Default for Config {
             state_dir: None,
             server: None,
             client: None,
+            metrics: true,
             notifications: Notifications::default(),
         }
     }
@@ -297,6 +301,9 @@ max_wait = "{max_wait}"
 # server = "http://192.168.1.20:8080"
 # client = "laptop1"
 
+# Serve Prometheus metrics at /metrics (and time every request for them).
+metrics = {metrics}
+
 [notifications]
 # Desktop notifications posted by the agent.
 takeover = {takeover}
@@ -312,6 +319,7 @@ expire = {expire}
         max_jobs = d.max_jobs,
         retention = Compact(d.retention),
         max_wait = Compact(d.max_wait),
+        metrics = d.metrics,
         takeover = n.takeover,
         force_release = n.force_release,
         acquire = n.acquire,
@@ -378,6 +386,12 @@ mod tests {
         assert_eq!(c.grace_period, Duration::ZERO);
         assert!(c.notifications.acquire);
         assert!(c.notifications.takeover);
+    }
+
+    #[test]
+    fn metrics_are_on_unless_turned_off() {
+        assert!(Config::default().metrics);
+        assert!(!parse("metrics = false\n").unwrap().metrics);
     }
 
     #[test]

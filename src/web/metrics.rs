@@ -9,6 +9,7 @@
 //! are read from the service only when scraped.
 
 use super::WebState;
+use crate::api::{ErrorReason, Refusal};
 use crate::engine::EventKind;
 use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode, header};
@@ -76,15 +77,6 @@ impl EncodeLabelValue for Outcome {
     }
 }
 
-/// A response extension saying why a 4xx happened, in words a dashboard can group by (e.g.
-/// `invalid_ttl`). Must be a fixed string: it becomes a label. Without it the status decides.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ErrorReason(pub &'static str);
-
-/// A response extension on a refused acquire, counted as its [`Outcome`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Refused(pub Outcome);
-
 /// The route a request is counted under.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Route {
@@ -111,7 +103,7 @@ impl Route {
             super::page::CSS_PATH | super::page::JS_PATH | super::page::ICON_PATH => Route::Assets,
             "/events" => Route::Events,
             "/metrics" => Route::Metrics,
-            "/force-release" => Route::ForceRelease,
+            "/admin/force-release" => Route::ForceRelease,
             _ => Route::Other,
         }
     }
@@ -125,7 +117,7 @@ impl Route {
             Route::Assets => "assets",
             Route::Events => "/events",
             Route::Metrics => "/metrics",
-            Route::ForceRelease => "/force-release",
+            Route::ForceRelease => "/admin/force-release",
             Route::Other => "other",
         }
     }
@@ -343,8 +335,10 @@ impl Metrics {
                 .clone()
         })
         .observe(started.elapsed().as_secs_f64());
-        if let Some(Refused(outcome)) = response.extensions().get() {
-            self.outcome(*outcome, 1);
+        match response.extensions().get::<Refusal>() {
+            Some(Refusal::Held) => self.outcome(Outcome::Conflict, 1),
+            Some(Refusal::Grace) => self.outcome(Outcome::GraceRefused, 1),
+            None => {}
         }
         let status = response.status();
         if status.is_client_error() {

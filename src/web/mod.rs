@@ -1,20 +1,17 @@
 //! What a browser or a monitoring system sees: the status page (`GET /`), its event stream
-//! (`GET /events`, Server-Sent Events), Prometheus metrics (`GET /metrics`) and the page's
-//! "Force release" (`POST /force-release`).
+//! (`GET /events`, Server-Sent Events) and Prometheus metrics (`GET /metrics`).
 //!
 //! - [`log`]: numbers the lock service's events, keeps a bounded ring of them for clients that
 //!   reconnect, and mirrors the table they describe (what the page and snapshots show).
 //! - [`sse`]: the `/events` handler over a [`log::Subscription`].
-//! - [`page`]: the server-rendered page, its embedded assets and the force-release handler.
-//! - [`access`]: who may force-release (the rule the CLI shares).
+//! - [`page`]: the server-rendered page and its embedded assets. Its "Force release" posts to
+//!   the API's `/admin/force-release` (see [`crate::api::admin`], whose rule it shares).
 //! - [`metrics`]: the Prometheus registry, the latency/4xx middleware and the connection count.
 //!
-//! Everything here only reads the lock service and subscribes to its events, except the
-//! force release, which calls the service like the tray's menu item does. Nothing here can
+//! Everything here only reads the lock service and subscribes to its events. Nothing here can
 //! slow the service down: every buffer between them is bounded and a subscriber that falls
 //! behind is resynchronised from a snapshot instead of being waited for.
 
-pub mod access;
 pub mod log;
 pub mod metrics;
 pub mod page;
@@ -25,12 +22,17 @@ mod tests;
 
 use crate::service::LockService;
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::get;
 use std::net::SocketAddr;
 use std::time::{Instant, SystemTime};
 
 pub use log::EventLog;
 pub use metrics::Metrics;
+
+/// Paths served without the access token when one is configured: the page (which shows no
+/// locks to a caller without it, and asks for it) and its assets. `/events` and `/metrics`
+/// need the token.
+pub const PUBLIC_PATHS: [&str; 4] = ["/", page::CSS_PATH, page::JS_PATH, page::ICON_PATH];
 
 /// Everything the page, the stream and the metrics need.
 #[derive(Clone)]
@@ -38,17 +40,21 @@ pub struct WebState {
     pub service: LockService,
     pub log: EventLog,
     pub metrics: Metrics,
+    /// Whether `/metrics` is served (config `metrics`); when not, it is a 404 and the server
+    /// installs no metrics middleware.
+    pub serve_metrics: bool,
 }
 
 impl WebState {
     /// Subscribes a new event log to `service` (call [`EventLog::run`] on `log` to feed it).
-    pub fn new(service: LockService, info: ServerInfo) -> WebState {
+    pub fn new(service: LockService, info: ServerInfo, serve_metrics: bool) -> WebState {
         let metrics = Metrics::new();
         let log = EventLog::new(&service, info, metrics.clone());
         WebState {
             service,
             log,
             metrics,
+            serve_metrics,
         }
     }
 }
@@ -77,10 +83,10 @@ impl ServerInfo {
     }
 }
 
-/// The page, its assets, the event stream, the metrics and the force release. Meant to be
-/// merged into the API's router; it has no fallback of its own.
+/// The page, its assets, the event stream and (if on) the metrics. Meant to be merged into the
+/// API's router; it has no fallback of its own.
 pub fn router(state: WebState) -> Router {
-    Router::new()
+    let router = Router::new()
         .route(
             "/",
             get(page::status_page).fallback(page::method_not_allowed),
@@ -91,14 +97,14 @@ pub fn router(state: WebState) -> Router {
         .route(
             "/events",
             get(sse::events).fallback(page::method_not_allowed),
-        )
-        .route(
+        );
+    let router = if state.serve_metrics {
+        router.route(
             "/metrics",
             get(metrics::scrape).fallback(page::method_not_allowed),
         )
-        .route(
-            "/force-release",
-            post(page::force_release).fallback(page::method_not_allowed),
-        )
-        .with_state(state)
+    } else {
+        router
+    };
+    router.with_state(state)
 }

@@ -1,4 +1,5 @@
-//! The status page (`GET /`), its assets and its "Force release" (`POST /force-release`).
+//! The status page (`GET /`) and its assets. Its "Force release" controls post to the API's
+//! `/admin/force-release`, shown only to callers [`admin_allowed`] lets use it.
 //!
 //! The page is rendered on the server from the event log's view, so it is right at load
 //! without JavaScript; it also carries that view as JSON, from which `status.js` takes over
@@ -6,15 +7,13 @@
 //! loads nothing from elsewhere (its Content-Security-Policy says so too).
 
 use super::WebState;
-use super::access::{Caller, Token, may_force_release};
 use super::log::{JobView, Recent, View};
-use super::metrics::ErrorReason;
-use crate::engine::{LeaseState, validate_name};
+use crate::api::admin::{Caller, Token, admin_allowed};
+use crate::engine::LeaseState;
 use crate::time::{readable_utc, rfc3339_millis};
-use axum::Json;
-use axum::extract::{RawQuery, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime};
@@ -41,7 +40,7 @@ pub async fn status_page(State(web): State<WebState>, caller: Caller) -> Respons
         Token::Missing => web.log.view().redacted(),
         Token::NotConfigured | Token::Valid => web.log.view(),
     };
-    let html = render(&view, may_force_release(&caller));
+    let html = render(&view, admin_allowed(&caller));
     let mut response = (
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
@@ -93,82 +92,6 @@ fn asset(content_type: &'static str, body: &'static [u8]) -> Response {
 
 pub async fn method_not_allowed() -> crate::api::ApiError {
     crate::api::ApiError::MethodNotAllowed
-}
-
-/// `POST /force-release?job=NAME`: frees the job whatever its holder, if
-/// [`may_force_release`] allows the caller. A browser form (which accepts HTML) is sent back
-/// to the page; other callers get JSON.
-pub async fn force_release(
-    State(web): State<WebState>,
-    caller: Caller,
-    headers: HeaderMap,
-    RawQuery(raw): RawQuery,
-) -> Response {
-    let from_form = headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("text/html"));
-    let job = match job_param(raw.as_deref()) {
-        Ok(job) => job,
-        Err(message) => return error(StatusCode::BAD_REQUEST, "invalid_job", message),
-    };
-    if !may_force_release(&caller) {
-        tracing::warn!(job, peer = ?caller.peer, "force release refused");
-        return error(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "force release is allowed only from the server's own machine (or with the access token)"
-                .into(),
-        );
-    }
-    match web.service.force_release(&job).await {
-        Some(lease) => {
-            tracing::warn!(job, holder = lease.holder, peer = ?caller.peer, "force release from the status page");
-            if from_form {
-                return Redirect::to("/").into_response();
-            }
-            Json(serde_json::json!({
-                "success": true,
-                "job": job,
-                "holder": lease.holder,
-                "token": lease.token,
-                "message": "force released",
-            }))
-            .into_response()
-        }
-        // Someone released it first: the page shows that already.
-        None if from_form => Redirect::to("/").into_response(),
-        None => error(
-            StatusCode::NOT_FOUND,
-            "not_held",
-            "no lock is recorded for this job".into(),
-        ),
-    }
-}
-
-fn error(status: StatusCode, reason: &'static str, message: String) -> Response {
-    let mut response = (status, Json(serde_json::json!({ "error": message }))).into_response();
-    response.extensions_mut().insert(ErrorReason(reason));
-    response
-}
-
-/// The `job` query parameter, which must be given (no default job here: freeing `default`
-/// by accident would hurt).
-fn job_param(raw: Option<&str>) -> Result<String, String> {
-    for pair in raw.unwrap_or("").split('&') {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        if key != "job" {
-            continue;
-        }
-        let spaced = value.replace('+', " ");
-        let job = percent_encoding::percent_decode_str(&spaced)
-            .decode_utf8()
-            .map_err(|_| "the job parameter must be valid UTF-8".to_owned())?
-            .into_owned();
-        validate_name(&job).map_err(|e| format!("invalid job parameter: {e}"))?;
-        return Ok(job);
-    }
-    Err("job parameter required".into())
 }
 
 /// The page for `view`; `admin` adds the "Force release" controls.
@@ -236,7 +159,7 @@ fn job_row(out: &mut String, job: &JobView, now: SystemTime, admin: bool) {
             out,
             "<td role=\"cell\" class=\"actions\"><details class=\"force\">\
              <summary>Force release<span class=\"visually-hidden\"> {name}</span></summary>\
-             <form method=\"post\" action=\"/force-release?job={query}\">\
+             <form method=\"post\" action=\"/admin/force-release?job={query}\">\
              <p>Take <strong>{name}</strong> away from {holder} now?</p>\
              <button type=\"submit\" class=\"danger\">Force release</button>\
              </form></details></td>"
@@ -394,16 +317,6 @@ mod tests {
         assert!(!safe.contains("</"));
         let back: serde_json::Value = serde_json::from_str(&safe).unwrap();
         assert_eq!(back["job"], "</script><script>alert(1)</script>");
-    }
-
-    #[test]
-    fn job_param_is_required_and_validated() {
-        assert_eq!(job_param(Some("job=a%20b")), Ok("a b".into()));
-        assert_eq!(job_param(Some("x=1&job=c+d")), Ok("c d".into()));
-        assert!(job_param(None).is_err());
-        assert!(job_param(Some("job=")).is_err());
-        assert!(job_param(Some("job=%FF")).is_err());
-        assert!(job_param(Some("job=a%0Ab")).is_err());
     }
 
     #[test]

@@ -156,7 +156,7 @@
       row.append(el('td', { role: 'cell', class: 'actions' },
         el('details', { class: 'force' },
           el('summary', {}, 'Force release', el('span', { class: 'visually-hidden' }, ' ' + j.job)),
-          el('form', { method: 'post', action: '/force-release?job=' + encodeURIComponent(j.job) },
+          el('form', { method: 'post', action: '/admin/force-release?job=' + encodeURIComponent(j.job) },
             el('p', {}, 'Take ', el('strong', {}, j.job), ' away from ' + j.holder + ' now?'),
             el('button', { type: 'submit', class: 'danger' }, 'Force release')))));
     }

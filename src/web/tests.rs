@@ -1,9 +1,10 @@
-//! The page, the stream and the metrics through the real router (API and web routes merged,
-//! with the metrics middleware), driven with `oneshot` and a real lock service.
+//! The page, the stream, the metrics and the force release through the server's whole app
+//! ([`crate::server::app`]: API and web routes, with the metrics middleware), driven with
+//! `oneshot` and a real lock service.
 
 use super::log::{Message, RING};
-use super::{ServerInfo, WebState, metrics};
-use crate::api::{self, AppState};
+use super::{ServerInfo, WebState};
+use crate::api::AppState;
 use crate::engine::{Engine, Rules};
 use crate::service::{LockService, Running};
 use crate::time::SystemClock;
@@ -41,28 +42,33 @@ fn harness() -> Harness {
 }
 
 fn harness_with(rules: Rules) -> Harness {
-    harness_full(rules, None)
+    harness_full(rules, true)
 }
 
-fn harness_full(rules: Rules, waiters: Option<tokio::sync::watch::Receiver<u64>>) -> Harness {
+/// Wired as the server wires them: a service with its timer, an event log fed by its events
+/// and its waiter count, and the server's app over both; `metrics` as the config key.
+fn harness_full(rules: Rules, metrics: bool) -> Harness {
     let running = LockService::start(Engine::new(rules), Arc::new(SystemClock), None);
     let service = running.service().clone();
     let web = WebState::new(
         service.clone(),
         ServerInfo::starting_now(vec!["192.0.2.1:8080".parse().unwrap()]),
+        metrics,
     );
     let shutdown = CancellationToken::new();
-    tokio::spawn(web.log.clone().run(shutdown.clone(), waiters));
-    let app = api::router(AppState {
-        service,
-        max_wait: Duration::from_secs(10),
-        shutdown: shutdown.clone(),
-    })
-    .merge(super::router(web.clone()))
-    .layer(axum::middleware::from_fn_with_state(
-        web.metrics.clone(),
-        metrics::track,
-    ));
+    tokio::spawn(
+        web.log
+            .clone()
+            .run(shutdown.clone(), Some(service.waiters_changed())),
+    );
+    let app = crate::server::app(
+        AppState {
+            service,
+            max_wait: Duration::from_secs(10),
+            shutdown: shutdown.clone(),
+        },
+        web.clone(),
+    );
     Harness {
         web,
         app,
@@ -184,7 +190,7 @@ async fn force_release_control_is_shown_only_to_the_servers_own_machine() {
     settle(&h).await;
     let (_, local) = call(&h.app, "GET", "/", LOOPBACK).await;
     assert!(local.contains("data-admin=\"true\""));
-    assert!(local.contains("action=\"/force-release?job=build\""));
+    assert!(local.contains("action=\"/admin/force-release?job=build\""));
     let (_, remote) = call(&h.app, "GET", "/", OTHER_DEVICE).await;
     assert!(remote.contains("data-admin=\"false\""));
     assert!(!remote.contains("/force-release?job="));
@@ -198,7 +204,7 @@ async fn status_page_shows_no_locks_to_a_caller_without_the_configured_token() {
     let (status, html) = send(
         &h.app,
         request("GET", "/", LOOPBACK)
-            .extension(super::access::Token::Missing)
+            .extension(crate::api::admin::Token::Missing)
             .body(Body::empty())
             .unwrap(),
     )
@@ -213,14 +219,17 @@ async fn status_page_shows_no_locks_to_a_caller_without_the_configured_token() {
 async fn force_release_from_the_servers_machine_frees_the_job() {
     let h = harness();
     call(&h.app, "POST", "/lock?job=build&client=mac", LOOPBACK).await;
-    let (status, body) = call(&h.app, "POST", "/force-release?job=build", LOOPBACK).await;
+    let (status, body) = call(&h.app, "POST", "/admin/force-release?job=build", LOOPBACK).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(body["holder"], "mac");
+    assert_eq!(
+        body,
+        r#"{"success":true,"job":"build","holder":"mac","message":"lock released"}"#
+    );
     assert!(h.web.service.status("build").lease.is_none());
     // Again: nothing to free.
-    let (status, _) = call(&h.app, "POST", "/force-release?job=build", LOOPBACK).await;
+    let (status, body) = call(&h.app, "POST", "/admin/force-release?job=build", LOOPBACK).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body, r#"{"success":false,"error":"no lock held"}"#);
 }
 
 #[tokio::test]
@@ -231,7 +240,7 @@ async fn force_release_form_without_javascript_returns_to_the_page() {
         .app
         .clone()
         .oneshot(
-            request("POST", "/force-release?job=build", LOOPBACK)
+            request("POST", "/admin/force-release?job=build", LOOPBACK)
                 .header("accept", "text/html,application/xhtml+xml")
                 .header("origin", "http://127.0.0.1:8080")
                 .body(Body::empty())
@@ -248,10 +257,24 @@ async fn force_release_form_without_javascript_returns_to_the_page() {
 async fn force_release_is_refused_to_other_devices_and_other_sites() {
     let h = harness();
     call(&h.app, "POST", "/lock?job=build&client=mac", LOOPBACK).await;
-    let (status, body) = call(&h.app, "POST", "/force-release?job=build", OTHER_DEVICE).await;
+    let (status, body) = call(
+        &h.app,
+        "POST",
+        "/admin/force-release?job=build",
+        OTHER_DEVICE,
+    )
+    .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    assert!(body.contains("own machine"), "{body}");
-    let cross_site = request("POST", "/force-release?job=build", LOOPBACK)
+    assert_eq!(
+        body,
+        r#"{"error":"force release is only allowed from the server's own machine or with the auth token"}"#
+    );
+    let with_token = request("POST", "/admin/force-release?job=build", OTHER_DEVICE)
+        .extension(crate::api::admin::Token::Missing)
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(send(&h.app, with_token).await.0, StatusCode::FORBIDDEN);
+    let cross_site = request("POST", "/admin/force-release?job=build", LOOPBACK)
         .header("origin", "http://evil.example")
         .body(Body::empty())
         .unwrap();
@@ -261,10 +284,24 @@ async fn force_release_is_refused_to_other_devices_and_other_sites() {
         "mac",
         "still held"
     );
-    let (status, _) = call(&h.app, "POST", "/force-release", LOOPBACK).await;
+    let (status, body) = call(&h.app, "POST", "/admin/force-release", LOOPBACK).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    let (status, _) = call(&h.app, "GET", "/force-release?job=build", LOOPBACK).await;
+    assert_eq!(body, r#"{"error":"job parameter required"}"#);
+    let (status, _) = call(&h.app, "GET", "/admin/force-release?job=build", LOOPBACK).await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+#[tokio::test]
+async fn force_release_with_the_token_is_allowed_from_another_device() {
+    let h = harness();
+    call(&h.app, "POST", "/lock?job=build&client=mac", LOOPBACK).await;
+    let with_token = request("POST", "/admin/force-release?job=build", OTHER_DEVICE)
+        .extension(crate::api::admin::Token::Valid)
+        .body(Body::empty())
+        .unwrap();
+    let (status, body) = send(&h.app, with_token).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(h.web.service.status("build").lease.is_none());
 }
 
 #[tokio::test]
@@ -562,8 +599,7 @@ async fn waiter_counts_are_shown() {
 
 #[tokio::test]
 async fn a_change_of_waiters_is_published_without_a_reader_asking() {
-    let (changed, waiters) = tokio::sync::watch::channel(0);
-    let h = harness_full(Rules::default(), Some(waiters));
+    let h = harness();
     call(&h.app, "POST", "/lock?job=build&client=mac", LOOPBACK).await;
     let mut sub = h.web.log.subscribe(None);
     sub.next().await;
@@ -571,13 +607,7 @@ async fn a_change_of_waiters_is_published_without_a_reader_asking() {
     let waiter = tokio::spawn(async move {
         call(&app, "POST", "/lock?job=build&client=pc&wait=10s", LOOPBACK).await
     });
-    for _ in 0..500 {
-        if h.web.service.status("build").waiting == 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    changed.send_modify(|n| *n += 1);
+    // Queueing publishes no lock event: the service's waiter count is what tells the log.
     let entry = loop {
         let next = tokio::time::timeout(Duration::from_secs(5), sub.next())
             .await
@@ -627,9 +657,17 @@ async fn expired_lease_shows_grace_then_leaves_the_table() {
     let (_, html) = call(&h.app, "GET", "/", LOOPBACK).await;
     assert!(html.contains("badge grace"), "{html}");
     // After the grace period (1 s) the job is no longer listed.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
-    let (_, html) = call(&h.app, "GET", "/", LOOPBACK).await;
-    assert!(!html.contains("data-job=\"build\""));
+    let gone = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let (_, html) = call(&h.app, "GET", "/", LOOPBACK).await;
+            if !html.contains("data-job=\"build\"") {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(gone.is_ok(), "the row leaves within 5 s");
 }
 
 /// Parses the Prometheus text format (0.0.4) strictly enough to catch malformed output:
@@ -737,7 +775,8 @@ async fn metrics_parse_as_prometheus_text_and_counters_move() {
     // settle() adds one grant and one release of its own.
     assert_eq!(outcome(&after, "granted"), 2.0);
     assert_eq!(outcome(&after, "renewed"), 1.0);
-    // (Refusals are counted once the API marks its 409s with `metrics::Refused`.)
+    assert_eq!(outcome(&after, "conflict"), 1.0);
+    assert_eq!(outcome(&after, "grace_refused"), 0.0);
     assert_eq!(outcome(&after, "released"), 1.0);
     assert_eq!(after["foolock_held_jobs"], 1.0);
     assert_eq!(
@@ -745,7 +784,7 @@ async fn metrics_parse_as_prometheus_text_and_counters_move() {
         1.0
     );
     assert_eq!(
-        after["foolock_http_client_errors_total{reason=\"bad_request\"}"],
+        after["foolock_http_client_errors_total{reason=\"invalid_ttl\"}"],
         1.0
     );
     assert_eq!(
@@ -765,6 +804,55 @@ async fn metrics_parse_as_prometheus_text_and_counters_move() {
             .keys()
             .any(|k| k.contains("build\"") || k.contains("mac"))
     );
+}
+
+#[tokio::test]
+async fn a_grace_refusal_and_a_force_release_are_counted() {
+    let h = harness();
+    let mut sub = h.web.log.subscribe(None);
+    sub.next().await;
+    call(&h.app, "POST", "/lock?job=g&client=mac&ttl=1s", LOOPBACK).await;
+    // Wait for the lease to run out (its grace period then begins).
+    loop {
+        if let Some(Message::Entry { entry, .. }) =
+            tokio::time::timeout(Duration::from_secs(5), sub.next())
+                .await
+                .expect("expiry within 5 s")
+            && entry.json.contains("\"expired\"")
+        {
+            break;
+        }
+    }
+    let (status, _) = call(&h.app, "POST", "/lock?job=g&client=pc", LOOPBACK).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    call(&h.app, "POST", "/admin/force-release?job=g", LOOPBACK).await;
+    call(&h.app, "POST", "/admin/force-release?job=g", OTHER_DEVICE).await;
+    settle(&h).await;
+    let m = scrape(&h).await;
+    assert_eq!(
+        m["foolock_lock_outcomes_total{outcome=\"grace_refused\"}"],
+        1.0
+    );
+    assert_eq!(m["foolock_lock_outcomes_total{outcome=\"conflict\"}"], 0.0);
+    assert_eq!(
+        m["foolock_lock_outcomes_total{outcome=\"force_released\"}"],
+        1.0
+    );
+    assert_eq!(
+        m["foolock_http_client_errors_total{reason=\"admin_only\"}"],
+        1.0
+    );
+}
+
+#[tokio::test]
+async fn metrics_turned_off_are_not_served() {
+    let h = harness_full(Rules::default(), false);
+    call(&h.app, "POST", "/lock?job=build&client=mac", LOOPBACK).await;
+    let (status, _) = call(&h.app, "GET", "/metrics", LOOPBACK).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // The page and the stream do not depend on them.
+    let (status, _) = call(&h.app, "GET", "/", LOOPBACK).await;
+    assert_eq!(status, StatusCode::OK);
 }
 
 #[tokio::test]

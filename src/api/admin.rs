@@ -1,22 +1,28 @@
-//! Who may force-release a job: an admin action, allowed to a request from the server's own
-//! machine, or to one that presents the access token once one is configured. The status page
-//! uses this rule; `foolock force-release` is meant to share it.
+//! Admin actions: `POST /admin/force-release?job=J`, shared by `foolock force-release`, the
+//! status page and its form, and the rule that says who may use it ([`admin_allowed`]).
 //!
-//! A browser brings two risks a CLI does not, and the own-machine case closes both: a page of
-//! another web site posting to the server from the user's browser (refused by `Origin` and
-//! `Sec-Fetch-Site`), and a name controlled by another site resolving to 127.0.0.1 (DNS
-//! rebinding: the request must name the server by address or as `localhost`).
+//! Allowed to a request from the server's own machine, or to one that presents the access
+//! token once one is configured. A browser brings two risks a CLI does not, and the rule
+//! closes both: a page of another web site posting to the server from the user's browser
+//! (refused by `Origin` and `Sec-Fetch-Site`), and a name controlled by another site resolving
+//! to 127.0.0.1 (DNS rebinding: without a token, the request must name the server by address
+//! or as `localhost`).
 //!
 //! The token seam: an authentication layer that checks `Authorization` puts a [`Token`] in
 //! the request's extensions; without one, no token is configured.
 
-use axum::extract::{ConnectInfo, FromRequestParts};
+use super::wire::{LockReply, Message};
+use super::{ApiError, AppState, Params};
+use axum::Json;
+use axum::extract::{ConnectInfo, FromRequestParts, RawQuery, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Redirect, Response};
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
-/// What the request proved with the access token.
+/// What the request proved with the access token (put in the request's extensions by the
+/// authentication layer; absent means no token is configured).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Token {
     /// No token is configured: being on the server's machine is what counts.
@@ -25,6 +31,16 @@ pub enum Token {
     Valid,
     /// A token is configured and the request did not present it.
     Missing,
+}
+
+impl Token {
+    /// What the request whose extensions these are proved.
+    pub fn of(extensions: &axum::http::Extensions) -> Token {
+        extensions
+            .get::<Token>()
+            .copied()
+            .unwrap_or(Token::NotConfigured)
+    }
 }
 
 /// The facts about a request that the rule looks at.
@@ -46,11 +62,7 @@ impl Caller {
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(addr)| addr.ip().to_canonical());
-        let token = parts
-            .extensions
-            .get::<Token>()
-            .copied()
-            .unwrap_or(Token::NotConfigured);
+        let token = Token::of(&parts.extensions);
         let host = host_of(&parts.headers).or_else(|| parts.uri.authority().map(|a| a.as_str()));
         Caller {
             peer,
@@ -69,9 +81,10 @@ impl<S: Send + Sync> FromRequestParts<S> for Caller {
     }
 }
 
-/// The rule: never for a cross-site browser request; with a token configured, only with it;
-/// otherwise only from this machine, addressed by IP address or `localhost`.
-pub fn may_force_release(caller: &Caller) -> bool {
+/// The rule for admin actions: never for a cross-site browser request; with a token
+/// configured, only with it; otherwise only from this machine, addressed by IP address or
+/// `localhost`.
+pub fn admin_allowed(caller: &Caller) -> bool {
     if caller.cross_site {
         return false;
     }
@@ -79,6 +92,51 @@ pub fn may_force_release(caller: &Caller) -> bool {
         Token::Valid => true,
         Token::Missing => false,
         Token::NotConfigured => caller.host_is_address && caller.peer.is_some_and(is_own_machine),
+    }
+}
+
+/// `POST /admin/force-release?job=J`: frees `J` whatever its holder, if [`admin_allowed`].
+/// Replies `{"success":true,"job":J,"message":"lock released","holder":<previous>}`, or 404
+/// `no lock held`. The job must be named (no `default` here: freeing it by accident would
+/// hurt). The status page's form (a browser without JavaScript, which accepts HTML) is sent
+/// back to the page instead.
+pub async fn force_release(
+    State(app): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    if !admin_allowed(&caller) {
+        tracing::warn!(peer = ?caller.peer, "force release refused");
+        return Err(ApiError::AdminOnly);
+    }
+    let p = Params::parse(raw.as_deref())?;
+    if p.job.as_deref().is_none_or(str::is_empty) {
+        return Err(ApiError::MissingJob);
+    }
+    let job = p.job()?;
+    let from_form = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"));
+    match app.service.force_release(&job).await {
+        Some(lease) => {
+            tracing::warn!(job, holder = lease.holder, peer = ?caller.peer, "force release over HTTP");
+            if from_form {
+                return Ok(Redirect::to("/").into_response());
+            }
+            Ok(Json(LockReply {
+                success: Some(true),
+                job: Some(job),
+                message: Some(Message::Released),
+                holder: Some(lease.holder),
+                ..LockReply::default()
+            })
+            .into_response())
+        }
+        // Someone released it first: the page shows that already.
+        None if from_form => Ok(Redirect::to("/").into_response()),
+        None => Err(ApiError::NotHeld),
     }
 }
 
@@ -144,7 +202,7 @@ mod tests {
     use axum::http::Request;
 
     fn caller(peer: &str, headers: &[(&str, &str)]) -> Caller {
-        let mut request = Request::builder().uri("/force-release");
+        let mut request = Request::builder().uri("/admin/force-release");
         for (k, v) in headers {
             request = request.header(*k, *v);
         }
@@ -158,28 +216,28 @@ mod tests {
     #[test]
     fn loopback_peer_may_force_release_without_a_token() {
         let c = caller("127.0.0.1:5000", &[("host", "127.0.0.1:8080")]);
-        assert!(may_force_release(&c));
+        assert!(admin_allowed(&c));
         let c = caller("[::1]:5000", &[("host", "localhost:8080")]);
-        assert!(may_force_release(&c));
+        assert!(admin_allowed(&c));
         // IPv4 seen through an IPv6 socket is still loopback.
         let c = caller("[::ffff:127.0.0.1]:5000", &[("host", "[::1]:8080")]);
-        assert!(may_force_release(&c));
+        assert!(admin_allowed(&c));
     }
 
     #[test]
     fn another_device_may_not_force_release_without_a_token() {
         let c = caller("192.0.2.7:5000", &[("host", "192.0.2.1:8080")]);
-        assert!(!may_force_release(&c));
+        assert!(!admin_allowed(&c));
     }
 
     #[test]
     fn a_valid_token_allows_any_device_and_a_missing_one_refuses_even_loopback() {
         let mut c = caller("192.0.2.7:5000", &[("host", "192.0.2.1:8080")]);
         c.token = Token::Valid;
-        assert!(may_force_release(&c));
+        assert!(admin_allowed(&c));
         let mut c = caller("127.0.0.1:5000", &[("host", "127.0.0.1:8080")]);
         c.token = Token::Missing;
-        assert!(!may_force_release(&c));
+        assert!(!admin_allowed(&c));
     }
 
     #[test]
@@ -191,17 +249,17 @@ mod tests {
                 ("origin", "http://evil.example"),
             ],
         );
-        assert!(!may_force_release(&c));
+        assert!(!admin_allowed(&c));
         let c = caller(
             "127.0.0.1:5000",
             &[("host", "127.0.0.1:8080"), ("sec-fetch-site", "cross-site")],
         );
-        assert!(!may_force_release(&c));
+        assert!(!admin_allowed(&c));
         let c = caller(
             "127.0.0.1:5000",
             &[("host", "127.0.0.1:8080"), ("origin", "null")],
         );
-        assert!(!may_force_release(&c));
+        assert!(!admin_allowed(&c));
     }
 
     #[test]
@@ -214,7 +272,7 @@ mod tests {
                 ("sec-fetch-site", "same-origin"),
             ],
         );
-        assert!(may_force_release(&c));
+        assert!(admin_allowed(&c));
     }
 
     #[test]
@@ -227,7 +285,7 @@ mod tests {
                 ("origin", "http://evil.example:8080"),
             ],
         );
-        assert!(!may_force_release(&c));
+        assert!(!admin_allowed(&c));
     }
 
     #[test]
@@ -238,7 +296,7 @@ mod tests {
             .body(())
             .unwrap()
             .into_parts();
-        assert!(!may_force_release(&Caller::from_parts(&parts)));
+        assert!(!admin_allowed(&Caller::from_parts(&parts)));
     }
 
     #[test]
