@@ -203,6 +203,17 @@ pub fn announcement(bound: SocketAddr) -> String {
     )
 }
 
+/// The status page's address for a browser on this machine: loopback when the server listens
+/// on every address (so the page also offers this machine's admin controls), else `bound`.
+pub fn local_page_url(bound: SocketAddr) -> String {
+    let ip = match bound.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::from([127, 0, 0, 1]),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("http://{}/", SocketAddr::new(ip, bound.port()))
+}
+
 /// The addresses other devices can use to reach a server bound to `bound`: the machine's
 /// non-loopback IPv4 addresses when bound to the unspecified address, else `bound` itself.
 pub fn reachable_addrs(bound: SocketAddr) -> Vec<SocketAddr> {
@@ -271,6 +282,15 @@ mod tests {
     fn specific_bind_address_is_reported_as_is() {
         let a: SocketAddr = "127.0.0.1:9999".parse().unwrap();
         assert_eq!(reachable_addrs(a), vec![a]);
+    }
+
+    #[test]
+    fn the_local_page_url_uses_loopback_for_an_unspecified_bind() {
+        let url = |a: &str| local_page_url(a.parse().unwrap());
+        assert_eq!(url("0.0.0.0:8080"), "http://127.0.0.1:8080/");
+        assert_eq!(url("[::]:8080"), "http://[::1]:8080/");
+        assert_eq!(url("192.168.1.20:9000"), "http://192.168.1.20:9000/");
+        assert_eq!(url("[fd00::2]:9000"), "http://[fd00::2]:9000/");
     }
 
     #[test]

@@ -49,6 +49,8 @@ pub enum Command {
     ForceRelease(String),
     PauseNotifications(bool),
     OpenConfig,
+    /// Open the server's status page in the default browser.
+    OpenStatusPage,
     /// Register (true) or remove (false) the login item, as `foolock install`/`uninstall` do.
     StartAtLogin(bool),
 }

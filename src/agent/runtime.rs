@@ -85,7 +85,7 @@ async fn main(config: Config, config_path: PathBuf, links: Links, shutdown: Canc
                 ),
             });
             let _ = proxy.send_event(UserEvent::Listening(Listening::Failed(header)));
-            serve_commands(None, &notifier, &config_path, commands, &shutdown).await;
+            serve_commands(None, &notifier, &config_path, None, commands, &shutdown).await;
             return;
         }
     };
@@ -112,8 +112,10 @@ async fn main(config: Config, config_path: PathBuf, links: Links, shutdown: Canc
     ));
     let control = tokio::spawn({
         let (notifier, shutdown) = (notifier.clone(), shutdown.clone());
+        let page = server::local_page_url(bound);
         async move {
-            serve_commands(Some(&service), &notifier, &config_path, commands, &shutdown).await;
+            let (service, page) = (Some(&service), Some(page.as_str()));
+            serve_commands(service, &notifier, &config_path, page, commands, &shutdown).await;
         }
     });
     if let Err(err) = server.run(shutdown.clone()).await {
@@ -191,12 +193,13 @@ async fn watch_jobs(
     }
 }
 
-/// Carries out the menu's commands until shutdown. `service` is `None` when the server could
-/// not start (there is nothing to release then).
+/// Carries out the menu's commands until shutdown. `service` and `page` (the status page's
+/// URL) are `None` when the server could not start (there is nothing to release or show then).
 async fn serve_commands(
     service: Option<&LockService>,
     notifier: &Notifier,
     config_path: &std::path::Path,
+    page: Option<&str>,
     mut commands: mpsc::UnboundedReceiver<Command>,
     shutdown: &CancellationToken,
 ) {
@@ -223,6 +226,10 @@ async fn serve_commands(
             }
             Some(Command::PauseNotifications(paused)) => notifier.set_paused(paused),
             Some(Command::OpenConfig) => open_config(config_path).await,
+            Some(Command::OpenStatusPage) => match page {
+                Some(url) => open_page(url),
+                None => tracing::warn!("no status page: the server is not running"),
+            },
             Some(Command::StartAtLogin(enabled)) => {
                 // Writes a file or two; keep it off the runtime's worker threads.
                 let result =
@@ -241,6 +248,20 @@ async fn serve_commands(
                 }
             }
         }
+    }
+}
+
+/// Opens the status page in the default browser.
+fn open_page(url: &str) {
+    let opener = platform::OPENER;
+    match tokio::process::Command::from(platform::browse_command(url)).spawn() {
+        // Reap it in the background; the browser reports its own problems.
+        Ok(mut child) => {
+            tokio::spawn(async move {
+                let _ = child.wait().await;
+            });
+        }
+        Err(err) => tracing::error!("cannot run {opener} to open {url}: {err}"),
     }
 }
 

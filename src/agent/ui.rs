@@ -235,6 +235,8 @@ impl App {
             Command::StartAtLogin(self.start_at_login)
         } else if id == tray.open_config.id() {
             Command::OpenConfig
+        } else if id == tray.open_page.id() {
+            Command::OpenStatusPage
         } else if let Some(job) = tray.jobs.iter().find(|j| j.force.id() == id) {
             tracing::info!(job = job.job, "force release from the tray menu");
             Command::ForceRelease(job.job.clone())
@@ -260,6 +262,7 @@ struct Tray {
     jobs: Vec<JobWidgets>,
     pause: CheckMenuItem,
     login: CheckMenuItem,
+    open_page: MenuItem,
     open_config: MenuItem,
     quit: MenuItem,
     shown_icon: IconKind,
@@ -312,6 +315,7 @@ impl Tray {
         let no_locks = MenuItem::new(NO_LOCKS, false, None);
         let pause = CheckMenuItem::new("Pause notifications", true, false, None);
         let login = CheckMenuItem::new("Start at login", true, start_at_login, None);
+        let open_page = MenuItem::new("Open status page", true, None);
         let open_config = MenuItem::new("Open config file", true, None);
         let quit = MenuItem::new("Quit", true, None);
         let menu = Menu::with_items(&[
@@ -321,6 +325,7 @@ impl Tray {
             &PredefinedMenuItem::separator(),
             &pause,
             &login,
+            &open_page,
             &open_config,
             &quit,
         ])?;
@@ -339,6 +344,7 @@ impl Tray {
             jobs: Vec::new(),
             pause,
             login,
+            open_page,
             open_config,
             quit,
             shown_icon: IconKind::Idle,

@@ -1,5 +1,6 @@
 //! This machine as the CLI and the agent see it: its name (for the default client id), and the
-//! program that opens a file in the user's default app (the tray's "Edit config").
+//! program that opens a file in the user's default app (the tray's "Edit config") or a page in
+//! the default browser (the tray's "Open status page").
 
 use std::path::Path;
 use std::process::Command;
@@ -17,6 +18,14 @@ pub const OPENER: &str = if cfg!(target_os = "macos") {
 pub fn open_command(path: &Path) -> Command {
     let mut cmd = Command::new(OPENER);
     cmd.arg(path);
+    cmd
+}
+
+/// The command that opens `url` in the user's default browser (the same opener as for files:
+/// both hand a URL to the browser). It returns at once.
+pub fn browse_command(url: &str) -> Command {
+    let mut cmd = Command::new(OPENER);
+    cmd.arg(url);
     cmd
 }
 
@@ -72,6 +81,16 @@ mod tests {
         let cmd = open_command(path);
         assert_eq!(cmd.get_program(), OsStr::new(OPENER));
         assert_eq!(cmd.get_args().collect::<Vec<_>>(), [path.as_os_str()]);
+    }
+
+    #[test]
+    fn browse_command_hands_the_url_to_the_opener_as_one_argument() {
+        let cmd = browse_command("http://127.0.0.1:8080/");
+        assert_eq!(cmd.get_program(), OsStr::new(OPENER));
+        assert_eq!(
+            cmd.get_args().collect::<Vec<_>>(),
+            [OsStr::new("http://127.0.0.1:8080/")]
+        );
     }
 
     #[test]
