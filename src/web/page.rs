@@ -40,7 +40,7 @@ pub async fn status_page(State(web): State<WebState>, caller: Caller) -> Respons
         Token::Missing => web.log.view().redacted(),
         Token::NotConfigured | Token::Valid => web.log.view(),
     };
-    let html = render(&view, admin_allowed(&caller));
+    let html = render(&view, admin_allowed(&caller), web.serve_metrics);
     let mut response = (
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
@@ -94,8 +94,9 @@ pub async fn method_not_allowed() -> crate::api::ApiError {
     crate::api::ApiError::MethodNotAllowed
 }
 
-/// The page for `view`; `admin` adds the "Force release" controls.
-pub fn render(view: &View, admin: bool) -> String {
+/// The page for `view`; `admin` adds the "Force release" controls, `metrics` the link to
+/// `/metrics` (when it is served).
+pub fn render(view: &View, admin: bool, metrics: bool) -> String {
     let mut rows = String::new();
     for job in &view.jobs {
         job_row(&mut rows, job, view.now, admin);
@@ -124,6 +125,14 @@ pub fn render(view: &View, admin: bool) -> String {
             ("events", events),
             ("no_events_hidden", hidden(!view.recent.is_empty()).into()),
             ("state_json", script_json(&view.to_json())),
+            (
+                "metrics_link",
+                if metrics {
+                    " · <a href=\"/metrics\">Metrics</a>".into()
+                } else {
+                    String::new()
+                },
+            ),
         ],
     )
 }

@@ -850,9 +850,12 @@ async fn metrics_turned_off_are_not_served() {
     call(&h.app, "POST", "/lock?job=build&client=mac", LOOPBACK).await;
     let (status, _) = call(&h.app, "GET", "/metrics", LOOPBACK).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    // The page and the stream do not depend on them.
-    let (status, _) = call(&h.app, "GET", "/", LOOPBACK).await;
+    // The page does not depend on them, and does not link to them.
+    let (status, html) = call(&h.app, "GET", "/", LOOPBACK).await;
     assert_eq!(status, StatusCode::OK);
+    assert!(!html.contains("/metrics"), "{html}");
+    let (_, html) = call(&harness().app, "GET", "/", LOOPBACK).await;
+    assert!(html.contains("<a href=\"/metrics\">Metrics</a>"), "{html}");
 }
 
 #[tokio::test]
