@@ -159,20 +159,27 @@ impl Api {
         self.lock_call(Method::GET, &query, REQUEST_TIMEOUT).await
     }
 
-    /// `GET /locks`: every held job.
-    pub async fn list(&self) -> Result<Reply<LocksReply>, HttpError> {
+    /// `GET /locks`: every job with a recorded holder. A reply with an error status (a wrong
+    /// path in the server URL, say) comes back as the `Err` of the inner result, decoded
+    /// like a `/lock` error.
+    pub async fn list(&self) -> Result<Result<Reply<LocksReply>, Reply<LockReply>>, HttpError> {
         let reply = self
             .call(Method::GET, "/locks".to_owned(), REQUEST_TIMEOUT)
             .await?;
         if !reply.status.is_success() {
-            return Err(self.bad_reply(format!("HTTP {}", reply.status)));
+            let body = serde_json::from_slice::<LockReply>(&reply.body)
+                .unwrap_or_else(|_| LockReply::error(format!("HTTP {}", reply.status)));
+            return Ok(Err(Reply {
+                status: reply.status,
+                body,
+            }));
         }
         let body = serde_json::from_slice(&reply.body)
             .map_err(|e| self.bad_reply(format!("invalid JSON: {e}")))?;
-        Ok(Reply {
+        Ok(Ok(Reply {
             status: reply.status,
             body,
-        })
+        }))
     }
 
     /// A `/lock` call. Error statuses still carry a [`LockReply`] (`{"error": …}`); a body
