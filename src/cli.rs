@@ -1,7 +1,7 @@
 //! Command-line shape shared by `foolock serve` and the agent: flags that override the file.
 
 use crate::config::{Config, ConfigError, OutOfRange};
-use crate::engine::duration::{parse_non_negative, parse_positive};
+use crate::time::{parse_non_negative, parse_positive};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;

@@ -4,7 +4,7 @@
 //! and key named, so a typo never silently becomes a default.
 
 use crate::engine::Rules;
-use crate::engine::duration::{Compact, serde_go};
+use crate::time::{Compact, serde_go};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::SocketAddr;

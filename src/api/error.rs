@@ -3,7 +3,7 @@
 
 use super::wire::LockReply;
 use crate::engine::TtlOutOfRange;
-use crate::engine::duration::Compact;
+use crate::time::Compact;
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};

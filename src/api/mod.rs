@@ -11,9 +11,9 @@ pub mod wire;
 #[cfg(test)]
 mod tests;
 
-use crate::engine::duration::parse_go_duration;
 use crate::engine::{Denied, GrantKind, validate_name};
 use crate::service::{LockService, WaitError};
+use crate::time::parse_go_duration;
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
 use axum::routing::get;

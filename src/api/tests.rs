@@ -1,7 +1,8 @@
 //! Router tests: requests go through the real router with `oneshot`, no socket.
 
 use super::*;
-use crate::engine::{Rules, SystemClock};
+use crate::engine::Rules;
+use crate::time::SystemClock;
 use axum::body::Body;
 use axum::http::{Method, Request};
 use http_body_util::BodyExt;

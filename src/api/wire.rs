@@ -5,10 +5,10 @@
 //! `state` and `message` are enums here but plain strings on the wire, so clients match
 //! variants while scripts keep comparing the same text.
 
-use crate::engine::{self, Lease, Now};
+use crate::engine::{self, Lease};
+use crate::time::{Now, rfc3339};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
-use std::time::SystemTime;
 
 /// Where a lease stands: the `state` field (`held`, `grace`, `expired`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -259,43 +259,9 @@ pub struct LocksReply {
     pub locks: Vec<LockRow>,
 }
 
-/// Formats a wall-clock time as RFC 3339 in UTC with whole seconds, like the original's
-/// `time.RFC3339` (sub-second precision is in `expires_in_ms`).
-pub fn rfc3339(t: SystemTime) -> String {
-    let secs = match t.duration_since(SystemTime::UNIX_EPOCH) {
-        Ok(d) => d.as_secs() as i64,
-        Err(e) => -(e.duration().as_secs_f64().ceil() as i64),
-    };
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60
-    )
-}
-
-/// Converts days since 1970-01-01 to a proleptic Gregorian (year, month, day).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    // Shift the epoch to 0000-03-01 so leap days fall at the end of each 400-year era.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn messages_are_the_originals_exact_strings_both_ways() {
@@ -341,18 +307,5 @@ mod tests {
         assert!(LockReply::error("grace period active").in_grace());
         assert!(!LockReply::error("client parameter required").in_grace());
         assert!(!LockReply::default().in_grace());
-    }
-
-    #[test]
-    fn rfc3339_formats_utc_whole_seconds() {
-        let at = |s: u64| rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs(s));
-        assert_eq!(at(0), "1970-01-01T00:00:00Z");
-        assert_eq!(at(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(at(1_795_436_383), "2026-11-23T12:19:43Z");
-        assert_eq!(at(4_107_542_399), "2100-02-28T23:59:59Z");
-        assert_eq!(
-            rfc3339(SystemTime::UNIX_EPOCH + Duration::from_millis(1_999)),
-            "1970-01-01T00:00:01Z"
-        );
     }
 }

@@ -22,9 +22,9 @@ pub mod wait;
 
 use crate::api::wire::LockReply;
 use crate::config::{Config, ConfigError};
-use crate::engine::duration::{parse_non_negative, parse_positive};
 use crate::engine::validate_name;
 use crate::exit::{Exit, WithCode};
+use crate::time::{parse_non_negative, parse_positive};
 use http::{Api, BadServerUrl, HttpError, Reply};
 use hyper::StatusCode;
 use output::Human;

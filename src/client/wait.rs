@@ -7,7 +7,7 @@
 
 use super::http::Reply;
 use crate::api::wire::LockReply;
-use crate::engine::Mono;
+use crate::time::Mono;
 use hyper::StatusCode;
 use std::time::Duration;
 

@@ -17,12 +17,14 @@
 //!   file in the user's default app.
 //! - [`local_time`]: an instant in the user's time zone, for the CLI's messages.
 //! - [`cli`]: the `install` and `uninstall` subcommands.
+//! - [`clock`]: the monotonic clocks that do and do not count sleep, per OS.
 //!
 //! Invariants: install is idempotent (a second run changes nothing and says so); uninstall
 //! removes exactly the files install wrote (directories are shared XDG/macOS locations and stay,
 //! as do the agent's logs); anything refused is refused with an error saying why and what to do.
 
 pub mod cli;
+pub mod clock;
 pub mod generate;
 pub mod host;
 pub mod launchd;
@@ -116,8 +118,8 @@ pub fn set_start_at_login(enabled: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Whether the login item is installed and not turned off: the tray's check mark. Reads files
-/// only, so it is cheap enough to ask every time the menu opens.
+/// Whether the login item is installed and not turned off: the tray's check mark. Cheap (a
+/// file or two; on macOS one `launchctl print-disabled`), asked once when the tray starts.
 pub fn start_at_login() -> bool {
     is_registered(Mode::LoginItem).unwrap_or_else(|err| {
         tracing::warn!("cannot tell whether foolock starts at login: {err:#}");

@@ -13,7 +13,7 @@ use crate::client::http::{Api, HttpError, REQUEST_TIMEOUT, Reply};
 use crate::client::oneshot::waiting_line;
 use crate::client::output::{self, Human, Style};
 use crate::client::wait::{Next, Waiting};
-use crate::engine::{Clock, Mono, SystemClock};
+use crate::time::{Clock, Mono, SystemClock};
 use hyper::StatusCode;
 use std::cell::Cell;
 use std::future::Future;

@@ -25,7 +25,7 @@ mod supervisor;
 use super::http::Api;
 use super::output::Human;
 use super::{ClientError, ExitCodes, Say};
-use crate::engine::SystemClock;
+use crate::time::SystemClock;
 use lease::{Held, Released};
 use std::cell::Cell;
 use std::ffi::OsString;
