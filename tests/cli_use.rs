@@ -453,3 +453,88 @@ fn config_errors_name_the_line_and_what_the_value_must_be_once() {
     assert_eq!(err.matches("ten").count(), 1, "{err}");
     assert!(!err.contains("usize"), "{err}");
 }
+
+#[test]
+fn a_crashed_runs_lapsed_lease_is_taken_over_as_a_fresh_run_and_a_refusal_extends_nothing() {
+    let server = Server::start(&["--grace-period", "1s"]);
+    // What a killed run leaves behind: a lease under this machine's id that nobody renews.
+    let (code, _, err) = server.run(&["acquire", "stale", "--client", "x", "--ttl", "3s"]);
+    assert_eq!(code, 0, "{err}");
+    let before = server.status("stale");
+    let (code, _, err) = server.run(&["lock", "stale", "--client", "x", "--", "true"]);
+    assert_eq!(code, 1, "refused while the lease runs: {err}");
+    assert!(
+        err.contains("--client x"),
+        "the hint names the client id: {err}"
+    );
+    let after = server.status("stale");
+    assert_eq!(after["token"], before["token"]);
+    assert!(
+        after["expires_in_ms"].as_i64() <= before["expires_in_ms"].as_i64(),
+        "the refusal did not renew: {before} then {after}"
+    );
+    assert!(eventually(20 * SECOND, || server.status("stale")["state"] == "expired"));
+    let (code, out, err) = server.run(&[
+        "lock",
+        "stale",
+        "--client",
+        "x",
+        "--",
+        "sh",
+        "-c",
+        "echo $FOOLOCK_TOKEN",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let token: u64 = out.trim().parse().expect("token");
+    assert!(token > before["token"].as_u64().unwrap(), "a fresh grant");
+    assert_eq!(
+        server.status("stale")["holder"],
+        "",
+        "released after the run"
+    );
+}
+
+#[test]
+fn two_runs_on_one_machine_take_turns_first_come_first_served_with_other_devices() {
+    let server = Server::start(&[]);
+    let dir = server.dir().to_owned();
+    let log = dir.join("log");
+    let go = dir.join("go");
+    let first_script = format!(
+        "echo start one >> {log}; while [ ! -e {go} ]; do sleep 0.1; done; echo end one >> {log}",
+        log = path_str(&log),
+        go = path_str(&go)
+    );
+    let step = |tag: &str| {
+        format!(
+            "echo start {tag} >> {log}; echo end {tag} >> {log}",
+            log = path_str(&log)
+        )
+    };
+    let lock = |client: &str, script: &str| {
+        server
+            .cli()
+            .args(["lock", "job", "--wait", "60s", "--client", client, "--"])
+            .args(["sh", "-c", script])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn")
+    };
+    let mut one = lock("x", &first_script);
+    assert!(eventually(20 * SECOND, || log.exists()));
+    let mut other = lock("laptop", &step("laptop"));
+    assert!(eventually(20 * SECOND, || server.status("job")["waiting"] == 1));
+    let mut two = lock("x", &step("two"));
+    assert!(eventually(20 * SECOND, || server.status("job")["waiting"] == 2));
+    std::fs::write(&go, "").unwrap();
+    for run in [&mut one, &mut other, &mut two] {
+        let status = wait_exit(run, 30 * SECOND);
+        assert!(status.success(), "{}", stderr_of(run));
+    }
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        text,
+        "start one\nend one\nstart laptop\nend laptop\nstart two\nend two\n"
+    );
+}

@@ -522,3 +522,31 @@ async fn takeover_reply_keeps_its_exact_json_bytes() {
         r#"{"success":true,"job":"t","holder":"b","message":"acquired from a","token":2,"acquired_at":_,"expires_at":_,"expires_in_ms":_,"ttl_ms":60000,"state":"held"}"#
     );
 }
+
+#[tokio::test]
+async fn runs_of_one_client_are_holders_of_their_own_and_requests_without_run_keep_the_old_rule() {
+    let app = app();
+    let (s, a) = call(&app, Method::POST, "/lock?client=nas&job=j&ttl=10s&run=r1").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(a["holder"], "nas", "the holder shown is the machine's name");
+    assert_eq!(a["run"], "r1");
+    let (s, b) = call(&app, Method::POST, "/lock?client=nas&job=j&ttl=10s&run=r2").await;
+    assert_eq!(s, StatusCode::CONFLICT, "{b}");
+    assert_eq!(b["message"], "held by another client");
+    assert_eq!(
+        b["expires_in_ms"].as_i64() <= a["expires_in_ms"].as_i64(),
+        true
+    );
+    let (s, _) = call(&app, Method::DELETE, "/lock?client=nas&job=j&run=r2").await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "r2 cannot release r1's lease");
+    // Plain clients (curl, the shell helper) send no run: same client id renews.
+    let (s, c) = call(&app, Method::POST, "/lock?client=nas&job=j&ttl=10s").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(c["message"], "renewed");
+    assert_eq!(c["token"], a["token"]);
+    let (s, _) = call(&app, Method::DELETE, "/lock?client=nas&job=j&run=r1").await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, e) = call(&app, Method::POST, "/lock?client=nas&job=j&run=%01").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(e["error"].as_str().unwrap().contains("run"), "{e}");
+}

@@ -6,6 +6,7 @@
 //! no HTTP stack of its own and no TLS (the server speaks plain HTTP on the LAN).
 
 use crate::api::wire::{LockReply, LocksReply};
+use crate::engine::Who;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::body::Bytes;
 use hyper::{Method, Request, StatusCode, Uri, header};
@@ -124,15 +125,15 @@ impl Api {
 
     /// `POST /lock`: acquire or renew `job` for `client`. With `wait`, the server holds the
     /// request open until the lock can be granted or the wait ends.
-    pub async fn acquire(
+    pub async fn acquire<'a>(
         &self,
         job: &str,
-        client: &str,
+        who: impl Into<Who<'a>>,
         ttl: Option<Duration>,
         wait: Option<Duration>,
         timeout: Duration,
     ) -> Result<Reply<LockReply>, HttpError> {
-        let mut query = vec![("job", job.to_owned()), ("client", client.to_owned())];
+        let mut query = who_query(job, who.into());
         if let Some(ttl) = ttl {
             query.push(("ttl", go_duration(ttl)));
         }
@@ -143,13 +144,13 @@ impl Api {
     }
 
     /// `DELETE /lock`: release `job` if `client` holds it.
-    pub async fn release(
+    pub async fn release<'a>(
         &self,
         job: &str,
-        client: &str,
+        who: impl Into<Who<'a>>,
         timeout: Duration,
     ) -> Result<Reply<LockReply>, HttpError> {
-        let query = [("job", job.to_owned()), ("client", client.to_owned())];
+        let query = who_query(job, who.into());
         self.lock_call(Method::DELETE, &query, timeout).await
     }
 
@@ -287,6 +288,15 @@ impl Api {
             reason,
         }
     }
+}
+
+/// `job`, `client` and, for a run, `run`: who a `/lock` call is for.
+fn who_query(job: &str, who: Who<'_>) -> Vec<(&'static str, String)> {
+    let mut query = vec![("job", job.to_owned()), ("client", who.client.to_owned())];
+    if let Some(run) = who.run {
+        query.push(("run", run.to_owned()));
+    }
+    query
 }
 
 /// A duration in Go syntax, exactly (the server parses Go durations): whole milliseconds as

@@ -412,6 +412,7 @@ async fn dispatch(command: ClientCommand, config_path: &Path) -> Result<ExitCode
                 &lock::LockRequest {
                     job: args.job,
                     client: conn.settings.client,
+                    run: lock::new_run_id(),
                     ttl: args.ttl,
                     wait: args.wait,
                     command: args.command,

@@ -7,7 +7,7 @@
 //! server's).
 
 use super::{LockRequest, Timing};
-use crate::api::wire::{LeaseState, LockReply, Message};
+use crate::api::wire::{LockReply, Message};
 use crate::client::ClientError;
 use crate::client::http::{Api, HttpError, REQUEST_TIMEOUT, Reply};
 use crate::client::oneshot::waiting_line;
@@ -71,7 +71,7 @@ pub(super) async fn acquire(
         let result = api
             .acquire(
                 &req.job,
-                &req.client,
+                req.who(),
                 Some(req.ttl),
                 (!wait.is_zero()).then_some(wait),
                 wait + REQUEST_TIMEOUT,
@@ -127,6 +127,7 @@ pub(super) async fn acquire(
                 if !req.wait.is_zero() {
                     why.push_str(&format!("; gave up after waiting {}", Human(req.wait)));
                 }
+                why.push_str(&own_lease_hint(req, &reply.body));
                 return Err(ClientError::Refused(why));
             }
             Next::Done => return Err(ClientError::from_reply(&reply)),
@@ -134,22 +135,34 @@ pub(super) async fn acquire(
     }
 }
 
-/// Refuses a grant that renewed a lease our client id already held: another `foolock lock`
-/// on this machine, or one that was killed. Running now would overlap with it.
+/// When a refusal names our own client id: the job is held by another run on this machine
+/// (or was left by one that was killed), which the user may want to free by hand.
+fn own_lease_hint(req: &LockRequest, body: &LockReply) -> String {
+    if body.holder.as_deref() != Some(req.client.as_str()) {
+        return String::new();
+    }
+    format!(
+        " ({} is this machine's client id: another `foolock lock` run holds it, or one that \
+         was killed left it; it ends on its own, or free it now with `foolock release {} \
+         --client {}`)",
+        req.client, req.job, req.client
+    )
+}
+
+/// Refuses a first grant that says it *renewed* a lease: every run asks as itself (`run=`), so
+/// only a server that does not tell runs apart (older than this client) says so, and then the
+/// lease is another run's under our client id. Running now would overlap with it.
 fn refuse_own_lease(req: &LockRequest, reply: &Reply<LockReply>) -> Result<(), ClientError> {
     if reply.body.message != Some(Message::Renewed) {
         return Ok(());
     }
-    Err(already_held(req))
-}
-
-fn already_held(req: &LockRequest) -> ClientError {
-    ClientError::Refused(format!(
-        "{} is already held by this client id ({}): another `foolock lock` with the same \
-         id, or a lease left behind by one that was killed. Give each concurrent run its \
-         own --client, or `foolock release {}` if nothing is running",
-        req.job, req.client, req.job
-    ))
+    Err(ClientError::Refused(format!(
+        "{} is already held by this client id ({}), and this server is too old to tell two \
+         runs apart: another `foolock lock` with the same id holds it, or one that was killed \
+         left it. Give each concurrent run its own --client, or free it with `foolock release \
+         {} --client {}` if nothing is running",
+        req.job, req.client, req.job, req.client
+    )))
 }
 
 /// Confirms a long-poll grant with a renewal we time, so the lease's end counts from a known
@@ -181,7 +194,7 @@ async fn confirm(
         .min(REQUEST_TIMEOUT)
         .max(Duration::from_millis(100));
     let result = api
-        .acquire(&req.job, &req.client, Some(req.ttl), None, timeout)
+        .acquire(&req.job, req.who(), Some(req.ttl), None, timeout)
         .await;
     match judge_renewal(&fallback, result) {
         Renewal::Ok => Ok(Held {
@@ -212,9 +225,10 @@ async fn confirm(
 /// Gives back a lease we may have been granted but will not use: one quick try, as the
 /// server may already be gone. Without it the lease would block the job for ttl + grace.
 ///
-/// The server cannot tell two runs under one client id apart, so release only a lease that
-/// was granted after our request was sent (its token is above `floor`, the newest token
-/// before it): an older lease under our id belongs to another run and is left alone.
+/// The release names our run, so the server frees only our run's lease. An older server
+/// ignores the run, so release only a lease that was granted after our request was sent (its
+/// token is above `floor`, the newest token before it): an older lease under our id belongs
+/// to another run and is left alone either way.
 pub(super) async fn abandon(api: &Api, req: &LockRequest, floor: u64) {
     let Ok(status) = api.status(&req.job).await else {
         return;
@@ -222,21 +236,17 @@ pub(super) async fn abandon(api: &Api, req: &LockRequest, floor: u64) {
     let ours = status.body.holder.as_deref() == Some(req.client.as_str())
         && status.body.token.is_some_and(|t| t > floor);
     if ours {
-        let _ = api.release(&req.job, &req.client, ABANDON_TIMEOUT).await;
+        let _ = api.release(&req.job, req.who(), ABANDON_TIMEOUT).await;
     }
 }
 
-/// Before asking for the job: refuses at once if our client id already holds it (another run
-/// of `foolock lock`, or one that was killed), and returns the newest token issued so far,
-/// which tells later whether a lease under our id is ours, with the job's status (whom a wait
-/// would be for). `None` from servers that do not
-/// report it: then an unused grant is left to expire rather than risk releasing another run's.
+/// Before asking for the job: the newest token issued so far, which tells later whether a
+/// lease under our id is ours (`None` from servers that do not report it: then an unused grant
+/// is left to expire rather than risk releasing another run's), and the job's status (whom a
+/// wait would be for). Another run holding the job under our client id is not refused here:
+/// the server queues us behind it like any other device.
 async fn precheck(api: &Api, req: &LockRequest) -> Result<(Option<u64>, LockReply), ClientError> {
     let reply = api.status(&req.job).await?;
-    let live = matches!(reply.body.state, Some(LeaseState::Held | LeaseState::Grace));
-    if live && reply.body.holder.as_deref() == Some(req.client.as_str()) {
-        return Err(already_held(req));
-    }
     Ok((reply.body.last_token, reply.body))
 }
 
@@ -270,7 +280,7 @@ pub(super) async fn keep(api: &Api, req: &LockRequest, timing: Timing, mut held:
                 .max(Duration::from_millis(100));
             renewal = Some(Box::pin(async move {
                 let reply = api
-                    .acquire(&req.job, &req.client, Some(req.ttl), None, timeout)
+                    .acquire(&req.job, req.who(), Some(req.ttl), None, timeout)
                     .await;
                 (now, reply)
             }));
@@ -368,7 +378,7 @@ pub(super) async fn release(api: &Api, req: &LockRequest, lost: bool) -> Release
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
         match api
-            .release(&req.job, &req.client, Duration::from_secs(2))
+            .release(&req.job, req.who(), Duration::from_secs(2))
             .await
         {
             Ok(reply) if reply.status.is_success() => {
@@ -421,6 +431,7 @@ mod tests {
         LockRequest {
             job: "job".to_owned(),
             client: "laptop".to_owned(),
+            run: "test-run".to_owned(),
             ttl,
             wait: Duration::ZERO,
             command: Vec::new(),

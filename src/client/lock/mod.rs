@@ -25,6 +25,7 @@ mod supervisor;
 use super::http::Api;
 use super::output::Human;
 use super::{ClientError, ExitCodes, Say};
+use crate::engine::Who;
 use crate::time::SystemClock;
 use lease::{Held, Released};
 use std::cell::Cell;
@@ -38,6 +39,9 @@ use supervisor::{Running, Signals, describe, exit_code, signal_name};
 pub struct LockRequest {
     pub job: String,
     pub client: String,
+    /// This run's own id (`run=`): the server tells it from other runs under the same client
+    /// id, so runs on one machine take turns and never share a lease. See [`new_run_id`].
+    pub run: String,
     pub ttl: Duration,
     pub wait: Duration,
     pub command: Vec<OsString>,
@@ -45,6 +49,25 @@ pub struct LockRequest {
     pub stdin: bool,
     pub codes: ExitCodes,
     pub say: Say,
+}
+
+impl LockRequest {
+    /// Who this run is to the server: our client id, as this run.
+    pub fn who(&self) -> Who<'_> {
+        Who {
+            client: &self.client,
+            run: Some(&self.run),
+        }
+    }
+}
+
+/// A run id no other run on this machine has: our pid and the time we started, in
+/// nanoseconds. Only needs to differ from the other runs' under the same client id.
+pub fn new_run_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{}-{nanos:x}", std::process::id())
 }
 
 /// The schedule derived from the ttl: the one thing both halves share (the supervisor's
