@@ -77,6 +77,8 @@ impl Server {
             axum::http::StatusCode::REQUEST_TIMEOUT,
             self.max_wait + REQUEST_SLACK,
         ));
+        // The peer's address reaches handlers (ConnectInfo): admin actions are for this machine.
+        let app = app.into_make_service_with_connect_info::<SocketAddr>();
         let result = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown.clone().cancelled_owned())
             .await

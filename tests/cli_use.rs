@@ -538,3 +538,27 @@ fn two_runs_on_one_machine_take_turns_first_come_first_served_with_other_devices
         "start one\nend one\nstart laptop\nend laptop\nstart two\nend two\n"
     );
 }
+
+#[test]
+fn force_release_from_the_servers_machine_frees_the_job_and_the_holder_loses_it() {
+    let server = Server::start(&[]);
+    let mut run = server
+        .cli()
+        .args([
+            "lock", "job", "--ttl", "3s", "--client", "laptop", "--", "sleep", "60",
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    assert!(eventually(20 * SECOND, || server.status("job")["holder"] == "laptop"));
+    let (code, out, err) = server.run(&["force-release", "job"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "force-released job (it was held by laptop)\n");
+    // Its next renewal is refused: the run stops its command and says the lock was lost.
+    let status = wait_exit(&mut run, 20 * SECOND);
+    assert_eq!(status.code(), Some(75), "{}", stderr_of(&mut run));
+    assert!(server.log().contains("force released"), "logged");
+    let (code, _, err) = server.run(&["force-release", "job"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("job is not held"), "{err}");
+}

@@ -27,6 +27,12 @@ pub enum ApiError {
     InvalidQuery(String),
     #[error("client does not hold the lock")]
     NotHolder,
+    /// An admin action from another machine without the auth token.
+    #[error("force release is only allowed from the server's own machine or with the auth token")]
+    AdminOnly,
+    /// Force release of a job nobody holds.
+    #[error("no lock held")]
+    NoLockHeld,
     #[error("{message}")]
     Unavailable {
         message: String,
@@ -48,7 +54,8 @@ impl ApiError {
             | ApiError::WaitOutOfRange(_)
             | ApiError::InvalidName { .. }
             | ApiError::InvalidQuery(_) => StatusCode::BAD_REQUEST,
-            ApiError::NotHolder => StatusCode::FORBIDDEN,
+            ApiError::NotHolder | ApiError::AdminOnly => StatusCode::FORBIDDEN,
+            ApiError::NoLockHeld => StatusCode::NOT_FOUND,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotFound => StatusCode::NOT_FOUND,
@@ -59,6 +66,9 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut body = LockReply::error(self.to_string());
+        if matches!(self, ApiError::NoLockHeld) {
+            body.success = Some(false);
+        }
         match &self {
             ApiError::Unavailable { retry_after_ms, .. } => body.retry_after_ms = *retry_after_ms,
             // Lets clients adapt a long wait to the server's cap without parsing the message.

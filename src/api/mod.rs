@@ -14,11 +14,13 @@ mod tests;
 use crate::engine::{Denied, GrantKind, Who, validate_name};
 use crate::service::{LockService, WaitError};
 use crate::time::parse_go_duration;
+use axum::extract::ConnectInfo;
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 pub use error::ApiError;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use wire::{LockReply, LockRow, LocksReply, Message};
@@ -46,6 +48,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/locks", get(get_locks).fallback(method_not_allowed))
         .route("/healthz", get(healthz).fallback(method_not_allowed))
+        .route(
+            "/admin/force-release",
+            post(force_release).fallback(method_not_allowed),
+        )
         .fallback(not_found)
         .with_state(state)
 }
@@ -290,6 +296,46 @@ async fn get_locks(State(app): State<AppState>) -> Json<LocksReply> {
             .map(|j| LockRow::new(&j.job, &j.lease, &now))
             .collect(),
     })
+}
+
+/// Whether an admin action (force release) may be done by a request from `peer`: from the
+/// server's own machine (a loopback address), or with the auth token (`authorized`). One rule
+/// for the CLI's `force-release` and the status page.
+pub fn admin_allowed(peer: SocketAddr, authorized: bool) -> bool {
+    let local = match peer.ip() {
+        IpAddr::V4(v4) => v4.is_loopback(),
+        IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+    };
+    authorized || local
+}
+
+/// `POST /admin/force-release?job=J`: frees J whatever its holder, with no grace period, as
+/// the tray's Force release does (logged, and notified by the agent). Only for
+/// [`admin_allowed`] requests.
+async fn force_release(
+    State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<LockReply>, ApiError> {
+    // No auth token exists yet: only the server's own machine may.
+    if !admin_allowed(peer, false) {
+        tracing::warn!(%peer, "force release refused: not from this machine");
+        return Err(ApiError::AdminOnly);
+    }
+    let job = Params::parse(raw.as_deref())?.job()?;
+    let Some(lease) = app.service.force_release(&job).await else {
+        return Err(ApiError::NoLockHeld);
+    };
+    tracing::info!(%peer, job, holder = lease.holder, "force release over HTTP");
+    Ok(Json(LockReply {
+        success: Some(true),
+        job: Some(job),
+        message: Some(Message::Released),
+        holder: Some(lease.holder),
+        ..LockReply::default()
+    }))
 }
 
 async fn healthz() -> Json<serde_json::Value> {

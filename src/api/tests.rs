@@ -550,3 +550,67 @@ async fn runs_of_one_client_are_holders_of_their_own_and_requests_without_run_ke
     assert_eq!(s, StatusCode::BAD_REQUEST);
     assert!(e["error"].as_str().unwrap().contains("run"), "{e}");
 }
+
+/// Like [`call`], as a request from `peer` (what `into_make_service_with_connect_info` adds).
+async fn call_from(app: &Router, method: Method, uri: &str, peer: &str) -> (StatusCode, Value) {
+    let peer: std::net::SocketAddr = peer.parse().unwrap();
+    let response = app
+        .clone()
+        .oneshot(
+            Request::builder()
+                .method(method)
+                .uri(uri)
+                .extension(ConnectInfo(peer))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap())
+}
+
+#[test]
+fn admin_actions_are_for_this_machine_or_the_auth_token() {
+    let peer = |s: &str| s.parse::<std::net::SocketAddr>().unwrap();
+    assert!(admin_allowed(peer("127.0.0.1:5000"), false));
+    assert!(admin_allowed(peer("127.8.9.10:5000"), false));
+    assert!(admin_allowed(peer("[::1]:5000"), false));
+    assert!(admin_allowed(peer("[::ffff:127.0.0.1]:5000"), false));
+    assert!(!admin_allowed(peer("192.168.1.20:5000"), false));
+    assert!(!admin_allowed(peer("[::ffff:192.168.1.20]:5000"), false));
+    assert!(admin_allowed(peer("192.168.1.20:5000"), true));
+}
+
+#[tokio::test]
+async fn force_release_frees_any_holders_job_from_this_machine_only() {
+    let app = app();
+    let (s, _) = call(&app, Method::POST, "/lock?client=nas&job=j&ttl=1m&run=r1").await;
+    assert_eq!(s, StatusCode::OK);
+    let uri = "/admin/force-release?job=j";
+    let (s, body) = call_from(&app, Method::POST, uri, "192.168.1.20:4000").await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert_eq!(
+        body,
+        serde_json::json!({"error": "force release is only allowed from the server's own machine or with the auth token"})
+    );
+    let (_, status) = call(&app, Method::GET, "/lock?job=j").await;
+    assert_eq!(status["holder"], "nas", "refused: nothing changed");
+    let (s, body) = call_from(&app, Method::POST, uri, "127.0.0.1:4000").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        body,
+        serde_json::json!({"success": true, "job": "j", "message": "lock released", "holder": "nas"})
+    );
+    let (_, status) = call(&app, Method::GET, "/lock?job=j").await;
+    assert_eq!(status["holder"], "", "free at once, no grace");
+    let (s, body) = call_from(&app, Method::POST, uri, "127.0.0.1:4000").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(
+        body,
+        serde_json::json!({"success": false, "error": "no lock held"})
+    );
+    let (s, _) = call_from(&app, Method::GET, uri, "127.0.0.1:4000").await;
+    assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
+}

@@ -154,6 +154,13 @@ impl Api {
         self.lock_call(Method::DELETE, &query, timeout).await
     }
 
+    /// `POST /admin/force-release`: frees `job` whatever its holder (allowed only from the
+    /// server's own machine, or with the auth token).
+    pub async fn force_release(&self, job: &str) -> Result<Reply<LockReply>, HttpError> {
+        let path = format!("/admin/force-release?job={}", encode(job));
+        self.decode_lock_reply(self.call(Method::POST, path, REQUEST_TIMEOUT).await?)
+    }
+
     /// `GET /lock`: who holds `job`.
     pub async fn status(&self, job: &str) -> Result<Reply<LockReply>, HttpError> {
         let query = [("job", job.to_owned())];
@@ -198,6 +205,11 @@ impl Api {
         let reply = self
             .call(method, format!("/lock?{}", query.join("&")), timeout)
             .await?;
+        self.decode_lock_reply(reply)
+    }
+
+    /// A reply decoded as a [`LockReply`]; see [`Api::lock_call`].
+    fn decode_lock_reply(&self, reply: Reply<Bytes>) -> Result<Reply<LockReply>, HttpError> {
         let body = match serde_json::from_slice::<LockReply>(&reply.body) {
             Ok(body) => body,
             Err(_) if !reply.status.is_success() => {

@@ -79,6 +79,19 @@ pub enum ClientCommand {
         #[command(flatten)]
         out: Output,
     },
+    /// Free a job whatever its holder, as the tray's Force release does
+    ///
+    /// For a headless server: only allowed from the server's own machine. The holder's next
+    /// renewal is refused, so its `foolock lock` stops its command and exits 75.
+    #[command(after_help = crate::exit::HELP)]
+    ForceRelease {
+        #[arg(value_parser = parse_job)]
+        job: String,
+        #[command(flatten)]
+        server: ServerArg,
+        #[command(flatten)]
+        out: Output,
+    },
     /// List every held job
     #[command(after_help = crate::exit::HELP)]
     List {
@@ -453,6 +466,10 @@ async fn dispatch(command: ClientCommand, config_path: &Path) -> Result<ExitCode
         } => {
             let conn = connect(&server, None)?;
             oneshot::list(&conn, all, out.json, true).await
+        }
+        ClientCommand::ForceRelease { job, server, out } => {
+            let conn = connect(&server, None)?;
+            oneshot::force_release(&conn, &job, out.json).await
         }
         ClientCommand::List { all, server, out } => {
             let conn = connect(&server, None)?;

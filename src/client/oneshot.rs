@@ -115,6 +115,39 @@ pub async fn release(conn: &Connection, job: &str, json: bool) -> Result<ExitCod
     }
 }
 
+/// `foolock force-release JOB`: exit 0 if it was held and is now free; a free job, or a
+/// server that does not allow it from here, is a refusal.
+pub async fn force_release(
+    conn: &Connection,
+    job: &str,
+    json: bool,
+) -> Result<ExitCode, ClientError> {
+    let reply = json_on_error(json, conn.api.force_release(job).await)?;
+    let refused = |why: String| {
+        if json {
+            println!("{}", to_json(&reply.body));
+        }
+        Err(ClientError::Refused(why))
+    };
+    match reply.status {
+        StatusCode::OK => {
+            print(json, &reply.body, || {
+                let holder = reply.body.holder.as_deref().unwrap_or("its holder");
+                format!("force-released {job} (it was held by {holder})")
+            });
+            Ok(Exit::Ok.into())
+        }
+        StatusCode::NOT_FOUND if reply.body.error.as_deref() == Some("no lock held") => {
+            refused(format!("{job} is not held; nothing to release"))
+        }
+        StatusCode::FORBIDDEN => refused(format!(
+            "{}; run `foolock force-release {job}` on the server's machine",
+            reply.body.error.as_deref().unwrap_or("the server refused")
+        )),
+        _ => Err(json_error(json, ClientError::from_reply(&reply))),
+    }
+}
+
 /// `foolock status JOB`: exit 0 if the job is held (or in its grace period), 1 if free.
 pub async fn status(conn: &Connection, job: &str, json: bool) -> Result<ExitCode, ClientError> {
     let reply = json_on_error(json, conn.api.status(job).await)?;
