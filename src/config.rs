@@ -272,15 +272,11 @@ fn expected_value(key: &str) -> Option<&'static str> {
 /// `:8080` (every interface), or `localhost:8080` (this machine only).
 pub fn parse_listen(input: &str) -> Result<SocketAddr, String> {
     let text = input.trim();
-    if let Some(port) = text.strip_prefix(':') {
-        if let Ok(port) = port.parse::<u16>() {
-            return Ok(SocketAddr::from(([0, 0, 0, 0], port)));
-        }
+    if let Some(Ok(port)) = text.strip_prefix(':').map(str::parse::<u16>) {
+        return Ok(SocketAddr::from(([0, 0, 0, 0], port)));
     }
-    if let Some(port) = text.strip_prefix("localhost:") {
-        if let Ok(port) = port.parse::<u16>() {
-            return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
-        }
+    if let Some(Ok(port)) = text.strip_prefix("localhost:").map(str::parse::<u16>) {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
     }
     text.parse().map_err(|_| {
         format!(

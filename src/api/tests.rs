@@ -533,10 +533,7 @@ async fn runs_of_one_client_are_holders_of_their_own_and_requests_without_run_ke
     let (s, b) = call(&app, Method::POST, "/lock?client=nas&job=j&ttl=10s&run=r2").await;
     assert_eq!(s, StatusCode::CONFLICT, "{b}");
     assert_eq!(b["message"], "held by another client");
-    assert_eq!(
-        b["expires_in_ms"].as_i64() <= a["expires_in_ms"].as_i64(),
-        true
-    );
+    assert!(b["expires_in_ms"].as_i64() <= a["expires_in_ms"].as_i64());
     let (s, _) = call(&app, Method::DELETE, "/lock?client=nas&job=j&run=r2").await;
     assert_eq!(s, StatusCode::FORBIDDEN, "r2 cannot release r1's lease");
     // Plain clients (curl, the shell helper) send no run: same client id renews.
