@@ -87,6 +87,12 @@ enum ConfigAction {
 }
 
 fn main() -> ExitCode {
+    // An exported but empty FOOLOCK_CLIENT means "not set", as for the other settings; only an
+    // explicit `--client ""` is refused.
+    if std::env::var_os("FOOLOCK_CLIENT").is_some_and(|v| v.is_empty()) {
+        // SAFETY: no other thread exists yet.
+        unsafe { std::env::remove_var("FOOLOCK_CLIENT") };
+    }
     let cli = Cli::parse();
     init_logging();
     match run(cli) {

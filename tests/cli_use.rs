@@ -562,3 +562,20 @@ fn force_release_from_the_servers_machine_frees_the_job_and_the_holder_loses_it(
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("job is not held"), "{err}");
 }
+
+#[test]
+fn an_empty_foolock_client_in_the_environment_means_unset_not_an_error() {
+    let server = Server::start(&[]);
+    let out = server
+        .cli()
+        .args(["acquire", "job"])
+        .env("FOOLOCK_CLIENT", "")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_ne!(server.status("job")["holder"], "");
+}
