@@ -17,7 +17,8 @@ pub const MAX_GRACE: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// Address the HTTP server listens on.
+    /// Address the HTTP server listens on (`:8080` and `localhost:8080` are read too).
+    #[serde(deserialize_with = "deserialize_listen")]
     pub listen: SocketAddr,
     /// Lease length when a client sends no `ttl`.
     #[serde(with = "serde_go")]
@@ -117,6 +118,9 @@ pub enum ConfigError {
     /// A flag's value out of its range or at odds with another setting (`flag` without `--`).
     #[error("--{flag}: {problem}")]
     Flag { flag: String, problem: String },
+    /// A path starts with `~` but there is no home directory to put in its place.
+    #[error("cannot find the home directory that `~` in {0} stands for")]
+    Home(PathBuf),
     /// No `--config` was given and there is no home directory to find the default file in.
     #[error(
         "config file config.toml: cannot find the home directory to locate the config file; \
@@ -160,12 +164,14 @@ impl Config {
         }
     }
 
-    /// Parses and validates config text; `path` is only used in messages.
+    /// Parses and validates config text; `path` is only used in messages. A `state_dir`
+    /// starting with `~` is in the home directory.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Syntax {
             path: path.to_owned(),
-            message: describe_toml_error(&e),
+            message: describe_toml_error(&e, text),
         })?;
+        config.state_dir = config.state_dir.as_deref().map(expand_home).transpose()?;
         config
             .validate()
             .map_err(|OutOfRange { key, problem }| ConfigError::Invalid {
@@ -220,15 +226,89 @@ impl Config {
     }
 }
 
-/// toml's messages already carry line, column and key; keep them on one readable block.
-fn describe_toml_error(e: &toml::de::Error) -> String {
-    let mut out = String::new();
-    if let Some(span) = e.span() {
-        out.push_str(&format!("at byte {}: ", span.start));
+/// A toml error in the user's terms, each thing once: the line, the key and what it must be
+/// (`line 3: max_jobs = "ten": must be a whole number, like 10000`), rather than serde's
+/// "expected usize" followed by the same message again in toml's own layout.
+fn describe_toml_error(e: &toml::de::Error, text: &str) -> String {
+    let message = e.message().trim();
+    let Some(span) = e.span() else {
+        return message.to_owned();
+    };
+    let line_no = text[..span.start.min(text.len())].matches('\n').count() + 1;
+    let line = text.lines().nth(line_no - 1).unwrap_or("").trim();
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        let key = rest.split('`').next().unwrap_or(rest);
+        let known: Vec<&str> = rest
+            .split('`')
+            .skip(1)
+            .filter(|part| !part.contains([',', ' ']) && !part.is_empty())
+            .collect();
+        return format!(
+            "line {line_no}: unknown key `{key}` (the keys here are: {})",
+            known.join(", ")
+        );
     }
-    out.push_str(e.message());
-    // The Display form includes "line N, column M" and the offending source line.
-    format!("{}\n{e}", out.trim_end())
+    let key = line
+        .split_once('=')
+        .map(|(k, _)| k.trim().trim_matches('"'))
+        .filter(|k| !k.is_empty() && !k.starts_with('['));
+    match key.and_then(expected_value) {
+        Some(expected) => format!("line {line_no}: {line}: must be {expected}"),
+        None => format!("line {line_no}: {message}"),
+    }
+}
+
+/// What a key's value must look like, in words.
+fn expected_value(key: &str) -> Option<&'static str> {
+    Some(match key {
+        "listen" => "an address in quotes, like \"0.0.0.0:8080\", \":8080\" or \"localhost:8080\"",
+        "default_ttl" | "grace_period" | "max_ttl" | "retention" | "max_wait" => {
+            "a duration in quotes, like \"30s\", \"5m\" or \"1h30m\""
+        }
+        "max_jobs" => "a whole number, like 10000",
+        "state_dir" | "server" | "client" => "text in quotes",
+        "takeover" | "force_release" | "acquire" | "release" | "expire" => "true or false",
+        _ => return None,
+    })
+}
+
+/// Reads an address to listen on: `HOST:PORT` with an IP address, or as Go programs write it,
+/// `:8080` (every interface), or `localhost:8080` (this machine only).
+pub fn parse_listen(input: &str) -> Result<SocketAddr, String> {
+    let text = input.trim();
+    if let Some(Ok(port)) = text.strip_prefix(':').map(str::parse::<u16>) {
+        return Ok(SocketAddr::from(([0, 0, 0, 0], port)));
+    }
+    if let Some(Ok(port)) = text.strip_prefix("localhost:").map(str::parse::<u16>) {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    text.parse().map_err(|_| {
+        format!(
+            "{input:?} is not an address to listen on: use HOST:PORT with an IP address, like \
+             0.0.0.0:8080 (every interface), 127.0.0.1:8080 or localhost:8080 (this machine \
+             only), or :8080"
+        )
+    })
+}
+
+fn deserialize_listen<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_listen(&text).map_err(serde::de::Error::custom)
+}
+
+/// `~` or `~/…` at the start of a path stands for the home directory, as in a shell (a service
+/// or a quoted flag would otherwise create a directory named `~`).
+pub fn expand_home(path: &Path) -> Result<PathBuf, ConfigError> {
+    let mut parts = path.components();
+    match parts.next() {
+        Some(std::path::Component::Normal(first)) if first == "~" => {
+            let home = directories::BaseDirs::new()
+                .map(|b| b.home_dir().to_owned())
+                .ok_or_else(|| ConfigError::Home(path.to_owned()))?;
+            Ok(home.join(parts.as_path()))
+        }
+        _ => Ok(path.to_owned()),
+    }
 }
 
 /// The 1-based line on which `key = …` is set, if it is set at all.
@@ -260,7 +340,7 @@ fn project_dirs() -> Option<directories::ProjectDirs> {
 /// Where the config file is: `--config`/`FOOLOCK_CONFIG` if given, else the default.
 pub fn resolve_path(explicit: Option<&Path>) -> Result<PathBuf, ConfigError> {
     match explicit {
-        Some(p) => Ok(p.to_owned()),
+        Some(p) => expand_home(p),
         None => default_path().ok_or(ConfigError::NoHome),
     }
 }
@@ -437,6 +517,59 @@ mod tests {
         };
         let err = config.validate().unwrap_err().as_flag();
         assert_eq!(err.to_string(), "--grace-period: must be between 0s and 1m");
+    }
+
+    #[test]
+    fn type_errors_say_what_the_value_must_be_once() {
+        let err = parse("# c\n\nmax_jobs = \"ten\"\n").unwrap_err();
+        assert_eq!(
+            err,
+            "config file /etc/foolock.toml: line 3: max_jobs = \"ten\": must be a whole number, \
+             like 10000"
+        );
+        assert!(!err.contains("usize"), "{err}");
+        let err = parse("default_ttl = 30\n").unwrap_err();
+        assert!(err.contains("must be a duration in quotes"), "{err}");
+        assert_eq!(err.matches("line 1").count(), 1, "{err}");
+        let err = parse("[notifications]\ntakeover = \"yes\"\n").unwrap_err();
+        assert!(
+            err.ends_with("line 2: takeover = \"yes\": must be true or false"),
+            "{err}"
+        );
+        let err = parse("listn = \":1\"\n").unwrap_err();
+        assert!(
+            err.contains("line 1: unknown key `listn` (the keys here are: listen,"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn listen_takes_go_style_and_localhost_addresses() {
+        assert_eq!(parse_listen(":8080"), Ok("0.0.0.0:8080".parse().unwrap()));
+        assert_eq!(
+            parse_listen("localhost:9000"),
+            Ok("127.0.0.1:9000".parse().unwrap())
+        );
+        assert_eq!(parse_listen("[::1]:80"), Ok("[::1]:80".parse().unwrap()));
+        for bad in ["8080", ":", ":99999", "nas.local:8080", "localhost"] {
+            let err = parse_listen(bad).unwrap_err();
+            assert!(err.contains(":8080"), "{bad}: {err}");
+        }
+        let c = parse("listen = \":7000\"\n").unwrap();
+        assert_eq!(c.listen, "0.0.0.0:7000".parse().unwrap());
+    }
+
+    #[test]
+    fn a_tilde_in_a_path_is_the_home_directory() {
+        let home = directories::BaseDirs::new().unwrap().home_dir().to_owned();
+        let c = parse("state_dir = \"~/foolock-state\"\n").unwrap();
+        assert_eq!(c.state_dir, Some(home.join("foolock-state")));
+        assert_eq!(expand_home(Path::new("~")).unwrap(), home);
+        assert_eq!(
+            expand_home(Path::new("/srv/~x")).unwrap(),
+            Path::new("/srv/~x")
+        );
+        assert_eq!(expand_home(Path::new("~x/y")).unwrap(), Path::new("~x/y"));
     }
 
     #[test]

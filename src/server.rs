@@ -191,12 +191,28 @@ pub async fn cancel_on_signal(token: CancellationToken) {
 }
 
 /// The line `foolock serve` and the agent print first: where they listen and where other
-/// devices should point their clients. Scripts and tests read the port from it.
+/// devices should point their clients. Scripts and tests read the address from its start
+/// (`foolock listening on ADDR;`). Bound to loopback, it says that only this machine can
+/// connect, and how to let the LAN in, rather than send other devices to 127.0.0.1.
 pub fn announcement(bound: SocketAddr) -> String {
+    if bound.ip().is_loopback() {
+        return format!(
+            "foolock listening on {bound}; only this machine can connect (to let other devices \
+             in, listen on the LAN: --listen :{port}, or listen = \":{port}\" in the config file)",
+            port = bound.port()
+        );
+    }
     let urls: Vec<String> = reachable_addrs(bound)
         .iter()
+        .filter(|a| !a.ip().is_loopback())
         .map(|a| format!("http://{a}"))
         .collect();
+    if urls.is_empty() {
+        return format!(
+            "foolock listening on {bound}; this machine has no network address other devices \
+             could use yet (only this machine can connect for now)"
+        );
+    }
     format!(
         "foolock listening on {bound}; other devices can use {}",
         urls.join(", ")
@@ -214,8 +230,8 @@ pub fn local_page_url(bound: SocketAddr) -> String {
     format!("http://{}/", SocketAddr::new(ip, bound.port()))
 }
 
-/// The addresses other devices can use to reach a server bound to `bound`: the machine's
-/// non-loopback IPv4 addresses when bound to the unspecified address, else `bound` itself.
+/// The addresses to reach a server bound to `bound` at: the machine's non-loopback IPv4
+/// addresses when bound to the unspecified address (127.0.0.1 if it has none), else `bound`.
 pub fn reachable_addrs(bound: SocketAddr) -> Vec<SocketAddr> {
     if !bound.ip().is_unspecified() {
         return vec![bound];
@@ -280,7 +296,7 @@ mod tests {
 
     #[test]
     fn specific_bind_address_is_reported_as_is() {
-        let a: SocketAddr = "127.0.0.1:9999".parse().unwrap();
+        let a: SocketAddr = "192.168.1.20:9999".parse().unwrap();
         assert_eq!(reachable_addrs(a), vec![a]);
     }
 
@@ -294,9 +310,21 @@ mod tests {
     }
 
     #[test]
+    fn a_loopback_bind_never_sends_other_devices_to_127_0_0_1() {
+        let a: SocketAddr = "127.0.0.1:9999".parse().unwrap();
+        let line = announcement(a);
+        assert!(
+            line.starts_with("foolock listening on 127.0.0.1:9999;"),
+            "{line}"
+        );
+        assert!(line.contains("only this machine can connect"), "{line}");
+        assert!(line.contains("--listen :9999"), "{line}");
+        assert!(!line.contains("http://127.0.0.1"), "{line}");
+    }
+
+    #[test]
     fn unspecified_bind_lists_non_loopback_ipv4_with_port() {
         let addrs = reachable_addrs("0.0.0.0:8080".parse().unwrap());
-        assert!(!addrs.is_empty());
         for a in addrs {
             assert_eq!(a.port(), 8080);
             assert!(a.is_ipv4());

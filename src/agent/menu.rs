@@ -210,6 +210,7 @@ mod tests {
             job: name.to_owned(),
             lease: Lease {
                 holder: holder.to_owned(),
+                run: None,
                 token,
                 ttl: Duration::from_secs(ttl),
                 acquired_at: SystemTime::UNIX_EPOCH + Duration::from_secs(36_000),

@@ -13,7 +13,7 @@ pub mod wire;
 #[cfg(test)]
 mod tests;
 
-use crate::engine::{Denied, GrantKind, validate_name};
+use crate::engine::{Denied, GrantKind, Who, validate_name};
 use crate::service::{LockService, WaitError};
 use crate::time::parse_go_duration;
 pub use admin::admin_allowed;
@@ -65,6 +65,7 @@ struct Params {
     job: Option<String>,
     ttl: Option<String>,
     wait: Option<String>,
+    run: Option<String>,
 }
 
 impl Params {
@@ -77,6 +78,7 @@ impl Params {
                 "job" => &mut p.job,
                 "ttl" => &mut p.ttl,
                 "wait" => &mut p.wait,
+                "run" => &mut p.run,
                 _ => continue,
             };
             if slot.is_none() {
@@ -110,6 +112,21 @@ impl Params {
         })?;
         Ok(client.to_owned())
     }
+
+    /// Which run of the client asks (`run=`, see [`crate::engine::Who`]); absent or empty
+    /// means the client as a whole, as in the original API.
+    fn run(&self) -> Result<Option<String>, ApiError> {
+        match self.run.as_deref() {
+            None | Some("") => Ok(None),
+            Some(run) => {
+                validate_name(run).map_err(|e| ApiError::InvalidName {
+                    param: "run",
+                    reason: e.to_string(),
+                })?;
+                Ok(Some(run.to_owned()))
+            }
+        }
+    }
 }
 
 /// Decodes one query component as form data (`+` is a space), refusing invalid UTF-8 rather
@@ -128,6 +145,11 @@ async fn post_lock(
 ) -> Result<Response, ApiError> {
     let p = Params::parse(raw.as_deref())?;
     let client = p.client()?;
+    let run = p.run()?;
+    let who = Who {
+        client: &client,
+        run: run.as_deref(),
+    };
     let job = p.job()?;
     let rules = app.service.rules();
     let ttl = match p.ttl.as_deref() {
@@ -154,11 +176,11 @@ async fn post_lock(
         }
     };
     let result = if wait.is_zero() {
-        app.service.acquire(&job, &client, ttl).await
+        app.service.acquire(&job, who, ttl).await
     } else {
         match app
             .service
-            .acquire_waiting(&job, &client, ttl, wait, &app.shutdown)
+            .acquire_waiting(&job, who, ttl, wait, &app.shutdown)
             .await
         {
             Ok(grant) => Ok(grant),
@@ -217,9 +239,14 @@ async fn delete_lock(
 ) -> Result<Json<LockReply>, ApiError> {
     let p = Params::parse(raw.as_deref())?;
     let client = p.client()?;
+    let run = p.run()?;
     let job = p.job()?;
+    let who = Who {
+        client: &client,
+        run: run.as_deref(),
+    };
     app.service
-        .release(&job, &client)
+        .release(&job, who)
         .await
         .map_err(|_| ApiError::NotHolder)?;
     Ok(Json(LockReply {
