@@ -137,10 +137,21 @@ struct Agent {
 impl Agent {
     /// Starts `foolock agent ARGS…` on `desktop` with `config` as its config file.
     fn start(desktop: &desktop::Desktop, args: &[&str], config: &str) -> Agent {
+        Agent::start_with(desktop, args, config, &[])
+    }
+
+    /// Like [`Agent::start`], with `env` added to (or overriding) the agent's environment.
+    fn start_with(
+        desktop: &desktop::Desktop,
+        args: &[&str],
+        config: &str,
+        env: &[(&str, std::ffi::OsString)],
+    ) -> Agent {
         let config_dir = tempfile::tempdir().unwrap();
         let config_path = config_dir.path().join("config.toml");
         std::fs::write(&config_path, config).unwrap();
         let child = Command::new(BIN)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .arg("agent")
             .args(args)
             .env("FOOLOCK_CONFIG", &config_path)
@@ -167,9 +178,19 @@ impl Agent {
 
     /// Starts the agent on a free loopback port and waits until it serves.
     fn serving(desktop: &desktop::Desktop, args: &[&str], config: &str) -> Agent {
+        Agent::serving_with(desktop, args, config, &[])
+    }
+
+    /// Like [`Agent::serving`], with `env` added to the agent's environment.
+    fn serving_with(
+        desktop: &desktop::Desktop,
+        args: &[&str],
+        config: &str,
+        env: &[(&str, std::ffi::OsString)],
+    ) -> Agent {
         let mut all = vec!["--listen", "127.0.0.1:0"];
         all.extend_from_slice(args);
-        let mut agent = Agent::start(desktop, &all, config);
+        let mut agent = Agent::start_with(desktop, &all, config, env);
         let addr = listening_addr(&mut agent.child)
             .unwrap_or_else(|line| panic!("unexpected first line: {line:?}"));
         agent.addr = Some(addr);
@@ -742,6 +763,79 @@ fn quit_stops_the_server_and_exits_cleanly() {
     });
     assert!(status.success(), "{status}");
     assert!(TcpStream::connect(agent.addr()).is_err(), "still listening");
+}
+
+/// A directory holding a stand-in for `xdg-open` that records its arguments in `args` and
+/// succeeds, or, once a file `fail` exists beside it, fails as the real one does when no
+/// desktop app takes the file (a message on stderr, exit 3). Returns it and a `PATH` with it
+/// first.
+fn fake_opener() -> (tempfile::TempDir, std::ffi::OsString) {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = tempfile::tempdir().unwrap();
+    let script = bin.path().join("xdg-open");
+    std::fs::write(
+        &script,
+        "#!/bin/sh\n\
+         dir=$(dirname \"$0\")\n\
+         printf '%s\\n' \"$@\" >> \"$dir/args\"\n\
+         if [ -e \"$dir/fail\" ]; then\n\
+         \techo \"xdg-open: no method available for opening '$1'\" >&2\n\
+         \texit 3\n\
+         fi\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut dirs = vec![bin.path().to_owned()];
+    dirs.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
+    let path = std::env::join_paths(dirs).unwrap();
+    (bin, path)
+}
+
+#[test]
+fn open_config_file_runs_the_opener_and_notifies_when_it_fails_even_while_paused() {
+    let Some(desktop) = desktop::start() else {
+        return;
+    };
+    let recorder = notifications::Recorder::start(&desktop.bus_address);
+    let (bin, path) = fake_opener();
+    let agent = Agent::serving_with(&desktop, &[], "", &[("PATH", path)]);
+    let config = agent._config_dir.path().join("config.toml");
+    let conn = dbusmenu::connect(&desktop.bus_address);
+    let tray = dbusmenu::wait_for_tray(&conn, agent.pid());
+    let click = |label: &str| {
+        let id = dbusmenu::layout(&conn, &tray).find(label).unwrap().id;
+        dbusmenu::click(&conn, &tray, id);
+    };
+
+    click("Open config file");
+    let args = wait_for("the opener to be run", PROMPT, || {
+        std::fs::read_to_string(bin.path().join("args")).ok()
+    });
+    assert_eq!(args, format!("{}\n", config.display()));
+
+    // Pause is for lock events; a click that did nothing must still be explained.
+    click("Pause notifications");
+    wait_for("the pause tick", PROMPT, || {
+        let menu = dbusmenu::layout(&conn, &tray);
+        (menu.find("Pause notifications")?.toggle_state == Some(1)).then_some(())
+    });
+    std::fs::write(bin.path().join("fail"), "").unwrap();
+    click("Open config file");
+    let posted = wait_for("a notification that the file did not open", PROMPT, || {
+        let posted = recorder.posted();
+        (!posted.is_empty()).then_some(posted)
+    });
+    assert_eq!(
+        posted.len(),
+        1,
+        "the successful open posted nothing: {posted:?}"
+    );
+    assert_eq!(posted[0].summary, "Cannot open the config file");
+    let expected = format!("no method available for opening '{}'", config.display());
+    assert!(posted[0].body.contains(&expected), "{posted:?}");
+    assert!(posted[0].body.contains("in a text editor"), "{posted:?}");
 }
 
 /// utime + stime of process `pid` (all its threads), in clock ticks.

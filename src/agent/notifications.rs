@@ -110,7 +110,15 @@ impl Notifier {
 
     /// Posts `message` unless paused. Returns at once; delivery happens on the blocking pool.
     pub fn post(&self, message: Message) {
-        if self.inner.paused.load(Ordering::Relaxed) || !self.inner.can_post {
+        if !self.inner.paused.load(Ordering::Relaxed) {
+            self.alert(message);
+        }
+    }
+
+    /// Posts `message` even while paused: for a failure of something the user just asked for
+    /// (Pause is about lock events, not about hiding why a click did nothing).
+    pub fn alert(&self, message: Message) {
+        if !self.inner.can_post {
             return;
         }
         let inner = self.inner.clone();

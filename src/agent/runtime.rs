@@ -12,9 +12,10 @@ use crate::config::{self, Config};
 use crate::platform;
 use crate::server::{self, Server};
 use crate::service::LockService;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tao::event_loop::EventLoopProxy;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -196,7 +197,7 @@ async fn watch_jobs(
 async fn serve_commands(
     service: Option<&LockService>,
     notifier: &Notifier,
-    config_path: &std::path::Path,
+    config_path: &Path,
     mut commands: mpsc::UnboundedReceiver<Command>,
     shutdown: &CancellationToken,
 ) {
@@ -222,7 +223,10 @@ async fn serve_commands(
                 }
             }
             Some(Command::PauseNotifications(paused)) => notifier.set_paused(paused),
-            Some(Command::OpenConfig) => open_config(config_path).await,
+            // Not awaited here: `xdg-open` may only return when the editor it started exits.
+            Some(Command::OpenConfig) => {
+                tokio::spawn(open_config(config_path.to_owned(), notifier.clone()));
+            }
             Some(Command::StartAtLogin(enabled)) => {
                 // Writes a file or two; keep it off the runtime's worker threads.
                 let result =
@@ -244,20 +248,68 @@ async fn serve_commands(
     }
 }
 
-/// Opens the config file in the user's editor, creating a commented default first.
-async fn open_config(path: &std::path::Path) {
-    if let Err(err) = config::init_file(path) {
-        tracing::error!("cannot create {}: {err}", path.display());
-        return;
+/// Opens the config file in the user's editor, creating a commented default first. A failure
+/// (no opener, or the opener exiting non-zero, e.g. `xdg-open` finding no app) is logged and
+/// notified: a click that silently does nothing is the worst outcome.
+async fn open_config(path: PathBuf, notifier: Notifier) {
+    let result = match config::init_file(&path) {
+        Ok(_) => run_opener(&path).await,
+        Err(err) => Err(format!("cannot create it: {err}")),
+    };
+    if let Err(why) = result {
+        tracing::error!("cannot open {}: {why}", path.display());
+        notifier.alert(Message {
+            title: "Cannot open the config file".into(),
+            body: format!("{why}. Open {} in a text editor.", path.display()),
+        });
     }
+}
+
+/// How much of the opener's stderr is kept for the message: its last line is what matters.
+const STDERR_TAIL: usize = 4096;
+
+/// Runs the platform's opener on `path` and waits for its verdict.
+async fn run_opener(path: &Path) -> Result<(), String> {
     let opener = platform::OPENER;
-    match tokio::process::Command::from(platform::open_command(path)).spawn() {
-        // Reap it in the background; its exit status means nothing to us.
-        Ok(mut child) => {
-            tokio::spawn(async move {
-                let _ = child.wait().await;
-            });
-        }
-        Err(err) => tracing::error!("cannot run {opener} to open {}: {err}", path.display()),
+    let mut command = tokio::process::Command::from(platform::open_command(path));
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = command
+        .spawn()
+        .map_err(|e| format!("cannot run {opener}: {e}"))?;
+    // Read to the end even after the opener is gone: it may hand this pipe on to the editor it
+    // starts, which must never block (or die of SIGPIPE) writing to it.
+    let mut tail = tokio::spawn(read_tail(child.stderr.take()));
+    let status = child
+        .wait()
+        .await
+        .map_err(|e| format!("cannot wait for {opener}: {e}"))?;
+    if status.success() {
+        return Ok(());
     }
+    // A failed opener has normally started nothing that keeps its stderr open; if it did, the
+    // message does without it rather than wait for that program to end.
+    let said = tokio::time::timeout(Duration::from_secs(2), &mut tail)
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    Err(platform::open_failure(status, &said).unwrap_or_else(|| format!("{opener} failed")))
+}
+
+/// Everything `pipe` yields until it closes, keeping only the last [`STDERR_TAIL`] bytes.
+async fn read_tail(pipe: Option<tokio::process::ChildStderr>) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let Some(mut pipe) = pipe else {
+        return Vec::new();
+    };
+    let (mut kept, mut chunk) = (Vec::new(), [0u8; 1024]);
+    while let Ok(n @ 1..) = pipe.read(&mut chunk).await {
+        kept.extend_from_slice(&chunk[..n]);
+        let excess = kept.len().saturating_sub(STDERR_TAIL);
+        kept.drain(..excess);
+    }
+    kept
 }
