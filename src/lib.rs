@@ -3,10 +3,13 @@
 //! - [`engine`]: the pure lock table (rules, tokens, waiters, events, saved form). No I/O, no
 //!   clock of its own: every call is given the time.
 //! - [`time`]: the clock trait and its readings, Go durations, RFC 3339 and Unix milliseconds.
-//! - [`service`]: the engine behind a mutex, with events on a broadcast channel and a timer.
+//! - [`service`]: the engine behind a mutex, with events on a broadcast channel, the expiry
+//!   timer, and the writer that puts on disk what a reply must wait for. One handle from
+//!   `LockService::start` stops both.
 //! - [`api`]: the HTTP API (axum) and its wire types, shared with the CLI client.
-//! - [`store`]: the state file that lets a restart remember holders and tokens.
-//! - [`server`]: binding, serving and shutting down; used by `foolock serve` and the agent.
+//! - [`store`]: the state directory: loads what a restart finds, writes what it is given.
+//! - [`server`]: binding, restoring, serving and shutting down; used by `foolock serve` and the
+//!   agent.
 //! - [`config`]: the TOML settings file.
 //! - [`agent`] (feature `tray`): the desktop agent, a tray icon and notifications over the server.
 //! - [`client`]: the CLI client (`foolock lock`, `acquire`, `release`, `status`, `list`).

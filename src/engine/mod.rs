@@ -14,13 +14,15 @@
 //!   `retention`), at most `max_waiters` waiters, and reads never create entries.
 
 mod event;
+mod restore;
 mod saved;
 
 #[cfg(test)]
 mod tests;
 
 pub use event::{Event, EventKind};
-pub use saved::{SavedLease, SavedState};
+pub use restore::{Found, Restored, unseen_lease_may_run};
+pub use saved::{SavedLease, SavedState, Watermarks};
 
 use crate::time::{Compact, Mono, Now};
 use std::collections::{BTreeSet, HashMap, VecDeque};
