@@ -148,23 +148,11 @@ impl Agent {
         env: &[(&str, std::ffi::OsString)],
     ) -> Agent {
         let config_dir = tempfile::tempdir().unwrap();
-        let config_path = config_dir.path().join("config.toml");
-        std::fs::write(&config_path, config).unwrap();
-        let child = Command::new(BIN)
+        std::fs::write(config_dir.path().join("config.toml"), config).unwrap();
+        let child = Agent::command(desktop, config_dir.path())
             .envs(env.iter().map(|(k, v)| (k, v)))
             .arg("agent")
             .args(args)
-            .env("FOOLOCK_CONFIG", &config_path)
-            // A home of its own: state directory, login items and config stay in the tempdir.
-            .env("HOME", config_dir.path())
-            .env("XDG_CONFIG_HOME", config_dir.path().join("config"))
-            .env("XDG_DATA_HOME", config_dir.path().join("data"))
-            .env("DISPLAY", &desktop.display)
-            .env_remove("WAYLAND_DISPLAY")
-            .env("DBUS_SESSION_BUS_ADDRESS", &desktop.bus_address)
-            // Keep GTK from starting the accessibility bus: it is not under test.
-            .env("NO_AT_BRIDGE", "1")
-            .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -174,6 +162,24 @@ impl Agent {
             addr: None,
             _config_dir: config_dir,
         }
+    }
+
+    /// `foolock` on `desktop` with `home` as its home: config file `home/config.toml`; state
+    /// directory, login items and the rest stay in there too.
+    fn command(desktop: &desktop::Desktop, home: &std::path::Path) -> Command {
+        let mut command = Command::new(BIN);
+        command
+            .env("FOOLOCK_CONFIG", home.join("config.toml"))
+            .env("HOME", home)
+            .env("XDG_CONFIG_HOME", home.join("config"))
+            .env("XDG_DATA_HOME", home.join("data"))
+            .env("DISPLAY", &desktop.display)
+            .env_remove("WAYLAND_DISPLAY")
+            .env("DBUS_SESSION_BUS_ADDRESS", &desktop.bus_address)
+            // Keep GTK from starting the accessibility bus: it is not under test.
+            .env("NO_AT_BRIDGE", "1")
+            .env("RUST_LOG", "warn");
+        command
     }
 
     /// Starts the agent on a free loopback port and waits until it serves.
@@ -836,6 +842,79 @@ fn open_config_file_runs_the_opener_and_notifies_when_it_fails_even_while_paused
     let expected = format!("no method available for opening '{}'", config.display());
     assert!(posted[0].body.contains(&expected), "{posted:?}");
     assert!(posted[0].body.contains("in a text editor"), "{posted:?}");
+}
+
+#[test]
+fn a_second_agent_finds_the_first_and_exits_quietly_without_an_icon() {
+    let Some(desktop) = desktop::start() else {
+        return;
+    };
+    let first = Agent::serving(&desktop, &[], "");
+    let conn = dbusmenu::connect(&desktop.bus_address);
+    dbusmenu::wait_for_tray(&conn, first.pid());
+
+    // Every bus name that comes or goes from here on, to see whether the second one ever put
+    // up a tray.
+    let names = zbus::blocking::MessageIterator::for_match_rule(
+        zbus::MatchRule::builder()
+            .msg_type(zbus::message::Type::Signal)
+            .interface("org.freedesktop.DBus")
+            .unwrap()
+            .member("NameOwnerChanged")
+            .unwrap()
+            .build(),
+        &conn,
+        Some(10_000),
+    )
+    .unwrap();
+
+    // The README's steps: the app opened by hand, then `foolock install` starts another with
+    // the same home, config and port.
+    let mut second = Agent::command(&desktop, first._config_dir.path())
+        .args(["agent", "--listen", &first.addr().to_string()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = support::wait_exit(&mut second, PROMPT);
+    let (mut stdout, mut stderr) = (String::new(), String::new());
+    second
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut stdout)
+        .unwrap();
+    second
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(status.success(), "{status}: {stderr}");
+    assert_eq!(stdout, "", "the second agent never served");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].starts_with("foolock: already running (another foolock uses ")
+            && lines[0].ends_with("); this one exits"),
+        "{stderr}"
+    );
+    // The bus reports name changes in order: once a marker name taken now shows up, any name
+    // the second agent ever took has shown up before it.
+    let marker = dbusmenu::connect(&desktop.bus_address);
+    marker.request_name("org.foolock.Test.Marker").unwrap();
+    let mut seen = Vec::new();
+    for message in names {
+        let (name, _, _): (String, String, String) = message.unwrap().body().deserialize().unwrap();
+        if name == "org.foolock.Test.Marker" {
+            break;
+        }
+        seen.push(name);
+    }
+    let second_tray = format!("org.kde.StatusNotifierItem-{}-1", second.id());
+    assert!(!seen.contains(&second_tray), "a second icon: {seen:?}");
+    // The first one is unaffected.
+    acquire(first.addr(), "backup", "laptop1", "30s");
 }
 
 /// utime + stime of process `pid` (all its threads), in clock ticks.

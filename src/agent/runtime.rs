@@ -12,6 +12,7 @@ use crate::config::{self, Config};
 use crate::platform;
 use crate::server::{self, Server};
 use crate::service::LockService;
+use crate::store::StoreError;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::thread::JoinHandle;
@@ -65,6 +66,16 @@ async fn main(config: Config, config_path: PathBuf, links: Links, shutdown: Canc
     let server = match Server::open(&config).await {
         Ok(server) => server,
         Err(err) => {
+            if let Some(dir) = already_running(&err) {
+                // Quietly: the first agent's icon is the one the user wants. No tray was shown
+                // (the UI creates it on the first `Listening`), and exit status 0 keeps
+                // launchd's KeepAlive from starting this one again.
+                eprintln!(
+                    "foolock: already running (another foolock uses {}); this one exits",
+                    dir.display()
+                );
+                return;
+            }
             tracing::error!("{err:#}");
             // E.g. "Cannot listen on 0.0.0.0:8080: Address in use", or the state directory's
             // problem: the outermost context says what failed, the root cause why.
@@ -123,6 +134,14 @@ async fn main(config: Config, config_path: PathBuf, links: Links, shutdown: Canc
     shutdown.cancel();
     let _ = watcher.await;
     let _ = control.await;
+}
+
+/// The state directory another foolock holds, if that is why the server could not open.
+fn already_running(err: &anyhow::Error) -> Option<&Path> {
+    match err.downcast_ref::<StoreError>()? {
+        StoreError::InUse { path } => Some(path),
+        _ => None,
+    }
 }
 
 /// Sends [`UserEvent::Tick`] when the UI's alarm time comes; sleeps without waking while no

@@ -25,7 +25,7 @@ use std::path::Path;
 use std::process::ExitCode;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
-use tao::event::{Event, StartCause};
+use tao::event::Event;
 use tao::event_loop::{ControlFlow, EventLoopBuilder};
 use tao::platform::run_return::EventLoopExtRunReturn;
 use tokio::sync::{mpsc, watch};
@@ -88,6 +88,7 @@ pub fn run(config_path: &Path, config: Config) -> anyhow::Result<ExitCode> {
 
     let mut app = App {
         tray: None,
+        tray_tried: false,
         icons,
         listening: Listening::Starting,
         jobs: Vec::new(),
@@ -130,8 +131,10 @@ fn stop_within(shutdown: &CancellationToken, finished: impl Fn() -> bool, grace:
 }
 
 struct App {
-    /// Created at `StartCause::Init`, as macOS requires.
+    /// Created by [`App::show_tray`] at the runtime's first word.
     tray: Option<Tray>,
+    /// Whether creating the tray was attempted (it is, once).
+    tray_tried: bool,
     icons: Icons,
     listening: Listening,
     jobs: Vec<JobLease>,
@@ -153,21 +156,10 @@ struct App {
 impl App {
     fn handle(&mut self, event: Event<'_, UserEvent>, control_flow: &mut ControlFlow) {
         match event {
-            Event::NewEvents(StartCause::Init) => match Tray::new(&self.icons, self.start_at_login)
-            {
-                Ok(tray) => {
-                    self.tray = Some(tray);
-                    self.render();
-                }
-                // E.g. no session bus. The server matters more than its icon: keep serving.
-                Err(err) => tracing::error!(
-                    "cannot show the tray icon ({err:#}); the server keeps running until \
-                     SIGINT or SIGTERM"
-                ),
-            },
             Event::UserEvent(UserEvent::Tick) => self.render(),
             Event::UserEvent(UserEvent::Listening(listening)) => {
                 self.listening = listening;
+                self.show_tray();
                 self.render();
             }
             Event::UserEvent(UserEvent::Jobs(jobs)) => {
@@ -181,6 +173,24 @@ impl App {
             }
             Event::LoopDestroyed => self.ending(),
             _ => {}
+        }
+    }
+
+    /// Creates the tray icon, once: when the runtime first says how the server stands. Not at
+    /// start: a second agent finds the first one's state directory locked and leaves without
+    /// ever showing an icon. (macOS wants the tray created after the loop started; any event
+    /// is after that.)
+    fn show_tray(&mut self) {
+        if std::mem::replace(&mut self.tray_tried, true) {
+            return;
+        }
+        match Tray::new(&self.icons, self.start_at_login) {
+            Ok(tray) => self.tray = Some(tray),
+            // E.g. no session bus. The server matters more than its icon: keep serving.
+            Err(err) => tracing::error!(
+                "cannot show the tray icon ({err:#}); the server keeps running until SIGINT or \
+                 SIGTERM"
+            ),
         }
     }
 
@@ -541,6 +551,7 @@ mod tests {
     fn app(shutdown: &CancellationToken, runtime: JoinHandle<()>) -> App {
         App {
             tray: None,
+            tray_tried: false,
             icons: Icons::load().unwrap(),
             listening: Listening::Starting,
             jobs: Vec::new(),
