@@ -341,6 +341,21 @@ mod dbusmenu {
         String::try_from(s.fields()[3].try_clone().unwrap()).expect("ToolTip description")
     }
 
+    /// A label as a panel shows it: in dbusmenu a `_` marks the access key and `__` is a
+    /// literal underscore.
+    fn shown_label(raw: &str) -> String {
+        let mut out = String::new();
+        let mut chars = raw.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c != '_' {
+                out.push(c);
+            } else if chars.peek() == Some(&'_') {
+                out.push(chars.next().unwrap());
+            }
+        }
+        out
+    }
+
     /// A child: a variant holding `(id, properties, children)`.
     fn parse(v: &Value<'_>) -> Item {
         let v = match v {
@@ -372,7 +387,10 @@ mod dbusmenu {
         };
         Item {
             id,
-            label: text("label").unwrap_or_default(),
+            label: text("label")
+                .as_deref()
+                .map(shown_label)
+                .unwrap_or_default(),
             enabled: props
                 .get("enabled")
                 .is_none_or(|v| bool::try_from(v).unwrap_or(true)),
@@ -769,6 +787,105 @@ fn quit_stops_the_server_and_exits_cleanly() {
     });
     assert!(status.success(), "{status}");
     assert!(TcpStream::connect(agent.addr()).is_err(), "still listening");
+}
+
+/// Replaces `path` as editors that save atomically do: a new file renamed over the old one.
+fn save(path: &std::path::Path, text: &str) {
+    let partial = path.with_extension("toml.new");
+    std::fs::write(&partial, text).unwrap();
+    std::fs::rename(&partial, path).unwrap();
+}
+
+#[test]
+fn a_bad_config_file_is_shown_in_the_menu_and_serving_starts_once_it_is_saved_fixed() {
+    let Some(desktop) = desktop::start() else {
+        return;
+    };
+    let recorder = notifications::Recorder::start(&desktop.bus_address);
+    let mut agent = Agent::start(
+        &desktop,
+        &["--listen", "127.0.0.1:0"],
+        "# my settings\ngrace = \"5s\"\n",
+    );
+    let config = agent._config_dir.path().join("config.toml");
+    let conn = dbusmenu::connect(&desktop.bus_address);
+    let tray = dbusmenu::wait_for_tray(&conn, agent.pid());
+    let shows = |what: &str| {
+        wait_for(what, PROMPT, || {
+            let menu = dbusmenu::layout(&conn, &tray);
+            (menu.labels()[0] == "Not serving: the config file has an error"
+                && menu.labels().iter().any(|l| l.starts_with(what)))
+            .then_some(menu)
+        })
+    };
+
+    let menu = shows("line 2, key `grace`: unknown field `grace`");
+    let labels = menu.labels();
+    assert_eq!(labels[2], config.display().to_string(), "{labels:?}");
+    assert_eq!(labels[4], "Fix it and save it: foolock then starts serving");
+    assert!(!menu.children[3].enabled, "the error is not clickable");
+    assert!(
+        labels.contains(&"Open config file".to_owned()),
+        "{labels:?}"
+    );
+    assert!(labels.contains(&"Quit".to_owned()), "{labels:?}");
+    assert!(!labels.contains(&"No locks held".to_owned()), "{labels:?}");
+    assert_eq!(
+        dbusmenu::tooltip(&conn, &tray),
+        "foolock — not running: the config file has an error"
+    );
+    let posted = wait_for("the config error notification", PROMPT, || {
+        let posted = recorder.posted();
+        (!posted.is_empty()).then_some(posted)
+    });
+    assert_eq!(
+        posted[0].summary,
+        "foolock is not serving: the config file has an error"
+    );
+    assert!(
+        posted[0]
+            .body
+            .starts_with(&format!("{}, line 2, key `grace`: ", config.display())),
+        "{posted:?}"
+    );
+
+    // Still wrong after an edit: the menu follows, with no second notification; no restart.
+    save(&config, "max_jobs = 0\n");
+    shows("line 1, key `max_jobs`: must be at least 1");
+    assert!(
+        agent.child.try_wait().unwrap().is_none(),
+        "the agent exited"
+    );
+
+    // Saved right (written in place this time): the server starts with it.
+    std::fs::write(&config, "grace_period = \"3s\"\n").unwrap();
+    let addr = listening_addr(&mut agent.child)
+        .unwrap_or_else(|line| panic!("unexpected first line: {line:?}"));
+    wait_for("the listening header", PROMPT, || {
+        let menu = dbusmenu::layout(&conn, &tray);
+        (menu.labels()[0] == format!("Listening on {addr}")).then_some(())
+    });
+    acquire(addr, "backup", "laptop1", "1s");
+    let status = request(addr, "GET", "/lock?job=backup").unwrap();
+    assert_eq!(status.body["holder"], "laptop1", "{}", status.body);
+    assert_eq!(recorder.posted().len(), 1, "{:?}", recorder.posted());
+}
+
+#[test]
+fn without_a_tray_a_bad_config_file_still_exits_2() {
+    let home = tempfile::tempdir().unwrap();
+    let config = home.path().join("config.toml");
+    std::fs::write(&config, "grace = \"5s\"\n").unwrap();
+    let out = Command::new(BIN)
+        .args(["agent", "--listen", "127.0.0.1:0"])
+        .env("FOOLOCK_CONFIG", &config)
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("unknown field `grace`"), "{stderr}");
 }
 
 /// A directory holding a stand-in for `xdg-open` that records its arguments in `args` and

@@ -23,7 +23,8 @@ mod ui;
 
 pub use menu::{IconKind, JobEntry, Listening, MenuModel};
 
-use crate::config::Config;
+use crate::cli::ServerFlags;
+use crate::config::{Config, ConfigError};
 use crate::engine::JobLease;
 use std::path::Path;
 use std::process::ExitCode;
@@ -41,6 +42,8 @@ pub enum UserEvent {
     Stopped,
     /// A menu entry was clicked (forwarded from muda's handler).
     Menu(tray_icon::menu::MenuEvent),
+    /// The icon was clicked (macOS: the menu is opening).
+    IconClicked,
 }
 
 /// What the UI asks of the runtime.
@@ -49,6 +52,9 @@ pub enum Command {
     ForceRelease(String),
     PauseNotifications(bool),
     OpenConfig,
+    /// Read the config file again now, if it had an error (the icon was clicked: the user may
+    /// have fixed it where the file watch cannot see).
+    CheckConfig,
     /// Register (true) or remove (false) the login item, as `foolock install`/`uninstall` do.
     StartAtLogin(bool),
 }
@@ -74,8 +80,18 @@ pub fn desktop_unavailable() -> Option<String> {
     None
 }
 
-/// Runs the agent until Quit or a signal: the server of `config`, with a tray icon and
-/// notifications. `config_path` is the file "Open config file" opens.
-pub fn run(config_path: &Path, config: Config) -> anyhow::Result<ExitCode> {
-    ui::run(config_path, config)
+/// Runs the agent until Quit or a signal: the server of the config file at `config_path` with
+/// `flags` over it, a tray icon and notifications. A bad flag is an error, as for `foolock
+/// serve`; a config file with an error is shown in the menu until it is fixed (see
+/// [`runtime`]). Returns at once, successfully, if another agent already runs.
+pub fn run(config_path: &Path, flags: &ServerFlags) -> anyhow::Result<ExitCode> {
+    let first = Config::load(config_path).and_then(|config| flags.apply(config));
+    if let Err(err @ ConfigError::Flag { .. }) = first {
+        return Err(err.into());
+    }
+    ui::run(runtime::Settings {
+        path: config_path.to_owned(),
+        flags: flags.clone(),
+        first,
+    })
 }

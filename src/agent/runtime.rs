@@ -2,24 +2,46 @@
 //! `foolock serve` runs, plus the bridge to the UI (job snapshots out, menu commands in) and
 //! notifications.
 //!
-//! A failed bind does not end the runtime: the UI keeps showing the error so the user can open
-//! the config file or quit, and the runtime lives until the shutdown token is cancelled.
+//! Nothing here ends the runtime but the shutdown token (Quit, a signal) or finding another
+//! agent already running:
+//! - a config file with an error is shown in the menu, notified once and watched
+//!   ([`FileWatch`]: no polling); the server starts as soon as the file is saved fixed;
+//! - a failed bind is shown until the user quits.
+//!
+//! Menu commands are served from start to end, whatever the server's state.
 
 use super::menu::Listening;
 use super::notifications::{Message, Notifier};
 use super::{Command, UserEvent};
-use crate::config::{self, Config};
-use crate::platform;
+use crate::cli::ServerFlags;
+use crate::config::{self, Config, ConfigError, Problem};
+use crate::platform::{self, watch::FileWatch};
 use crate::server::{self, Server};
 use crate::service::LockService;
 use crate::store::StoreError;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use tao::event_loop::EventLoopProxy;
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{Notify, broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
+
+/// Where the settings come from: the config file and the flags over it, and the first attempt
+/// to read them (made before the UI started, so a bad flag can still end the program).
+pub struct Settings {
+    pub path: PathBuf,
+    pub flags: ServerFlags,
+    pub first: Result<Config, ConfigError>,
+}
+
+impl Settings {
+    /// Reads the file again, with the flags over it.
+    fn reload(&self) -> Result<Config, ConfigError> {
+        self.flags.apply(Config::load(&self.path)?)
+    }
+}
 
 /// The runtime's ends of the channels to the UI.
 pub struct Links {
@@ -33,8 +55,7 @@ pub struct Links {
 
 /// Starts the runtime thread. It sends [`UserEvent::Stopped`] as its last act.
 pub fn spawn(
-    config: Config,
-    config_path: PathBuf,
+    settings: Settings,
     links: Links,
     shutdown: CancellationToken,
 ) -> std::io::Result<JoinHandle<()>> {
@@ -43,7 +64,7 @@ pub fn spawn(
         .spawn(move || {
             let proxy = links.proxy.clone();
             match tokio::runtime::Runtime::new() {
-                Ok(rt) => rt.block_on(main(config, config_path, links, shutdown)),
+                Ok(rt) => rt.block_on(main(settings, links, shutdown)),
                 Err(err) => {
                     tracing::error!("cannot start the async runtime: {err}");
                     let why = format!("Cannot start: {err}");
@@ -54,7 +75,7 @@ pub fn spawn(
         })
 }
 
-async fn main(config: Config, config_path: PathBuf, links: Links, shutdown: CancellationToken) {
+async fn main(mut settings: Settings, links: Links, shutdown: CancellationToken) {
     let Links {
         proxy,
         commands,
@@ -62,8 +83,48 @@ async fn main(config: Config, config_path: PathBuf, links: Links, shutdown: Canc
     } = links;
     tokio::spawn(server::cancel_on_signal(shutdown.clone()));
     tokio::spawn(ring_alarm(alarm, proxy.clone(), shutdown.clone()));
-    let notifier = Notifier::new(config.notifications.clone());
-    let server = match Server::open(&config).await {
+    let notifier = Notifier::new(config::Notifications::default());
+    let (service_tx, service) = watch::channel(None);
+    let recheck = Arc::new(Notify::new());
+    let control = tokio::spawn(serve_commands(
+        Control {
+            service,
+            notifier: notifier.clone(),
+            config_path: settings.path.clone(),
+            recheck: recheck.clone(),
+        },
+        commands,
+        shutdown.clone(),
+    ));
+    let first = std::mem::replace(&mut settings.first, Err(ConfigError::NoHome));
+    let config = usable_config(first, &settings, &notifier, &proxy, &recheck, &shutdown).await;
+    if let Some(config) = config {
+        notifier.set_settings(config.notifications.clone());
+        serve(
+            &config,
+            &settings.path,
+            &notifier,
+            &proxy,
+            &service_tx,
+            &shutdown,
+        )
+        .await;
+    }
+    shutdown.cancel();
+    let _ = control.await;
+}
+
+/// Runs the server for `config` until shutdown; if it cannot start, shows why and waits for
+/// Quit (or returns at once if another agent is already running).
+async fn serve(
+    config: &Config,
+    config_path: &Path,
+    notifier: &Notifier,
+    proxy: &EventLoopProxy<UserEvent>,
+    service_tx: &watch::Sender<Option<LockService>>,
+    shutdown: &CancellationToken,
+) {
+    let server = match Server::open(config).await {
         Ok(server) => server,
         Err(err) => {
             if let Some(dir) = already_running(&err) {
@@ -97,7 +158,7 @@ async fn main(config: Config, config_path: PathBuf, links: Links, shutdown: Canc
                 ),
             });
             let _ = proxy.send_event(UserEvent::Listening(Listening::Failed(header)));
-            serve_commands(None, &notifier, &config_path, commands, &shutdown).await;
+            shutdown.cancelled().await;
             return;
         }
     };
@@ -116,24 +177,111 @@ async fn main(config: Config, config_path: PathBuf, links: Links, shutdown: Canc
     )));
 
     let service = server.service().clone();
+    service_tx.send_replace(Some(service.clone()));
     let watcher = tokio::spawn(watch_jobs(
-        service.clone(),
+        service,
         notifier.clone(),
         proxy.clone(),
         shutdown.clone(),
     ));
-    let control = tokio::spawn({
-        let (notifier, shutdown) = (notifier.clone(), shutdown.clone());
-        async move {
-            serve_commands(Some(&service), &notifier, &config_path, commands, &shutdown).await;
-        }
-    });
     if let Err(err) = server.run(shutdown.clone()).await {
         tracing::error!("{err:#}");
     }
     shutdown.cancel();
     let _ = watcher.await;
-    let _ = control.await;
+}
+
+/// The config to serve with: `first` if it loaded. Otherwise the error is shown in the menu,
+/// logged and notified (once), and the file watched and read again whenever it changes (or
+/// the UI asks, [`Command::CheckConfig`]) until it loads. `None` if shutdown comes first.
+async fn usable_config(
+    first: Result<Config, ConfigError>,
+    settings: &Settings,
+    notifier: &Notifier,
+    proxy: &EventLoopProxy<UserEvent>,
+    recheck: &Notify,
+    shutdown: &CancellationToken,
+) -> Option<Config> {
+    let mut loaded = first;
+    let mut shown: Option<Problem> = None;
+    let mut watch: Option<FileWatch> = None;
+    let mut can_watch = true;
+    loop {
+        let err = match loaded {
+            Ok(config) => {
+                if shown.is_some() {
+                    tracing::info!("the config file is fixed; starting the server");
+                }
+                return Some(config);
+            }
+            Err(err) => err,
+        };
+        if watch.is_none() && can_watch {
+            match FileWatch::new(&settings.path) {
+                Ok(w) => watch = Some(w),
+                Err(e) => {
+                    can_watch = false;
+                    tracing::warn!(
+                        "cannot watch {} ({e}); restart foolock once it is fixed",
+                        settings.path.display()
+                    );
+                }
+            }
+        }
+        let problem = err.problem();
+        if shown.as_ref() != Some(&problem) {
+            tracing::error!("not serving until the config file is fixed: {err}");
+            if shown.is_none() {
+                let then = if can_watch {
+                    "Fix it and save it: foolock then starts serving."
+                } else {
+                    "Fix it, then restart foolock."
+                };
+                notifier.post(Message {
+                    title: "foolock is not serving: the config file has an error".into(),
+                    body: format!("{} {then}", one_line(&problem)),
+                });
+            }
+            let listening = Listening::BadConfig {
+                problem: problem.clone(),
+                reloads: can_watch,
+            };
+            let _ = proxy.send_event(UserEvent::Listening(listening));
+            shown = Some(problem);
+        }
+        let changed = async {
+            match watch.as_mut() {
+                Some(watch) => watch.changed().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            result = changed => if let Err(e) = result {
+                tracing::warn!(
+                    "stopped watching {} ({e}); restart foolock once it is fixed",
+                    settings.path.display()
+                );
+                (watch, can_watch) = (None, false);
+            },
+            _ = recheck.notified() => {}
+            _ = shutdown.cancelled() => return None,
+        }
+        loaded = settings.reload();
+    }
+}
+
+/// A config problem in one line: `FILE, line 2, key `grace`: unknown field …`.
+fn one_line(problem: &Problem) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    if let Some(path) = &problem.path {
+        parts.push(path.display().to_string());
+    }
+    parts.extend(problem.location());
+    if parts.is_empty() {
+        problem.problem.clone()
+    } else {
+        format!("{}: {}", parts.join(", "), problem.problem)
+    }
 }
 
 /// The state directory another foolock holds, if that is why the server could not open.
@@ -211,15 +359,28 @@ async fn watch_jobs(
     }
 }
 
-/// Carries out the menu's commands until shutdown. `service` is `None` when the server could
-/// not start (there is nothing to release then).
+/// What the menu's commands act on.
+struct Control {
+    /// The lock service once the server runs (`None` before, or if it never does).
+    service: watch::Receiver<Option<LockService>>,
+    notifier: Notifier,
+    config_path: PathBuf,
+    /// Asks [`usable_config`] to read the config file again.
+    recheck: Arc<Notify>,
+}
+
+/// Carries out the menu's commands until shutdown.
 async fn serve_commands(
-    service: Option<&LockService>,
-    notifier: &Notifier,
-    config_path: &Path,
+    control: Control,
     mut commands: mpsc::UnboundedReceiver<Command>,
-    shutdown: &CancellationToken,
+    shutdown: CancellationToken,
 ) {
+    let Control {
+        service,
+        notifier,
+        config_path,
+        recheck,
+    } = control;
     loop {
         let command = tokio::select! {
             c = commands.recv() => c,
@@ -229,7 +390,9 @@ async fn serve_commands(
             None => return,
             Some(Command::ForceRelease(job)) => {
                 // The engine logs and publishes ForceReleased; the watcher notifies.
-                let Some(service) = service else { continue };
+                let Some(service) = service.borrow().clone() else {
+                    continue;
+                };
                 // A click racing with Quit must not wait for a write the closing store may not
                 // make. `biased` polls the release first, so the change itself is always made
                 // (on the first poll); only the wait for the disk is given up.
@@ -244,8 +407,9 @@ async fn serve_commands(
             Some(Command::PauseNotifications(paused)) => notifier.set_paused(paused),
             // Not awaited here: `xdg-open` may only return when the editor it started exits.
             Some(Command::OpenConfig) => {
-                tokio::spawn(open_config(config_path.to_owned(), notifier.clone()));
+                tokio::spawn(open_config(config_path.clone(), notifier.clone()));
             }
+            Some(Command::CheckConfig) => recheck.notify_one(),
             Some(Command::StartAtLogin(enabled)) => {
                 // Writes a file or two; keep it off the runtime's worker threads.
                 let result =

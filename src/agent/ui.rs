@@ -15,13 +15,11 @@
 //! `exit()` as soon as that returns. So `LoopDestroyed` stops the runtime as Quit does and waits
 //! for it (for at most [`QUIT_GRACE`]) before letting go.
 
-use super::menu::{self, IconKind, JobEntry, Listening, MenuModel, NO_LOCKS};
+use super::menu::{self, IconKind, JobEntry, Listening, MenuModel};
 use super::{Command, UserEvent, runtime};
-use crate::config::Config;
 use crate::engine::JobLease;
 use crate::time::{Clock, SystemClock};
 use anyhow::Context;
-use std::path::Path;
 use std::process::ExitCode;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
@@ -33,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 use tray_icon::menu::{
     CheckMenuItem, IsMenuItem, Menu, MenuEvent, MenuId, MenuItem, PredefinedMenuItem, Submenu,
 };
-use tray_icon::{Icon, TrayIcon, TrayIconBuilder, TrayIconEvent};
+use tray_icon::{Icon, MouseButtonState, TrayIcon, TrayIconBuilder, TrayIconEvent};
 
 /// Extra sleep past a label's whole-second boundary, so the redraw lands after it, not just
 /// before it (which would show the old second again).
@@ -46,7 +44,7 @@ const FIRST_JOB_POS: usize = 2;
 /// to finish its requests and save, before the process exits regardless.
 const QUIT_GRACE: Duration = Duration::from_secs(5);
 
-pub fn run(config_path: &Path, config: Config) -> anyhow::Result<ExitCode> {
+pub fn run(settings: runtime::Settings) -> anyhow::Result<ExitCode> {
     // Who notifications come from is settled here, on the main thread, before anything posts.
     super::notifications::prepare();
     let mut event_loop = EventLoopBuilder::<UserEvent>::with_user_event().build();
@@ -66,17 +64,26 @@ pub fn run(config_path: &Path, config: Config) -> anyhow::Result<ExitCode> {
     MenuEvent::set_event_handler(Some(move |e| {
         let _ = proxy.send_event(UserEvent::Menu(e));
     }));
-    // Everything happens in the menu; clicks on the icon itself are not used. Without a
-    // handler they would pile up in tray-icon's unbounded channel.
-    TrayIconEvent::set_event_handler(Some(|_| {}));
+    // Everything happens in the menu. A click on the icon (on macOS it opens the menu) is only
+    // passed on as a cue to re-read a config file with an error; hovering is dropped here, so
+    // it never wakes the loop. Without a handler, events would pile up in tray-icon's channel.
+    let proxy = event_loop.create_proxy();
+    TrayIconEvent::set_event_handler(Some(move |e| {
+        if let TrayIconEvent::Click {
+            button_state: MouseButtonState::Down,
+            ..
+        } = e
+        {
+            let _ = proxy.send_event(UserEvent::IconClicked);
+        }
+    }));
 
     let icons = Icons::load()?;
     let (commands, commands_rx) = mpsc::unbounded_channel();
     let (alarm, alarm_rx) = watch::channel(None);
     let shutdown = CancellationToken::new();
     let runtime = runtime::spawn(
-        config,
-        config_path.to_owned(),
+        settings,
         runtime::Links {
             proxy: event_loop.create_proxy(),
             commands: commands_rx,
@@ -167,6 +174,11 @@ impl App {
                 self.render();
             }
             Event::UserEvent(UserEvent::Menu(click)) => self.clicked(&click.id),
+            Event::UserEvent(UserEvent::IconClicked) => {
+                if matches!(self.listening, Listening::BadConfig { .. }) {
+                    let _ = self.commands.send(Command::CheckConfig);
+                }
+            }
             Event::UserEvent(UserEvent::Stopped) => {
                 self.stopped = true;
                 *control_flow = ControlFlow::Exit;
@@ -265,8 +277,8 @@ struct Tray {
     icon: TrayIcon,
     menu: Menu,
     header: MenuItem,
-    no_locks: MenuItem,
-    no_locks_shown: bool,
+    /// The disabled lines after the jobs ("No locks held", a config error) and their text.
+    notes: Vec<(MenuItem, String)>,
     jobs: Vec<JobWidgets>,
     pause: CheckMenuItem,
     login: CheckMenuItem,
@@ -319,7 +331,6 @@ impl JobWidgets {
 impl Tray {
     fn new(icons: &Icons, start_at_login: bool) -> anyhow::Result<Tray> {
         let header = MenuItem::new("Starting…", false, None);
-        let no_locks = MenuItem::new(NO_LOCKS, false, None);
         let pause = CheckMenuItem::new("Pause notifications", true, false, None);
         let login = CheckMenuItem::new("Start at login", true, start_at_login, None);
         let open_config = MenuItem::new("Open config file", true, None);
@@ -327,7 +338,6 @@ impl Tray {
         let menu = Menu::with_items(&[
             &header,
             &PredefinedMenuItem::separator(),
-            &no_locks,
             &PredefinedMenuItem::separator(),
             &pause,
             &login,
@@ -344,8 +354,7 @@ impl Tray {
             icon,
             menu,
             header,
-            no_locks,
-            no_locks_shown: true,
+            notes: Vec::new(),
             jobs: Vec::new(),
             pause,
             login,
@@ -374,6 +383,7 @@ impl Tray {
         } else {
             self.replace_jobs(&model.jobs);
         }
+        self.show_notes(&model.notes);
         if self.shown_icon != model.icon {
             icons.set(&self.icon, model.icon);
             self.shown_icon = model.icon;
@@ -384,18 +394,35 @@ impl Tray {
         }
     }
 
+    /// Makes the lines after the jobs read `notes`: texts are set in place while their number
+    /// stays, else the lines are replaced.
+    fn show_notes(&mut self, notes: &[String]) {
+        if self.notes.len() == notes.len() {
+            for ((item, shown), text) in self.notes.iter_mut().zip(notes) {
+                if shown != text {
+                    item.set_text(text);
+                    shown.clone_from(text);
+                }
+            }
+            return;
+        }
+        for (item, _) in self.notes.drain(..) {
+            let _ = self.menu.remove(&item);
+        }
+        let first = FIRST_JOB_POS + self.jobs.len();
+        for (i, text) in notes.iter().enumerate() {
+            let item = MenuItem::new(text, false, None);
+            if let Err(err) = self.menu.insert(&item, first + i) {
+                tracing::error!("cannot add {text:?} to the menu: {err}");
+            }
+            self.notes.push((item, text.clone()));
+        }
+    }
+
     /// Replaces every job entry (the set of jobs changed, so their ids must too).
     fn replace_jobs(&mut self, entries: &[JobEntry]) {
         for old in self.jobs.drain(..) {
             let _ = self.menu.remove(&old.submenu);
-        }
-        if entries.is_empty() != self.no_locks_shown {
-            if entries.is_empty() {
-                let _ = self.menu.insert(&self.no_locks, FIRST_JOB_POS);
-            } else {
-                let _ = self.menu.remove(&self.no_locks);
-            }
-            self.no_locks_shown = entries.is_empty();
         }
         for (i, entry) in entries.iter().enumerate() {
             match JobWidgets::new(entry) {

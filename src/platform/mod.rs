@@ -17,6 +17,7 @@
 //!   file in the user's default app.
 //! - [`cli`]: the `install` and `uninstall` subcommands.
 //! - [`clock`]: the monotonic clocks that do and do not count sleep, per OS.
+//! - [`watch`]: waiting for a file to change (inotify, kqueue), for the agent's config file.
 //!
 //! Invariants: install is idempotent (a second run changes nothing and says so); uninstall
 //! removes exactly the files install wrote (directories are shared XDG/macOS locations and stay,
@@ -31,6 +32,7 @@ pub mod paths;
 pub mod process;
 pub mod status;
 pub mod steps;
+pub mod watch;
 pub mod xdg;
 
 #[cfg(test)]
