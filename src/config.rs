@@ -45,6 +45,8 @@ pub struct Config {
     /// For the CLI: this device's client id (default: derived from the hostname).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client: Option<String>,
+    /// The desktop agent holds off idle sleep while at least one lease is held.
+    pub keep_awake: bool,
     pub notifications: Notifications,
 }
 
@@ -85,6 +87,7 @@ impl Default for Config {
             state_dir: None,
             server: None,
             client: None,
+            keep_awake: true,
             notifications: Notifications::default(),
         }
     }
@@ -422,6 +425,11 @@ max_wait = "{max_wait}"
 # server = "http://192.168.1.20:8080"
 # client = "laptop1"
 
+# The desktop agent keeps this machine from going to sleep when idle while at least one job is
+# held, so other devices can still renew and release (a closed lid still sleeps it). The
+# agent's menu can switch it off until foolock restarts. `foolock serve` never does this.
+keep_awake = {keep_awake}
+
 [notifications]
 # Desktop notifications posted by the agent.
 takeover = {takeover}
@@ -437,6 +445,7 @@ expire = {expire}
         max_jobs = d.max_jobs,
         retention = Compact(d.retention),
         max_wait = Compact(d.max_wait),
+        keep_awake = d.keep_awake,
         takeover = n.takeover,
         force_release = n.force_release,
         acquire = n.acquire,
@@ -503,6 +512,8 @@ mod tests {
         assert_eq!(c.grace_period, Duration::ZERO);
         assert!(c.notifications.acquire);
         assert!(c.notifications.takeover);
+        assert!(c.keep_awake, "on unless switched off");
+        assert!(!parse("keep_awake = false\n").unwrap().keep_awake);
     }
 
     #[test]

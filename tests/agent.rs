@@ -176,6 +176,9 @@ impl Agent {
             .env("DISPLAY", &desktop.display)
             .env_remove("WAYLAND_DISPLAY")
             .env("DBUS_SESSION_BUS_ADDRESS", &desktop.bus_address)
+            // Never the machine's real logind: keep_awake's inhibitor requests go to the test's
+            // own bus, where nobody answers them unless a test puts a stand-in there.
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &desktop.bus_address)
             // Keep GTK from starting the accessibility bus: it is not under test.
             .env("NO_AT_BRIDGE", "1")
             .env("RUST_LOG", "warn");
@@ -492,6 +495,129 @@ mod notifications {
 }
 
 // ---------------------------------------------------------------------------------------------
+// A stand-in for logind on a system bus of its own
+
+mod logind {
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::process::{Child, Command, Stdio};
+    use std::sync::{Arc, Mutex};
+
+    /// One `Inhibit` call: its arguments, and the read end of the pipe whose write end was
+    /// handed out (it reads end-of-file once every copy of that end is closed).
+    pub struct Call {
+        pub args: [String; 4],
+        pipe: OwnedFd,
+    }
+
+    impl Call {
+        /// Whether the agent has closed the descriptor it was given (the lock is released).
+        pub fn released(&self) -> bool {
+            let mut byte = [0u8; 1];
+            // SAFETY: a one-byte read into a live buffer; the descriptor is non-blocking.
+            let n = unsafe { libc::read(self.pipe.as_raw_fd(), byte.as_mut_ptr().cast(), 1) };
+            n == 0
+        }
+    }
+
+    struct Manager {
+        calls: Arc<Mutex<Vec<Call>>>,
+    }
+
+    #[zbus::interface(name = "org.freedesktop.login1.Manager")]
+    impl Manager {
+        /// As logind does: a FIFO whose write end is the lock.
+        fn inhibit(
+            &self,
+            what: String,
+            who: String,
+            why: String,
+            mode: String,
+        ) -> zbus::zvariant::OwnedFd {
+            let mut fds = [0; 2];
+            // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+            let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | libc::O_NONBLOCK) };
+            assert_eq!(rc, 0, "pipe2");
+            // SAFETY: both descriptors are fresh and owned from here on.
+            let (read, write) =
+                unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+            self.calls.lock().unwrap().push(Call {
+                args: [what, who, why, mode],
+                pipe: read,
+            });
+            write.into()
+        }
+    }
+
+    /// A bus daemon standing in for the system bus, with `org.freedesktop.login1` on it.
+    pub struct Logind {
+        bus: Child,
+        pub address: String,
+        _conn: zbus::blocking::Connection,
+        calls: Arc<Mutex<Vec<Call>>>,
+    }
+
+    impl Drop for Logind {
+        fn drop(&mut self) {
+            let _ = self.bus.kill();
+            let _ = self.bus.wait();
+        }
+    }
+
+    impl Logind {
+        pub fn start() -> Logind {
+            let mut bus = Command::new("dbus-daemon")
+                .args(["--session", "--nofork", "--print-address=1"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start dbus-daemon");
+            let mut address = String::new();
+            std::io::BufRead::read_line(
+                &mut std::io::BufReader::new(bus.stdout.take().unwrap()),
+                &mut address,
+            )
+            .unwrap();
+            let address = address.trim().to_owned();
+            let calls = Arc::new(Mutex::new(Vec::new()));
+            let conn = zbus::blocking::connection::Builder::address(address.as_str())
+                .unwrap()
+                .name("org.freedesktop.login1")
+                .unwrap()
+                .serve_at(
+                    "/org/freedesktop/login1",
+                    Manager {
+                        calls: calls.clone(),
+                    },
+                )
+                .unwrap()
+                .build()
+                .expect("serve org.freedesktop.login1");
+            Logind {
+                bus,
+                address,
+                _conn: conn,
+                calls,
+            }
+        }
+
+        /// How many `Inhibit` calls were made.
+        pub fn count(&self) -> usize {
+            self.calls.lock().unwrap().len()
+        }
+
+        /// The arguments of call `i`.
+        pub fn args(&self, i: usize) -> [String; 4] {
+            self.calls.lock().unwrap()[i].args.clone()
+        }
+
+        /// Whether the lock of call `i` was released.
+        pub fn released(&self, i: usize) -> bool {
+            self.calls.lock().unwrap()[i].released()
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Tests
 
 /// Reads `N` out of a label ending in `… · Ns left` / `… · expired, grace Ns`.
@@ -511,7 +637,7 @@ fn menu_shows_each_job_holder_and_countdown_and_counts_down() {
     let conn = dbusmenu::connect(&desktop.bus_address);
     let tray = dbusmenu::wait_for_tray(&conn, agent.pid());
 
-    // The header says "Starting…" until the runtime reports the bound address.
+    // The icon appears once the runtime reports the bound address.
     let menu = wait_for("the listening header", PROMPT, || {
         let menu = dbusmenu::layout(&conn, &tray);
         menu.labels()[0].starts_with("Listening").then_some(menu)
@@ -524,6 +650,7 @@ fn menu_shows_each_job_holder_and_countdown_and_counts_down() {
             "No locks held".into(),
             "---".into(),
             "Pause notifications".into(),
+            "Keep awake while jobs are held".into(),
             "Start at login".into(),
             "Open config file".into(),
             "Quit".into(),
@@ -543,7 +670,7 @@ fn menu_shows_each_job_holder_and_countdown_and_counts_down() {
 
     let menu = wait_for("the jobs in the menu", PROMPT, || {
         let menu = dbusmenu::layout(&conn, &tray);
-        (menu.children.len() == 11).then_some(menu)
+        (menu.children.len() == 12).then_some(menu)
     });
     let labels = menu.labels();
     assert_eq!(dbusmenu::tooltip(&conn, &tray), "foolock — 4 jobs held");
@@ -830,6 +957,11 @@ fn a_bad_config_file_is_shown_in_the_menu_and_serving_starts_once_it_is_saved_fi
     );
     assert!(labels.contains(&"Quit".to_owned()), "{labels:?}");
     assert!(!labels.contains(&"No locks held".to_owned()), "{labels:?}");
+    // Nothing is served, so there is nothing to keep the machine awake for.
+    assert!(
+        !labels.contains(&"Keep awake while jobs are held".to_owned()),
+        "{labels:?}"
+    );
     assert_eq!(
         dbusmenu::tooltip(&conn, &tray),
         "foolock — not running: the config file has an error"
@@ -865,6 +997,12 @@ fn a_bad_config_file_is_shown_in_the_menu_and_serving_starts_once_it_is_saved_fi
         let menu = dbusmenu::layout(&conn, &tray);
         (menu.labels()[0] == format!("Listening on {addr}")).then_some(())
     });
+    let keep_awake = wait_for("the keep-awake item", PROMPT, || {
+        dbusmenu::layout(&conn, &tray)
+            .find("Keep awake while jobs are held")
+            .cloned()
+    });
+    assert_eq!(keep_awake.toggle_state, Some(1));
     acquire(addr, "backup", "laptop1", "1s");
     let status = request(addr, "GET", "/lock?job=backup").unwrap();
     assert_eq!(status.body["holder"], "laptop1", "{}", status.body);
@@ -1032,6 +1170,116 @@ fn a_second_agent_finds_the_first_and_exits_quietly_without_an_icon() {
     assert!(!seen.contains(&second_tray), "a second icon: {seen:?}");
     // The first one is unaffected.
     acquire(first.addr(), "backup", "laptop1", "30s");
+}
+
+#[test]
+fn keep_awake_holds_one_logind_idle_sleep_lock_while_jobs_are_held_and_closes_it_after() {
+    let Some(desktop) = desktop::start() else {
+        return;
+    };
+    let logind = logind::Logind::start();
+    let system_bus = ("DBUS_SYSTEM_BUS_ADDRESS", logind.address.clone().into());
+    let agent = Agent::serving_with(&desktop, &[], "", &[system_bus]);
+    let conn = dbusmenu::connect(&desktop.bus_address);
+    let tray = dbusmenu::wait_for_tray(&conn, agent.pid());
+    let item = || {
+        wait_for("the keep-awake item", PROMPT, || {
+            dbusmenu::layout(&conn, &tray)
+                .find("Keep awake while jobs are held")
+                .cloned()
+        })
+    };
+    assert_eq!(item().toggle_type.as_deref(), Some("checkmark"));
+    assert_eq!(item().toggle_state, Some(1), "on by default");
+    let labels = dbusmenu::layout(&conn, &tray).labels();
+    let pause = labels
+        .iter()
+        .position(|l| l == "Pause notifications")
+        .unwrap();
+    assert_eq!(
+        labels[pause + 1],
+        "Keep awake while jobs are held",
+        "{labels:?}"
+    );
+
+    acquire(agent.addr(), "backup", "laptop1", "60s");
+    wait_for("an Inhibit call", PROMPT, || {
+        (logind.count() == 1).then_some(())
+    });
+    let [what, who, why, mode] = logind.args(0);
+    assert_eq!(
+        (what.as_str(), who.as_str(), mode.as_str()),
+        ("idle:sleep", "foolock", "block")
+    );
+    assert!(!why.is_empty());
+    acquire(agent.addr(), "sync", "phone", "60s");
+    let release = |job: &str, client: &str| {
+        let path = format!("/lock?job={job}&client={client}");
+        let reply = request(agent.addr(), "DELETE", &path).unwrap();
+        assert_eq!(reply.status, 200, "{}", reply.body);
+    };
+    release("backup", "laptop1");
+    assert!(!logind.released(0), "released while sync is still held");
+    release("sync", "phone");
+    wait_for("the lock to be released", PROMPT, || {
+        logind.released(0).then_some(())
+    });
+    assert_eq!(
+        logind.count(),
+        1,
+        "one lock for the whole stretch of held jobs"
+    );
+
+    // The menu switch: off lets go at once while a job is held; on takes a new lock.
+    acquire(agent.addr(), "backup", "laptop1", "60s");
+    wait_for("a second Inhibit call", PROMPT, || {
+        (logind.count() == 2).then_some(())
+    });
+    dbusmenu::click(&conn, &tray, item().id);
+    wait_for("the untick", PROMPT, || {
+        (item().toggle_state == Some(0)).then_some(())
+    });
+    wait_for("the lock to be released", PROMPT, || {
+        logind.released(1).then_some(())
+    });
+    dbusmenu::click(&conn, &tray, item().id);
+    wait_for("a third Inhibit call", PROMPT, || {
+        (logind.count() == 3).then_some(())
+    });
+    release("backup", "laptop1");
+    wait_for("the lock to be released", PROMPT, || {
+        logind.released(2).then_some(())
+    });
+}
+
+#[test]
+fn keep_awake_off_in_the_config_starts_unticked_and_takes_no_lock_until_ticked() {
+    let Some(desktop) = desktop::start() else {
+        return;
+    };
+    let logind = logind::Logind::start();
+    let system_bus = ("DBUS_SYSTEM_BUS_ADDRESS", logind.address.clone().into());
+    let agent = Agent::serving_with(&desktop, &[], "keep_awake = false\n", &[system_bus]);
+    let conn = dbusmenu::connect(&desktop.bus_address);
+    let tray = dbusmenu::wait_for_tray(&conn, agent.pid());
+    let item = || {
+        wait_for("the keep-awake item", PROMPT, || {
+            dbusmenu::layout(&conn, &tray)
+                .find("Keep awake while jobs are held")
+                .cloned()
+        })
+    };
+    assert_eq!(item().toggle_state, Some(0));
+    acquire(agent.addr(), "backup", "laptop1", "60s");
+    wait_for("backup in the menu", PROMPT, || {
+        let menu = dbusmenu::layout(&conn, &tray);
+        menu.find_prefix("backup").is_some().then_some(())
+    });
+    assert_eq!(logind.count(), 0, "a lock although keep_awake = false");
+    dbusmenu::click(&conn, &tray, item().id);
+    wait_for("an Inhibit call once ticked", PROMPT, || {
+        (logind.count() == 1).then_some(())
+    });
 }
 
 /// utime + stime of process `pid` (all its threads), in clock ticks.

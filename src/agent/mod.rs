@@ -11,9 +11,11 @@
 //! Apple Event all cancel one token; the runtime then finishes in-flight requests, saves, stops,
 //! and the UI exits after it.
 //!
-//! macOS specifics (session check, notification identity, App Nap) are in [`mac`].
+//! macOS specifics (session check, notification identity, App Nap) are in [`mac`]; holding
+//! off idle sleep while jobs are held, in [`keep_awake`].
 
 // Portable on purpose, so its decisions are tested on every OS; only macOS calls it.
+mod keep_awake;
 #[cfg_attr(not(target_os = "macos"), allow(dead_code))]
 mod mac;
 mod menu;
@@ -44,6 +46,9 @@ pub enum UserEvent {
     Menu(tray_icon::menu::MenuEvent),
     /// The icon was clicked (macOS: the menu is opening).
     IconClicked,
+    /// Whether "Keep awake while jobs are held" starts ticked: sent once the config is read
+    /// (the item is added then).
+    KeepAwake(bool),
 }
 
 /// What the UI asks of the runtime.
@@ -51,6 +56,8 @@ pub enum UserEvent {
 pub enum Command {
     ForceRelease(String),
     PauseNotifications(bool),
+    /// Hold off idle sleep while jobs are held (true), or never (false), until restart.
+    KeepAwake(bool),
     OpenConfig,
     /// Read the config file again now, if it had an error (the icon was clicked: the user may
     /// have fixed it where the file watch cannot see).

@@ -8,8 +8,10 @@
 //!   ([`FileWatch`]: no polling); the server starts as soon as the file is saved fixed;
 //! - a failed bind is shown until the user quits.
 //!
-//! Menu commands are served from start to end, whatever the server's state.
+//! Menu commands are served from start to end, whatever the server's state. While the server
+//! runs, [`keep_awake`] holds off idle sleep whenever a lease is held.
 
+use super::keep_awake;
 use super::menu::Listening;
 use super::notifications::{Message, Notifier};
 use super::{Command, UserEvent};
@@ -85,6 +87,7 @@ async fn main(mut settings: Settings, links: Links, shutdown: CancellationToken)
     tokio::spawn(ring_alarm(alarm, proxy.clone(), shutdown.clone()));
     let notifier = Notifier::new(config::Notifications::default());
     let (service_tx, service) = watch::channel(None);
+    let (keep_awake, keep_awake_rx) = watch::channel(false);
     let recheck = Arc::new(Notify::new());
     let control = tokio::spawn(serve_commands(
         Control {
@@ -92,6 +95,7 @@ async fn main(mut settings: Settings, links: Links, shutdown: CancellationToken)
             notifier: notifier.clone(),
             config_path: settings.path.clone(),
             recheck: recheck.clone(),
+            keep_awake: keep_awake.clone(),
         },
         commands,
         shutdown.clone(),
@@ -100,18 +104,28 @@ async fn main(mut settings: Settings, links: Links, shutdown: CancellationToken)
     let config = usable_config(first, &settings, &notifier, &proxy, &recheck, &shutdown).await;
     if let Some(config) = config {
         notifier.set_settings(config.notifications.clone());
-        serve(
-            &config,
-            &settings.path,
-            &notifier,
-            &proxy,
-            &service_tx,
-            &shutdown,
-        )
-        .await;
+        keep_awake.send_replace(config.keep_awake);
+        let _ = proxy.send_event(UserEvent::KeepAwake(config.keep_awake));
+        let links = ServeLinks {
+            notifier: &notifier,
+            proxy: &proxy,
+            service: &service_tx,
+            keep_awake: keep_awake_rx,
+        };
+        serve(&config, &settings.path, links, &shutdown).await;
     }
     shutdown.cancel();
     let _ = control.await;
+}
+
+/// What [`serve`] reports to and hands on.
+struct ServeLinks<'a> {
+    notifier: &'a Notifier,
+    proxy: &'a EventLoopProxy<UserEvent>,
+    /// Gets the lock service once it runs, for the menu's commands.
+    service: &'a watch::Sender<Option<LockService>>,
+    /// The menu's "Keep awake while jobs are held".
+    keep_awake: watch::Receiver<bool>,
 }
 
 /// Runs the server for `config` until shutdown; if it cannot start, shows why and waits for
@@ -119,11 +133,15 @@ async fn main(mut settings: Settings, links: Links, shutdown: CancellationToken)
 async fn serve(
     config: &Config,
     config_path: &Path,
-    notifier: &Notifier,
-    proxy: &EventLoopProxy<UserEvent>,
-    service_tx: &watch::Sender<Option<LockService>>,
+    links: ServeLinks<'_>,
     shutdown: &CancellationToken,
 ) {
+    let ServeLinks {
+        notifier,
+        proxy,
+        service: service_tx,
+        keep_awake: keep_awake_switch,
+    } = links;
     let server = match Server::open(config).await {
         Ok(server) => server,
         Err(err) => {
@@ -178,6 +196,11 @@ async fn serve(
 
     let service = server.service().clone();
     service_tx.send_replace(Some(service.clone()));
+    let awake = tokio::spawn(keep_awake::run(
+        service.clone(),
+        keep_awake_switch,
+        shutdown.clone(),
+    ));
     let watcher = tokio::spawn(watch_jobs(
         service,
         notifier.clone(),
@@ -189,6 +212,7 @@ async fn serve(
     }
     shutdown.cancel();
     let _ = watcher.await;
+    let _ = awake.await;
 }
 
 /// The config to serve with: `first` if it loaded. Otherwise the error is shown in the menu,
@@ -367,6 +391,8 @@ struct Control {
     config_path: PathBuf,
     /// Asks [`usable_config`] to read the config file again.
     recheck: Arc<Notify>,
+    /// The "Keep awake while jobs are held" switch.
+    keep_awake: watch::Sender<bool>,
 }
 
 /// Carries out the menu's commands until shutdown.
@@ -380,6 +406,7 @@ async fn serve_commands(
         notifier,
         config_path,
         recheck,
+        keep_awake,
     } = control;
     loop {
         let command = tokio::select! {
@@ -405,6 +432,10 @@ async fn serve_commands(
                 }
             }
             Some(Command::PauseNotifications(paused)) => notifier.set_paused(paused),
+            Some(Command::KeepAwake(on)) => {
+                tracing::info!(on, "keep awake while jobs are held");
+                keep_awake.send_replace(on);
+            }
             // Not awaited here: `xdg-open` may only return when the editor it started exits.
             Some(Command::OpenConfig) => {
                 tokio::spawn(open_config(config_path.clone(), notifier.clone()));

@@ -37,6 +37,9 @@ use tray_icon::{Icon, MouseButtonState, TrayIcon, TrayIconBuilder, TrayIconEvent
 /// before it (which would show the old second again).
 const BOUNDARY_SLACK: Duration = Duration::from_millis(20);
 
+/// The keep-awake menu item's label.
+const KEEP_AWAKE: &str = "Keep awake while jobs are held";
+
 /// Position of the first job entry: after the header and a separator.
 const FIRST_JOB_POS: usize = 2;
 
@@ -102,6 +105,7 @@ pub fn run(settings: runtime::Settings) -> anyhow::Result<ExitCode> {
         commands,
         alarm,
         paused: false,
+        keep_awake: None,
         start_at_login: crate::platform::start_at_login(),
         shutdown: shutdown.clone(),
         runtime: Some(runtime),
@@ -150,6 +154,9 @@ struct App {
     alarm: watch::Sender<Option<Instant>>,
     /// Whether "Pause notifications" is ticked.
     paused: bool,
+    /// Whether "Keep awake while jobs are held" is ticked; `None` until the config is read
+    /// (the item is not shown before).
+    keep_awake: Option<bool>,
     /// Whether "Start at login" is ticked: the login item's real state at start, then each
     /// click's.
     start_at_login: bool,
@@ -174,6 +181,13 @@ impl App {
                 self.render();
             }
             Event::UserEvent(UserEvent::Menu(click)) => self.clicked(&click.id),
+            // Only the first word counts: from then on the tick is the user's.
+            Event::UserEvent(UserEvent::KeepAwake(on)) if self.keep_awake.is_none() => {
+                self.keep_awake = Some(on);
+                if let Some(tray) = &mut self.tray {
+                    tray.add_keep_awake(on);
+                }
+            }
             Event::UserEvent(UserEvent::IconClicked) => {
                 if matches!(self.listening, Listening::BadConfig { .. }) {
                     let _ = self.commands.send(Command::CheckConfig);
@@ -196,7 +210,7 @@ impl App {
         if std::mem::replace(&mut self.tray_tried, true) {
             return;
         }
-        match Tray::new(&self.icons, self.start_at_login) {
+        match Tray::new(&self.icons, self.start_at_login, self.keep_awake) {
             Ok(tray) => self.tray = Some(tray),
             // E.g. no session bus. The server matters more than its icon: keep serving.
             Err(err) => tracing::error!(
@@ -252,6 +266,11 @@ impl App {
             // Each click toggles the tick; mirror it rather than ask the item (see `Tray`).
             self.paused = !self.paused;
             Command::PauseNotifications(self.paused)
+        } else if let (Some(item), Some(on)) = (&tray.keep_awake, self.keep_awake)
+            && id == item.id()
+        {
+            self.keep_awake = Some(!on);
+            Command::KeepAwake(!on)
         } else if id == tray.login.id() {
             self.start_at_login = !self.start_at_login;
             Command::StartAtLogin(self.start_at_login)
@@ -269,7 +288,7 @@ impl App {
 
 /// The tray icon and the menu entries that change.
 ///
-/// `pause` is created once, then only its id is read: on Linux, muda's menu snapshot for a
+/// `pause` (like `keep_awake` and `login`) is created once, then only its id is read: on Linux, muda's menu snapshot for a
 /// check item shares a non-atomic `Rc<RefCell<…>>` with ksni's D-Bus thread, which toggles it
 /// on a click, so the main thread must not borrow, clone or drop it while the tray runs.
 /// `icon` is the first field so it drops (stopping that thread) before the items do.
@@ -281,11 +300,18 @@ struct Tray {
     notes: Vec<(MenuItem, String)>,
     jobs: Vec<JobWidgets>,
     pause: CheckMenuItem,
+    /// "Keep awake while jobs are held", added once the config is read.
+    keep_awake: Option<CheckMenuItem>,
     login: CheckMenuItem,
     open_config: MenuItem,
     quit: MenuItem,
     shown_icon: IconKind,
     shown_tooltip: String,
+}
+
+/// The "Keep awake while jobs are held" check item.
+fn keep_awake_item(on: bool) -> CheckMenuItem {
+    CheckMenuItem::new(KEEP_AWAKE, true, on, None)
 }
 
 /// One job's entry: a submenu with its details and "Force release".
@@ -329,7 +355,7 @@ impl JobWidgets {
 }
 
 impl Tray {
-    fn new(icons: &Icons, start_at_login: bool) -> anyhow::Result<Tray> {
+    fn new(icons: &Icons, start_at_login: bool, keep_awake: Option<bool>) -> anyhow::Result<Tray> {
         let header = MenuItem::new("Starting…", false, None);
         let pause = CheckMenuItem::new("Pause notifications", true, false, None);
         let login = CheckMenuItem::new("Start at login", true, start_at_login, None);
@@ -344,6 +370,11 @@ impl Tray {
             &open_config,
             &quit,
         ])?;
+        let keep_awake = keep_awake.map(keep_awake_item);
+        if let Some(item) = &keep_awake {
+            // Right after "Pause notifications": header, separator, separator, pause.
+            menu.insert(item, FIRST_JOB_POS + 2)?;
+        }
         let tooltip = "foolock".to_owned();
         let builder = TrayIconBuilder::new()
             .with_id("foolock")
@@ -357,6 +388,7 @@ impl Tray {
             notes: Vec::new(),
             jobs: Vec::new(),
             pause,
+            keep_awake,
             login,
             open_config,
             quit,
@@ -391,6 +423,20 @@ impl Tray {
         if self.shown_tooltip != model.tooltip {
             let _ = self.icon.set_tooltip(Some(&model.tooltip));
             self.shown_tooltip.clone_from(&model.tooltip);
+        }
+    }
+
+    /// Adds "Keep awake while jobs are held", ticked if `on`, after "Pause notifications".
+    fn add_keep_awake(&mut self, on: bool) {
+        if self.keep_awake.is_some() {
+            return;
+        }
+        let item = keep_awake_item(on);
+        // Header, separator, the jobs, the notes, separator, pause: then this.
+        let at = FIRST_JOB_POS + self.jobs.len() + self.notes.len() + 2;
+        match self.menu.insert(&item, at) {
+            Ok(()) => self.keep_awake = Some(item),
+            Err(err) => tracing::error!("cannot add the keep-awake item to the menu: {err}"),
         }
     }
 
@@ -585,6 +631,7 @@ mod tests {
             commands: mpsc::unbounded_channel().0,
             alarm: watch::channel(None).0,
             paused: false,
+            keep_awake: None,
             start_at_login: false,
             shutdown: shutdown.clone(),
             runtime: Some(runtime),

@@ -18,11 +18,14 @@
 //! - [`cli`]: the `install` and `uninstall` subcommands.
 //! - [`clock`]: the monotonic clocks that do and do not count sleep, per OS.
 //! - [`watch`]: waiting for a file to change (inotify, kqueue), for the agent's config file.
+//! - `awake` (feature `tray`): holding off idle sleep while jobs are held (IOKit, logind).
 //!
 //! Invariants: install is idempotent (a second run changes nothing and says so); uninstall
 //! removes exactly the files install wrote (directories are shared XDG/macOS locations and stay,
 //! as do the agent's logs); anything refused is refused with an error saying why and what to do.
 
+#[cfg(feature = "tray")]
+pub mod awake;
 pub mod cli;
 pub mod clock;
 pub mod generate;
