@@ -451,7 +451,7 @@ async fn serve_commands(
                     Ok(()) => tracing::info!(enabled, "start at login"),
                     Err(err) => {
                         tracing::error!("cannot change start at login: {err:#}");
-                        notifier.post(Message {
+                        notifier.alert(Message {
                             title: "Start at login not changed".into(),
                             body: format!("{err:#}"),
                         });

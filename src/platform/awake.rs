@@ -1,14 +1,13 @@
 //! Holding off idle sleep (the agent's `keep_awake`): while an [`Inhibitor`] lives, the machine
 //! does not go to sleep for lack of user activity. Dropping it lets the OS decide again.
-//!
-//! Only *idle* sleep is held off. Everything else stays the OS's call: the display still
-//! sleeps, a closed lid still sleeps the laptop, and the user can still choose Sleep.
+//! Neither OS keeps the display on for it, and a closed lid still sleeps a laptop.
 //! - macOS: an IOKit power assertion of type `PreventUserIdleSystemSleep` (what `caffeinate -i`
-//!   takes); clamshell sleep is not affected by it.
+//!   takes): only idle sleep is held off; closing the lid or choosing Sleep still sleeps the Mac.
 //! - Linux: a logind inhibitor lock, `Inhibit("idle:sleep", "foolock", why, "block")`, on the
 //!   system bus (`DBUS_SYSTEM_BUS_ADDRESS` if set). logind gives back a file descriptor; the
-//!   lock lasts until every copy of it is closed. No `handle-lid-switch` lock is taken, and by
-//!   default (`LidSwitchIgnoreInhibited=yes`) logind suspends on a closed lid regardless.
+//!   lock lasts until every copy of it is closed. `sleep` covers suspend requests that respect
+//!   inhibitor locks; no `handle-lid-switch` lock is taken, and by default
+//!   (`LidSwitchIgnoreInhibited=yes`) logind suspends on a closed lid regardless.
 
 /// What the inhibitor says it is for, as `systemd-inhibit --list` or `pmset -g assertions`
 /// show it.
