@@ -45,6 +45,9 @@ pub struct Config {
     /// For the CLI: this device's client id (default: derived from the hostname).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client: Option<String>,
+    /// Whether the server answers `GET /metrics` (Prometheus). Off, it also skips the
+    /// per-request timing.
+    pub metrics: bool,
     /// The desktop agent holds off idle sleep while at least one lease is held.
     pub keep_awake: bool,
     pub notifications: Notifications,
@@ -87,6 +90,7 @@ impl Default for Config {
             state_dir: None,
             server: None,
             client: None,
+            metrics: true,
             keep_awake: true,
             notifications: Notifications::default(),
         }
@@ -425,6 +429,9 @@ max_wait = "{max_wait}"
 # server = "http://192.168.1.20:8080"
 # client = "laptop1"
 
+# Serve Prometheus metrics at /metrics (and time every request for them).
+metrics = {metrics}
+
 # The desktop agent keeps this machine from going to sleep when idle while at least one job is
 # held, so other devices can still renew and release (a closed lid still sleeps it). The
 # agent's menu can switch it off until foolock restarts. `foolock serve` never does this.
@@ -445,6 +452,7 @@ expire = {expire}
         max_jobs = d.max_jobs,
         retention = Compact(d.retention),
         max_wait = Compact(d.max_wait),
+        metrics = d.metrics,
         keep_awake = d.keep_awake,
         takeover = n.takeover,
         force_release = n.force_release,
@@ -514,6 +522,12 @@ mod tests {
         assert!(c.notifications.takeover);
         assert!(c.keep_awake, "on unless switched off");
         assert!(!parse("keep_awake = false\n").unwrap().keep_awake);
+    }
+
+    #[test]
+    fn metrics_are_on_unless_turned_off() {
+        assert!(Config::default().metrics);
+        assert!(!parse("metrics = false\n").unwrap().metrics);
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod support;
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 use support::{BIN, listening_addr, request, wait_for};
@@ -138,6 +139,23 @@ impl Agent {
     /// Starts `foolock agent ARGS…` on `desktop` with `config` as its config file.
     fn start(desktop: &desktop::Desktop, args: &[&str], config: &str) -> Agent {
         Agent::start_with(desktop, args, config, &[])
+    }
+
+    /// Like [`Agent::start`], looking for programs in `bin` first.
+    fn start_with_path(
+        desktop: &desktop::Desktop,
+        args: &[&str],
+        config: &str,
+        bin: Option<&Path>,
+    ) -> Agent {
+        let mut env = Vec::new();
+        if let Some(bin) = bin {
+            let mut path = std::ffi::OsString::from(bin);
+            path.push(":");
+            path.push(std::env::var_os("PATH").unwrap_or_default());
+            env.push(("PATH", path));
+        }
+        Agent::start_with(desktop, args, config, &env)
     }
 
     /// Like [`Agent::start`], with `env` added to (or overriding) the agent's environment.
@@ -652,6 +670,7 @@ fn menu_shows_each_job_holder_and_countdown_and_counts_down() {
             "Pause notifications".into(),
             "Keep awake while jobs are held".into(),
             "Start at login".into(),
+            "Open status page".into(),
             "Open config file".into(),
             "Quit".into(),
         ]
@@ -670,7 +689,7 @@ fn menu_shows_each_job_holder_and_countdown_and_counts_down() {
 
     let menu = wait_for("the jobs in the menu", PROMPT, || {
         let menu = dbusmenu::layout(&conn, &tray);
-        (menu.children.len() == 12).then_some(menu)
+        (menu.children.len() == 13).then_some(menu)
     });
     let labels = menu.labels();
     assert_eq!(dbusmenu::tooltip(&conn, &tray), "foolock — 4 jobs held");
@@ -702,6 +721,38 @@ fn menu_shows_each_job_holder_and_countdown_and_counts_down() {
     let short = &menu.find_prefix("short — laptop2 · ").unwrap().label;
     assert!(short.contains("· expired, grace "), "{short}");
     assert!((1..=5).contains(&seconds_in(short)), "{short}");
+}
+
+#[test]
+fn open_status_page_hands_the_local_page_url_to_the_opener() {
+    let Some(desktop) = desktop::start() else {
+        return;
+    };
+    // A stand-in for xdg-open that writes down what it was asked to open.
+    let bin = tempfile::tempdir().unwrap();
+    let opened = bin.path().join("opened");
+    let opener = bin.path().join("xdg-open");
+    let script = format!(
+        "#!/bin/sh\nprintf '%s\\n' \"$*\" > '{out}.tmp' && mv '{out}.tmp' '{out}'\n",
+        out = opened.display()
+    );
+    std::fs::write(&opener, script).unwrap();
+    std::fs::set_permissions(&opener, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut agent =
+        Agent::start_with_path(&desktop, &["--listen", "127.0.0.1:0"], "", Some(bin.path()));
+    let addr = listening_addr(&mut agent.child).expect("serving");
+    let conn = dbusmenu::connect(&desktop.bus_address);
+    let tray = dbusmenu::wait_for_tray(&conn, agent.pid());
+    let item = wait_for("the menu", PROMPT, || {
+        dbusmenu::layout(&conn, &tray)
+            .find("Open status page")
+            .cloned()
+    });
+    dbusmenu::click(&conn, &tray, item.id);
+    let url = wait_for("the opener to run", PROMPT, || {
+        std::fs::read_to_string(&opened).ok()
+    });
+    assert_eq!(url.trim(), format!("http://{addr}/"));
 }
 
 #[test]

@@ -62,6 +62,8 @@ pub enum Command {
     /// Read the config file again now, if it had an error (the icon was clicked: the user may
     /// have fixed it where the file watch cannot see).
     CheckConfig,
+    /// Open the server's status page in the default browser.
+    OpenStatusPage,
     /// Register (true) or remove (false) the login item, as `foolock install`/`uninstall` do.
     StartAtLogin(bool),
 }

@@ -122,8 +122,8 @@ async fn main(mut settings: Settings, links: Links, shutdown: CancellationToken)
 struct ServeLinks<'a> {
     notifier: &'a Notifier,
     proxy: &'a EventLoopProxy<UserEvent>,
-    /// Gets the lock service once it runs, for the menu's commands.
-    service: &'a watch::Sender<Option<LockService>>,
+    /// Gets the server once it runs, for the menu's commands.
+    service: &'a watch::Sender<Option<Serving>>,
     /// The menu's "Keep awake while jobs are held".
     keep_awake: watch::Receiver<bool>,
 }
@@ -195,7 +195,10 @@ async fn serve(
     )));
 
     let service = server.service().clone();
-    service_tx.send_replace(Some(service.clone()));
+    service_tx.send_replace(Some(Serving {
+        service: service.clone(),
+        page: server::local_page_url(bound),
+    }));
     let awake = tokio::spawn(keep_awake::run(
         service.clone(),
         keep_awake_switch,
@@ -383,10 +386,17 @@ async fn watch_jobs(
     }
 }
 
+/// The running server, as the menu's commands need it.
+struct Serving {
+    service: LockService,
+    /// The status page's URL.
+    page: String,
+}
+
 /// What the menu's commands act on.
 struct Control {
-    /// The lock service once the server runs (`None` before, or if it never does).
-    service: watch::Receiver<Option<LockService>>,
+    /// The server once it runs (`None` before, or if it never does).
+    service: watch::Receiver<Option<Serving>>,
     notifier: Notifier,
     config_path: PathBuf,
     /// Asks [`usable_config`] to read the config file again.
@@ -417,7 +427,7 @@ async fn serve_commands(
             None => return,
             Some(Command::ForceRelease(job)) => {
                 // The engine logs and publishes ForceReleased; the watcher notifies.
-                let Some(service) = service.borrow().clone() else {
+                let Some(service) = service.borrow().as_ref().map(|s| s.service.clone()) else {
                     continue;
                 };
                 // A click racing with Quit must not wait for a write the closing store may not
@@ -441,6 +451,12 @@ async fn serve_commands(
                 tokio::spawn(open_config(config_path.clone(), notifier.clone()));
             }
             Some(Command::CheckConfig) => recheck.notify_one(),
+            Some(Command::OpenStatusPage) => match service.borrow().as_ref() {
+                Some(serving) => {
+                    tokio::spawn(open_page(serving.page.clone(), notifier.clone()));
+                }
+                None => tracing::warn!("no status page: the server is not running"),
+            },
             Some(Command::StartAtLogin(enabled)) => {
                 // Writes a file or two; keep it off the runtime's worker threads.
                 let result =
@@ -467,7 +483,7 @@ async fn serve_commands(
 /// notified: a click that silently does nothing is the worst outcome.
 async fn open_config(path: PathBuf, notifier: Notifier) {
     let result = match config::init_file(&path) {
-        Ok(_) => run_opener(&path).await,
+        Ok(_) => run_opener(platform::open_command(&path)).await,
         Err(err) => Err(format!("cannot create it: {err}")),
     };
     if let Err(why) = result {
@@ -479,13 +495,25 @@ async fn open_config(path: PathBuf, notifier: Notifier) {
     }
 }
 
+/// Opens the status page in the default browser; a failure is logged and notified.
+async fn open_page(url: String, notifier: Notifier) {
+    if let Err(why) = run_opener(platform::browse_command(&url)).await {
+        tracing::error!("cannot open {url}: {why}");
+        notifier.alert(Message {
+            title: "Cannot open the status page".into(),
+            body: format!("{why}. Open {url} in a browser."),
+        });
+    }
+}
+
 /// How much of the opener's stderr is kept for the message: its last line is what matters.
 const STDERR_TAIL: usize = 4096;
 
-/// Runs the platform's opener on `path` and waits for its verdict.
-async fn run_opener(path: &Path) -> Result<(), String> {
+/// Runs the platform's opener (`command`, from [`platform::open_command`] or
+/// [`platform::browse_command`]) and waits for its verdict.
+async fn run_opener(command: std::process::Command) -> Result<(), String> {
     let opener = platform::OPENER;
-    let mut command = tokio::process::Command::from(platform::open_command(path));
+    let mut command = tokio::process::Command::from(command);
     command
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -493,8 +521,8 @@ async fn run_opener(path: &Path) -> Result<(), String> {
     let mut child = command
         .spawn()
         .map_err(|e| format!("cannot run {opener}: {e}"))?;
-    // Read to the end even after the opener is gone: it may hand this pipe on to the editor it
-    // starts, which must never block (or die of SIGPIPE) writing to it.
+    // Read to the end even after the opener is gone: it may hand this pipe on to the editor or
+    // browser it starts, which must never block (or die of SIGPIPE) writing to it.
     let mut tail = tokio::spawn(read_tail(child.stderr.take()));
     let status = child
         .wait()

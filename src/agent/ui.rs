@@ -276,6 +276,8 @@ impl App {
             Command::StartAtLogin(self.start_at_login)
         } else if id == tray.open_config.id() {
             Command::OpenConfig
+        } else if id == tray.open_page.id() {
+            Command::OpenStatusPage
         } else if let Some(job) = tray.jobs.iter().find(|j| j.force.id() == id) {
             tracing::info!(job = job.job, "force release from the tray menu");
             Command::ForceRelease(job.job.clone())
@@ -303,6 +305,7 @@ struct Tray {
     /// "Keep awake while jobs are held", added once the config is read.
     keep_awake: Option<CheckMenuItem>,
     login: CheckMenuItem,
+    open_page: MenuItem,
     open_config: MenuItem,
     quit: MenuItem,
     shown_icon: IconKind,
@@ -359,6 +362,7 @@ impl Tray {
         let header = MenuItem::new("Starting…", false, None);
         let pause = CheckMenuItem::new("Pause notifications", true, false, None);
         let login = CheckMenuItem::new("Start at login", true, start_at_login, None);
+        let open_page = MenuItem::new("Open status page", true, None);
         let open_config = MenuItem::new("Open config file", true, None);
         let quit = MenuItem::new("Quit", true, None);
         let menu = Menu::with_items(&[
@@ -367,6 +371,7 @@ impl Tray {
             &PredefinedMenuItem::separator(),
             &pause,
             &login,
+            &open_page,
             &open_config,
             &quit,
         ])?;
@@ -390,6 +395,7 @@ impl Tray {
             pause,
             keep_awake,
             login,
+            open_page,
             open_config,
             quit,
             shown_icon: IconKind::Idle,

@@ -1,10 +1,12 @@
-//! The HTTP API: `/lock` (acquire, renew, release, status), `/locks`, `/healthz`.
+//! The HTTP API: `/lock` (acquire, renew, release, status), `/locks`, `/healthz`, and the
+//! admin action `/admin/force-release` ([`admin`]).
 //!
 //! Handlers only parse the query, call the [`LockService`], and map results to wire types;
 //! the rules live in the engine. Each returns `Result<_, ApiError>`: a refusal is an
 //! [`ApiError`] (its status and a JSON `error`), while a 409 for a held job is an ordinary
 //! reply that names the holder.
 
+pub mod admin;
 pub mod error;
 pub mod wire;
 
@@ -14,11 +16,13 @@ mod tests;
 use crate::engine::{Denied, GrantKind, validate_name};
 use crate::service::{LockService, WaitError};
 use crate::time::parse_go_duration;
+pub use admin::admin_allowed;
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
-pub use error::ApiError;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+pub use error::{ApiError, ErrorReason, Refusal};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use wire::{LockReply, LockRow, LocksReply, Message};
@@ -46,6 +50,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/locks", get(get_locks).fallback(method_not_allowed))
         .route("/healthz", get(healthz).fallback(method_not_allowed))
+        .route(
+            "/admin/force-release",
+            post(admin::force_release).fallback(method_not_allowed),
+        )
         .fallback(not_found)
         .with_state(state)
 }
@@ -117,7 +125,7 @@ fn decode(component: &str) -> Result<String, ApiError> {
 async fn post_lock(
     State(app): State<AppState>,
     RawQuery(raw): RawQuery,
-) -> Result<(StatusCode, Json<LockReply>), ApiError> {
+) -> Result<Response, ApiError> {
     let p = Params::parse(raw.as_deref())?;
     let client = p.client()?;
     let job = p.job()?;
@@ -173,20 +181,20 @@ async fn post_lock(
                 GrantKind::Renewed => Message::Renewed,
                 GrantKind::TookOver { previous, .. } => Message::AcquiredFrom(previous),
             });
-            Ok((StatusCode::OK, Json(body)))
+            Ok(Json(body).into_response())
         }
         Err(Denied::Held(lease)) => {
             let mut body = LockReply::for_lease(&job, &lease, &now);
             body.success = Some(false);
             body.message = Some(Message::HeldByAnother);
-            Ok((StatusCode::CONFLICT, Json(body)))
+            Ok((StatusCode::CONFLICT, Extension(Refusal::Held), Json(body)).into_response())
         }
         Err(Denied::Grace(lease)) => {
             let mut body = LockReply::for_lease(&job, &lease, &now);
             body.success = Some(false);
             body.error = Some(Message::Grace.to_string());
             body.message = Some(Message::Grace);
-            Ok((StatusCode::CONFLICT, Json(body)))
+            Ok((StatusCode::CONFLICT, Extension(Refusal::Grace), Json(body)).into_response())
         }
         Err(denied @ (Denied::Full { .. } | Denied::TooManyWaiters { .. })) => {
             Err(ApiError::Unavailable {

@@ -1,5 +1,6 @@
 //! This machine as the CLI and the agent see it: its name (for the default client id), and the
-//! program that opens a file for the user to edit (the tray's "Open config file").
+//! program that opens a file for the user to edit (the tray's "Open config file") or a page in
+//! the default browser (the tray's "Open status page").
 
 use std::path::Path;
 use std::process::{Command, ExitStatus};
@@ -53,6 +54,14 @@ pub fn open_failure(status: ExitStatus, stderr: &[u8]) -> Option<String> {
         }
         (opener, _) => format!("{opener} failed ({status})"),
     })
+}
+
+/// The command that opens `url` in the user's default browser (the same opener as for files:
+/// both hand a URL to the browser). Its exit status says whether that worked ([`open_failure`]).
+pub fn browse_command(url: &str) -> Command {
+    let mut cmd = Command::new(OPENER);
+    cmd.arg(url);
+    cmd
 }
 
 /// On a Mac the kernel hostname may follow whatever name DHCP hands out on the current
@@ -117,6 +126,16 @@ mod tests {
         let cmd = edit_command_for(false, path);
         assert_eq!(cmd.get_program(), OsStr::new("xdg-open"));
         assert_eq!(cmd.get_args().collect::<Vec<_>>(), [path.as_os_str()]);
+    }
+
+    #[test]
+    fn browse_command_hands_the_url_to_the_opener_as_one_argument() {
+        let cmd = browse_command("http://127.0.0.1:8080/");
+        assert_eq!(cmd.get_program(), OsStr::new(OPENER));
+        assert_eq!(
+            cmd.get_args().collect::<Vec<_>>(),
+            [OsStr::new("http://127.0.0.1:8080/")]
+        );
     }
 
     #[test]

@@ -57,7 +57,7 @@ mod unsupported;
 use unsupported as os;
 
 pub use generate::{TextPath, autostart_desktop, info_plist, launch_agent_plist, systemd_unit};
-pub use host::{OPENER, hostname, open_command, open_failure};
+pub use host::{OPENER, browse_command, hostname, open_command, open_failure};
 pub use os::{install, is_registered, status, uninstall};
 pub use status::{FileState, Item, Status};
 

@@ -22,7 +22,7 @@ use saving::{Pending, Saver, note_longer_ttl};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-use tokio::sync::{Notify, broadcast, oneshot};
+use tokio::sync::{Notify, broadcast, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 /// While leases are held or in grace the timer re-checks at least this often, because
@@ -64,6 +64,9 @@ struct Inner {
     events: broadcast::Sender<Event>,
     /// Wakes the timer task when an earlier deadline may exist.
     timer: Notify,
+    /// Bumped when the number of queued waiters changes (queueing and giving up publish no
+    /// lock event, yet the status page shows the number).
+    waiters: watch::Sender<u64>,
     /// Present when changes are saved: wakes the writer, tells replies what is on disk.
     saver: Option<Saver>,
 }
@@ -75,6 +78,8 @@ struct State {
     /// Whether the timer's current sleep is capped at [`TIMER_MAX_SLEEP`] (it is only while
     /// leases are live); a new live lease must wake an uncapped timer.
     timer_capped: bool,
+    /// Queued waiters as of the last change, to tell when the number moves.
+    waiting: usize,
     /// What must be saved, and what is on disk.
     pending: Pending,
 }
@@ -154,11 +159,13 @@ impl LockService {
                     waiters: HashMap::new(),
                     timer_target: None,
                     timer_capped: false,
+                    waiting: 0,
                     pending,
                 }),
                 clock,
                 events,
                 timer: Notify::new(),
+                waiters: watch::Sender::new(0),
                 saver: saves.then(Saver::new),
             }),
         }
@@ -168,6 +175,12 @@ impl LockService {
     /// oldest (and is told so by `RecvError::Lagged`); subscribers resync from `list`.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.inner.events.subscribe()
+    }
+
+    /// Changes whenever the number of queued waiters changes; closed when the service is
+    /// dropped.
+    pub fn waiters_changed(&self) -> watch::Receiver<u64> {
+        self.inner.waiters.subscribe()
     }
 
     pub fn rules(&self) -> Rules {
@@ -371,6 +384,11 @@ impl LockService {
             log_event(&event);
             // No receivers is fine: nobody is listening yet.
             let _ = self.inner.events.send(event);
+        }
+        let waiting = state.engine.waiting();
+        if waiting != state.waiting {
+            state.waiting = waiting;
+            self.inner.waiters.send_modify(|n| *n += 1);
         }
         let next = state.engine.next_deadline();
         let earlier = next.is_some_and(|n| state.timer_target.is_none_or(|t| n < t));
