@@ -49,6 +49,8 @@ pub struct Config {
     /// Whether the server answers `GET /metrics` (Prometheus). Off, it also skips the
     /// per-request timing.
     pub metrics: bool,
+    /// The desktop agent holds off idle sleep while at least one lease is held.
+    pub keep_awake: bool,
     pub notifications: Notifications,
 }
 
@@ -90,6 +92,7 @@ impl Default for Config {
             server: None,
             client: None,
             metrics: true,
+            keep_awake: true,
             notifications: Notifications::default(),
         }
     }
@@ -106,7 +109,16 @@ pub enum ConfigError {
     },
     /// Not TOML, an unknown key or a value of the wrong type; toml's message says where.
     #[error("config file {path}: {message}")]
-    Syntax { path: PathBuf, message: String },
+    Syntax {
+        path: PathBuf,
+        /// toml's whole message, with the offending line quoted.
+        message: String,
+        /// Where it is, as far as the parser's span tells.
+        line: Option<usize>,
+        key: Option<String>,
+        /// What is wrong, on one line.
+        problem: String,
+    },
     /// A value out of its range or at odds with another; `line` is where the key is set.
     #[error("config file {path}: {}key `{key}`: {problem}", line_prefix(.line))]
     Invalid {
@@ -127,6 +139,72 @@ pub enum ConfigError {
          pass --config"
     )]
     NoHome,
+}
+
+/// A config error in parts short enough for one line each (the agent's menu): which file,
+/// where in it and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The config file; `None` for a flag's value.
+    pub path: Option<PathBuf>,
+    pub line: Option<usize>,
+    /// The key (`table.key` inside a table), or the flag as `--flag`.
+    pub key: Option<String>,
+    pub problem: String,
+}
+
+impl Problem {
+    /// `line 2, key `grace`` (whichever are known), or `None` if neither is.
+    pub fn location(&self) -> Option<String> {
+        let line = self.line.map(|n| format!("line {n}"));
+        let key = self.key.as_ref().map(|k| format!("key `{k}`"));
+        match (line, key) {
+            (Some(l), Some(k)) => Some(format!("{l}, {k}")),
+            (l, k) => l.or(k),
+        }
+    }
+}
+
+impl ConfigError {
+    /// This error as a [`Problem`]: file, line, key and what is wrong, each on its own.
+    pub fn problem(&self) -> Problem {
+        let in_file = |path: &PathBuf, line, key, problem| Problem {
+            path: Some(path.clone()),
+            line,
+            key,
+            problem,
+        };
+        match self {
+            ConfigError::Read { path, source } => {
+                in_file(path, None, None, format!("cannot read it: {source}"))
+            }
+            ConfigError::Syntax {
+                path,
+                line,
+                key,
+                problem,
+                ..
+            } => in_file(path, *line, key.clone(), problem.clone()),
+            ConfigError::Invalid {
+                path,
+                line,
+                key,
+                problem,
+            } => in_file(path, *line, Some((*key).to_owned()), problem.clone()),
+            ConfigError::Flag { flag, problem } => Problem {
+                path: None,
+                line: None,
+                key: Some(format!("--{flag}")),
+                problem: problem.clone(),
+            },
+            ConfigError::Home(_) | ConfigError::NoHome => Problem {
+                path: None,
+                line: None,
+                key: None,
+                problem: self.to_string(),
+            },
+        }
+    }
 }
 
 fn line_prefix(line: &Option<usize>) -> String {
@@ -167,9 +245,21 @@ impl Config {
     /// Parses and validates config text; `path` is only used in messages. A `state_dir`
     /// starting with `~` is in the home directory.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Syntax {
-            path: path.to_owned(),
-            message: describe_toml_error(&e, text),
+        let mut config: Config = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|span| line_at(text, span.start));
+            ConfigError::Syntax {
+                path: path.to_owned(),
+                message: describe_toml_error(&e, text),
+                line,
+                key: line.and_then(|n| key_on_line(text, n)),
+                problem: e
+                    .message()
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_owned(),
+            }
         })?;
         config.state_dir = config.state_dir.as_deref().map(expand_home).transpose()?;
         config
@@ -311,6 +401,44 @@ pub fn expand_home(path: &Path) -> Result<PathBuf, ConfigError> {
     }
 }
 
+/// The 1-based line that byte `offset` of `text` is on.
+fn line_at(text: &str, offset: usize) -> usize {
+    let end = offset.min(text.len());
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// The key set on line `line` (1-based), as `table.key` inside a `[table]`; for a table header
+/// line, the table's name. `None` for anything else (a comment, a line that is not `key = …`).
+fn key_on_line(text: &str, line: usize) -> Option<String> {
+    let mut table: Option<&str> = None;
+    for (i, raw) in text.lines().enumerate() {
+        let trimmed = raw.trim();
+        let header = trimmed
+            .strip_prefix('[')
+            .and_then(|rest| rest.split(']').next())
+            .map(|name| name.trim_matches(|c| c == '[' || c == ' '));
+        if i + 1 == line {
+            if let Some(name) = header {
+                return Some(name.to_owned());
+            }
+            let (key, _) = trimmed.split_once('=')?;
+            let key = key.trim();
+            return (!key.is_empty() && !key.starts_with('#')).then(|| match table {
+                Some(t) => format!("{t}.{key}"),
+                None => key.to_owned(),
+            });
+        }
+        if header.is_some() {
+            table = header;
+        }
+    }
+    None
+}
+
 /// The 1-based line on which `key = …` is set, if it is set at all.
 fn line_of_key(text: &str, key: &str) -> Option<usize> {
     text.lines()
@@ -384,6 +512,11 @@ max_wait = "{max_wait}"
 # Serve Prometheus metrics at /metrics (and time every request for them).
 metrics = {metrics}
 
+# The desktop agent keeps this machine from going to sleep when idle while at least one job is
+# held, so other devices can still renew and release (a closed lid still sleeps it). The
+# agent's menu can switch it off until foolock restarts. `foolock serve` never does this.
+keep_awake = {keep_awake}
+
 [notifications]
 # Desktop notifications posted by the agent.
 takeover = {takeover}
@@ -400,6 +533,7 @@ expire = {expire}
         retention = Compact(d.retention),
         max_wait = Compact(d.max_wait),
         metrics = d.metrics,
+        keep_awake = d.keep_awake,
         takeover = n.takeover,
         force_release = n.force_release,
         acquire = n.acquire,
@@ -466,6 +600,8 @@ mod tests {
         assert_eq!(c.grace_period, Duration::ZERO);
         assert!(c.notifications.acquire);
         assert!(c.notifications.takeover);
+        assert!(c.keep_awake, "on unless switched off");
+        assert!(!parse("keep_awake = false\n").unwrap().keep_awake);
     }
 
     #[test]
@@ -507,6 +643,57 @@ mod tests {
             "config file /etc/foolock.toml: key `default_ttl`: \
              must be greater than 0 and at most max_ttl (10s)"
         );
+    }
+
+    fn problem(text: &str) -> Problem {
+        Config::parse(text, Path::new("/etc/foolock.toml"))
+            .unwrap_err()
+            .problem()
+    }
+
+    #[test]
+    fn every_file_error_has_a_one_line_problem_with_its_line_and_key() {
+        let unknown = problem("listen = \"0.0.0.0:1\"\ngrace = \"5s\"\n");
+        assert_eq!(
+            unknown.path.as_deref(),
+            Some(Path::new("/etc/foolock.toml"))
+        );
+        assert_eq!(unknown.location().as_deref(), Some("line 2, key `grace`"));
+        assert!(
+            unknown.problem.starts_with("unknown field `grace`"),
+            "{unknown:?}"
+        );
+        assert!(!unknown.problem.contains('\n'), "{unknown:?}");
+
+        let in_table = problem("# x\n[notifications]\ntakeover = \"yes\"\n");
+        assert_eq!(
+            in_table.location().as_deref(),
+            Some("line 3, key `notifications.takeover`")
+        );
+
+        let range = problem("max_jobs = 0\n");
+        assert_eq!(range.location().as_deref(), Some("line 1, key `max_jobs`"));
+        assert_eq!(range.problem, "must be at least 1");
+
+        let not_toml = problem("listen = \n");
+        assert_eq!(not_toml.line, Some(1));
+        assert!(!not_toml.problem.is_empty() && !not_toml.problem.contains('\n'));
+    }
+
+    #[test]
+    fn an_unreadable_file_and_a_flag_are_problems_too() {
+        let dir = tempfile::tempdir().unwrap();
+        // A directory where the file should be cannot be read as one.
+        let err = Config::load(dir.path()).unwrap_err().problem();
+        assert_eq!(err.path.as_deref(), Some(dir.path()));
+        assert_eq!(err.location(), None);
+        assert!(err.problem.starts_with("cannot read it: "), "{err:?}");
+        let flag = OutOfRange {
+            key: "grace_period",
+            problem: "must be between 0s and 1m".into(),
+        };
+        let flag = flag.as_flag().problem();
+        assert_eq!(flag.location().as_deref(), Some("key `--grace-period`"));
     }
 
     #[test]

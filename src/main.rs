@@ -187,15 +187,17 @@ fn load(path: &Path, flags: &ServerFlags) -> Result<Config, ConfigError> {
 }
 
 /// `foolock` / `foolock agent`: the tray agent where there is a desktop, else the plain server.
+/// Only the tray agent survives a config file with an error (it shows it in the menu).
 fn run_agent(config_path: &Path, flags: &ServerFlags) -> anyhow::Result<ExitCode> {
-    let config = load(config_path, flags)?;
     #[cfg(feature = "tray")]
-    match foolock::agent::desktop_unavailable() {
-        None => return foolock::agent::run(config_path, config),
-        Some(reason) => eprintln!("foolock: {reason}; running without a tray icon"),
-    }
+    let why = match foolock::agent::desktop_unavailable() {
+        None => return foolock::agent::run(config_path, flags),
+        Some(reason) => reason,
+    };
     #[cfg(not(feature = "tray"))]
-    eprintln!("foolock: built without the desktop agent; running without a tray icon");
+    let why = "built without the desktop agent";
+    let config = load(config_path, flags)?;
+    eprintln!("foolock: {why}; running without a tray icon");
     serve(config)
 }
 

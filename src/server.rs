@@ -34,11 +34,14 @@ pub struct Server {
 impl Server {
     /// Loads the saved state, starts the lock service for `config` and binds its address:
     /// everything `foolock serve` and the agent need before serving. A state directory that
-    /// cannot be written is an error.
+    /// cannot be written is an error; one another foolock uses is [`StoreError::InUse`]
+    /// (findable with `downcast_ref`).
+    ///
+    /// [`StoreError::InUse`]: crate::store::StoreError::InUse
     pub async fn open(config: &Config) -> anyhow::Result<Server> {
-        // Bind first: if the port is taken, the state directory is never locked and no writer
-        // thread is started for a server that will not run.
-        let listener = listen(config).await?;
+        // Lock the state directory before binding: a second foolock for the same directory
+        // (and so, usually, the same port) is then told "already running", not "port in use",
+        // and the agent can bow out quietly. The writer only starts once both succeeded.
         let dir = match &config.state_dir {
             Some(dir) => dir.clone(),
             None => config::default_state_dir()
@@ -48,6 +51,7 @@ impl Server {
             tokio::task::spawn_blocking(move || Store::open(&dir, Batching::default()))
                 .await
                 .context("state loader failed")??;
+        let listener = listen(config).await?;
         let clock = Arc::new(SystemClock);
         let engine = restore(config, &store, loaded, clock.now());
         let running = LockService::start(engine, clock, Some(store));

@@ -18,11 +18,15 @@
 //! - [`local_time`]: an instant in the user's time zone, for the CLI's messages.
 //! - [`cli`]: the `install` and `uninstall` subcommands.
 //! - [`clock`]: the monotonic clocks that do and do not count sleep, per OS.
+//! - [`watch`]: waiting for a file to change (inotify, kqueue), for the agent's config file.
+//! - `awake` (feature `tray`): holding off idle sleep while jobs are held (IOKit, logind).
 //!
 //! Invariants: install is idempotent (a second run changes nothing and says so); uninstall
 //! removes exactly the files install wrote (directories are shared XDG/macOS locations and stay,
 //! as do the agent's logs); anything refused is refused with an error saying why and what to do.
 
+#[cfg(feature = "tray")]
+pub mod awake;
 pub mod cli;
 pub mod clock;
 pub mod generate;
@@ -33,6 +37,7 @@ pub mod paths;
 pub mod process;
 pub mod status;
 pub mod steps;
+pub mod watch;
 pub mod xdg;
 
 #[cfg(test)]
@@ -54,7 +59,7 @@ mod unsupported;
 use unsupported as os;
 
 pub use generate::{TextPath, autostart_desktop, info_plist, launch_agent_plist, systemd_unit};
-pub use host::{OPENER, browse_command, hostname, open_command};
+pub use host::{OPENER, browse_command, hostname, open_command, open_failure};
 pub use os::{install, is_registered, status, uninstall};
 pub use status::{FileState, Item, Status};
 
