@@ -4,7 +4,8 @@
 //! in for the desktop's notification service to record what the agent posts.
 //!
 //! Needs `Xvfb` and `dbus-daemon` (Debian: `xvfb dbus-x11`). Without them the GUI tests are
-//! skipped with a message, except under `CI`, where they fail.
+//! skipped with a message, except under `CI`, where they fail. Built without the `tray`
+//! feature, the GUI tests are reported as ignored, never as passed.
 
 #![cfg(target_os = "linux")]
 
@@ -65,7 +66,12 @@ mod desktop {
     /// Starts a desktop, or returns `None` (test skipped) when Xvfb or dbus-daemon is missing
     /// outside CI. Under CI a missing tool is a failure: the tests must really run there.
     pub fn start() -> Option<Desktop> {
+        let under_ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
         if !cfg!(feature = "tray") {
+            // Only reached with `--ignored`: say so rather than pass.
+            if under_ci {
+                panic!("agent GUI tests cannot run under CI: built without the `tray` feature");
+            }
             eprintln!("SKIPPED: built without the `tray` feature");
             return None;
         }
@@ -78,7 +84,7 @@ mod desktop {
                 "{} not installed (Debian: apt-get install xvfb dbus-x11)",
                 missing.join(" and ")
             );
-            if std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0") {
+            if under_ci {
                 panic!("agent GUI tests cannot run under CI: {msg}");
             }
             eprintln!("SKIPPED: {msg}");
@@ -647,11 +653,13 @@ fn seconds_in(label: &str) -> u64 {
 }
 
 #[test]
+#[cfg_attr(not(feature = "tray"), ignore = "needs the tray feature")]
 fn menu_shows_each_job_holder_and_countdown_and_counts_down() {
     let Some(desktop) = desktop::start() else {
         return;
     };
-    let agent = Agent::serving(&desktop, &["--grace-period", "5s"], "");
+    // A grace period long enough that the 1 s lease cannot pass through it unseen.
+    let agent = Agent::serving(&desktop, &["--grace-period", "30s"], "");
     let conn = dbusmenu::connect(&desktop.bus_address);
     let tray = dbusmenu::wait_for_tray(&conn, agent.pid());
 
@@ -702,7 +710,7 @@ fn menu_shows_each_job_holder_and_countdown_and_counts_down() {
     let backup = menu.find_prefix("backup — laptop1 · ").unwrap();
     assert!(backup.label.ends_with("s left"), "{}", backup.label);
     let before = seconds_in(&backup.label);
-    assert!((25..=30).contains(&before), "{}", backup.label);
+    assert!((15..=30).contains(&before), "{}", backup.label);
     let details: Vec<&str> = backup.children.iter().map(|c| c.label.as_str()).collect();
     assert_eq!(details.len(), 3, "{details:?}");
     assert!(details[0].starts_with("Held since "), "{details:?}");
@@ -710,17 +718,19 @@ fn menu_shows_each_job_holder_and_countdown_and_counts_down() {
     assert_eq!(details[1], format!("Token {}", granted["token"]));
     assert_eq!(details[2], "Force release");
 
-    // Two seconds later the countdown has moved on and the 1 s lease is in its grace period.
-    std::thread::sleep(Duration::from_secs(2));
-    let menu = dbusmenu::layout(&conn, &tray);
-    let after = seconds_in(&menu.find_prefix("backup — laptop1 · ").unwrap().label);
-    assert!(
-        after < before,
-        "countdown did not move: {before}s then {after}s"
+    // Soon the countdown moves on and the 1 s lease is in its grace period.
+    let menu = wait_for(
+        "the countdown to move and the 1 s lease to expire",
+        PROMPT,
+        || {
+            let menu = dbusmenu::layout(&conn, &tray);
+            let after = seconds_in(&menu.find_prefix("backup — laptop1 · ")?.label);
+            let short = &menu.find_prefix("short — laptop2 · ")?.label;
+            (after < before && short.contains("· expired, grace ")).then_some(menu)
+        },
     );
     let short = &menu.find_prefix("short — laptop2 · ").unwrap().label;
-    assert!(short.contains("· expired, grace "), "{short}");
-    assert!((1..=5).contains(&seconds_in(short)), "{short}");
+    assert!((1..=30).contains(&seconds_in(short)), "{short}");
 }
 
 #[test]
@@ -756,6 +766,7 @@ fn open_status_page_hands_the_local_page_url_to_the_opener() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "tray"), ignore = "needs the tray feature")]
 fn force_release_click_frees_the_job_and_notifies() {
     let Some(desktop) = desktop::start() else {
         return;
@@ -803,6 +814,7 @@ fn force_release_click_frees_the_job_and_notifies() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "tray"), ignore = "needs the tray feature")]
 fn takeover_after_grace_posts_a_notification_naming_both_holders() {
     let Some(desktop) = desktop::start() else {
         return;
@@ -833,6 +845,7 @@ fn takeover_after_grace_posts_a_notification_naming_both_holders() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "tray"), ignore = "needs the tray feature")]
 fn paused_notifications_post_nothing_until_unticked() {
     let Some(desktop) = desktop::start() else {
         return;
@@ -877,6 +890,7 @@ fn paused_notifications_post_nothing_until_unticked() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "tray"), ignore = "needs the tray feature")]
 fn start_at_login_item_registers_and_removes_the_login_item() {
     let Some(desktop) = desktop::start() else {
         return;
@@ -916,6 +930,7 @@ fn start_at_login_item_registers_and_removes_the_login_item() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "tray"), ignore = "needs the tray feature")]
 fn port_in_use_shows_in_the_menu_and_notifies_and_quit_still_works() {
     let Some(desktop) = desktop::start() else {
         return;
@@ -951,6 +966,7 @@ fn port_in_use_shows_in_the_menu_and_notifies_and_quit_still_works() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "tray"), ignore = "needs the tray feature")]
 fn quit_stops_the_server_and_exits_cleanly() {
     let Some(desktop) = desktop::start() else {
         return;
@@ -1367,6 +1383,7 @@ fn switches(pid: u32) -> std::collections::BTreeMap<String, (String, u64)> {
 }
 
 #[test]
+#[cfg_attr(not(feature = "tray"), ignore = "needs the tray feature")]
 fn idle_agent_uses_no_cpu_and_no_thread_wakes() {
     let Some(desktop) = desktop::start() else {
         return;

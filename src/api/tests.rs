@@ -243,19 +243,60 @@ async fn tokens_increase_with_each_new_holder() {
 }
 
 #[tokio::test]
-async fn list_shows_every_recorded_holder() {
+async fn list_shows_every_recorded_holder_with_its_own_lease() {
     let app = app();
-    call(&app, Method::POST, "/lock?client=a&job=b-job&ttl=1m").await;
-    call(&app, Method::POST, "/lock?client=c&job=a-job&ttl=1m").await;
+    let (_, b) = call(&app, Method::POST, "/lock?client=a&job=b-job&ttl=1m").await;
+    let (_, a) = call(&app, Method::POST, "/lock?client=c&job=a-job&ttl=2h").await;
+    let (_, c) = call(&app, Method::POST, "/lock?client=z&job=c-job&ttl=30s").await;
     let (s, all) = call(&app, Method::GET, "/locks").await;
     assert_eq!(s, StatusCode::OK);
     let rows = all["locks"].as_array().unwrap();
-    assert_eq!(rows.len(), 2);
-    assert_eq!(rows[0]["job"], "a-job");
-    assert_eq!(rows[0]["holder"], "c");
-    assert_eq!(rows[0]["state"], "held");
-    for key in ["token", "acquired_at", "expires_at", "expires_in_ms"] {
-        assert!(rows[0].get(key).is_some(), "{key}");
+    let time = |v: &Value| humantime::parse_rfc3339(v.as_str().expect("a time")).expect("RFC 3339");
+    let expected = [
+        ("a-job", "c", &a, 7_200_000),
+        ("b-job", "a", &b, 60_000),
+        ("c-job", "z", &c, 30_000),
+    ];
+    assert_eq!(rows.len(), expected.len(), "{all}");
+    for (row, (job, holder, granted, ttl_ms)) in rows.iter().zip(expected) {
+        let mut got: Vec<&str> = row
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut want = vec![
+            "acquired_at",
+            "expires_at",
+            "expires_in_ms",
+            "holder",
+            "job",
+            "state",
+            "token",
+        ];
+        got.sort_unstable();
+        want.sort_unstable();
+        assert_eq!(got, want, "{row}");
+        assert_eq!(row["job"], job, "{row}");
+        assert_eq!(row["holder"], holder, "{row}");
+        assert_eq!(row["state"], "held", "{row}");
+        assert_eq!(row["token"], granted["token"], "{row}");
+        assert_eq!(row["acquired_at"], granted["acquired_at"], "{row}");
+        // Whole seconds computed at two instants: equal, or one second apart at a boundary.
+        let drift = time(&row["expires_at"])
+            .duration_since(time(&granted["expires_at"]))
+            .unwrap_or_else(|e| e.duration());
+        assert!(drift <= Duration::from_secs(1), "{row} vs {granted}");
+        let left = row["expires_in_ms"].as_i64().unwrap();
+        assert!(left > ttl_ms - 10_000 && left <= ttl_ms, "{row}");
+        let term = time(&row["expires_at"])
+            .duration_since(time(&row["acquired_at"]))
+            .expect("expires after it was acquired");
+        let ttl = Duration::from_millis(ttl_ms as u64);
+        assert!(
+            term + Duration::from_secs(1) >= ttl && term <= ttl + Duration::from_secs(1),
+            "{row}"
+        );
     }
 }
 
