@@ -377,10 +377,16 @@ fn sigint_and_sighup_are_passed_on_to_the_command_as_themselves() {
 fn lock_refuses_to_run_alongside_a_lock_under_the_same_client_id() {
     let server = Server::start(&[]);
     assert_eq!(server.run(&["acquire", "job", "--client", "laptop"]).0, 0);
+    let token = server.status("job")["token"].clone();
     let (code, _, err) = server.run(&["lock", "job", "--client", "laptop", "--", "true"]);
     assert_eq!(code, 1);
-    assert!(err.contains("already held by this client id"), "{err}");
-    assert_eq!(server.status("job")["holder"], "laptop", "not released");
+    assert!(
+        err.contains("`foolock release job --client laptop`"),
+        "{err}"
+    );
+    let after = server.status("job");
+    assert_eq!(after["holder"], "laptop", "not released");
+    assert_eq!(after["token"], token, "not taken over");
 }
 
 #[test]

@@ -52,6 +52,9 @@ hurl --test --jobs 4 --variable "base=http://$addr" hurl/*.hurl
 kill "$server_pid"
 wait "$server_pid" 2>/dev/null || true
 
+step "status page in a real browser (Debian's Chromium and chromedriver, headless)"
+/usr/bin/python3 tests/browser/status_page.py target/debug/foolock
+
 # Run through bash, not by its run bit: a lost bit must not skip the check (a missing script
 # fails it).
 step "Debian package"

@@ -1,24 +1,28 @@
-//! The HTTP API: `/lock` (acquire, renew, release, status), `/locks`, `/healthz`.
+//! The HTTP API: `/lock` (acquire, renew, release, status), `/locks`, `/healthz`, and the
+//! admin action `/admin/force-release` ([`admin`]).
 //!
 //! Handlers only parse the query, call the [`LockService`], and map results to wire types;
 //! the rules live in the engine. Each returns `Result<_, ApiError>`: a refusal is an
 //! [`ApiError`] (its status and a JSON `error`), while a 409 for a held job is an ordinary
 //! reply that names the holder.
 
+pub mod admin;
 pub mod error;
 pub mod wire;
 
 #[cfg(test)]
 mod tests;
 
-use crate::engine::{Denied, GrantKind, validate_name};
+use crate::engine::{Denied, GrantKind, Who, validate_name};
 use crate::service::{LockService, WaitError};
 use crate::time::parse_go_duration;
+pub use admin::admin_allowed;
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
-pub use error::ApiError;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+pub use error::{ApiError, ErrorReason, Refusal};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use wire::{LockReply, LockRow, LocksReply, Message};
@@ -46,6 +50,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/locks", get(get_locks).fallback(method_not_allowed))
         .route("/healthz", get(healthz).fallback(method_not_allowed))
+        .route(
+            "/admin/force-release",
+            post(admin::force_release).fallback(method_not_allowed),
+        )
         .fallback(not_found)
         .with_state(state)
 }
@@ -57,6 +65,7 @@ struct Params {
     job: Option<String>,
     ttl: Option<String>,
     wait: Option<String>,
+    run: Option<String>,
 }
 
 impl Params {
@@ -69,6 +78,7 @@ impl Params {
                 "job" => &mut p.job,
                 "ttl" => &mut p.ttl,
                 "wait" => &mut p.wait,
+                "run" => &mut p.run,
                 _ => continue,
             };
             if slot.is_none() {
@@ -102,6 +112,21 @@ impl Params {
         })?;
         Ok(client.to_owned())
     }
+
+    /// Which run of the client asks (`run=`, see [`crate::engine::Who`]); absent or empty
+    /// means the client as a whole, as in the original API.
+    fn run(&self) -> Result<Option<String>, ApiError> {
+        match self.run.as_deref() {
+            None | Some("") => Ok(None),
+            Some(run) => {
+                validate_name(run).map_err(|e| ApiError::InvalidName {
+                    param: "run",
+                    reason: e.to_string(),
+                })?;
+                Ok(Some(run.to_owned()))
+            }
+        }
+    }
 }
 
 /// Decodes one query component as form data (`+` is a space), refusing invalid UTF-8 rather
@@ -117,9 +142,14 @@ fn decode(component: &str) -> Result<String, ApiError> {
 async fn post_lock(
     State(app): State<AppState>,
     RawQuery(raw): RawQuery,
-) -> Result<(StatusCode, Json<LockReply>), ApiError> {
+) -> Result<Response, ApiError> {
     let p = Params::parse(raw.as_deref())?;
     let client = p.client()?;
+    let run = p.run()?;
+    let who = Who {
+        client: &client,
+        run: run.as_deref(),
+    };
     let job = p.job()?;
     let rules = app.service.rules();
     let ttl = match p.ttl.as_deref() {
@@ -146,11 +176,11 @@ async fn post_lock(
         }
     };
     let result = if wait.is_zero() {
-        app.service.acquire(&job, &client, ttl).await
+        app.service.acquire(&job, who, ttl).await
     } else {
         match app
             .service
-            .acquire_waiting(&job, &client, ttl, wait, &app.shutdown)
+            .acquire_waiting(&job, who, ttl, wait, &app.shutdown)
             .await
         {
             Ok(grant) => Ok(grant),
@@ -173,20 +203,20 @@ async fn post_lock(
                 GrantKind::Renewed => Message::Renewed,
                 GrantKind::TookOver { previous, .. } => Message::AcquiredFrom(previous),
             });
-            Ok((StatusCode::OK, Json(body)))
+            Ok(Json(body).into_response())
         }
         Err(Denied::Held(lease)) => {
             let mut body = LockReply::for_lease(&job, &lease, &now);
             body.success = Some(false);
             body.message = Some(Message::HeldByAnother);
-            Ok((StatusCode::CONFLICT, Json(body)))
+            Ok((StatusCode::CONFLICT, Extension(Refusal::Held), Json(body)).into_response())
         }
         Err(Denied::Grace(lease)) => {
             let mut body = LockReply::for_lease(&job, &lease, &now);
             body.success = Some(false);
             body.error = Some(Message::Grace.to_string());
             body.message = Some(Message::Grace);
-            Ok((StatusCode::CONFLICT, Json(body)))
+            Ok((StatusCode::CONFLICT, Extension(Refusal::Grace), Json(body)).into_response())
         }
         Err(denied @ (Denied::Full { .. } | Denied::TooManyWaiters { .. })) => {
             Err(ApiError::Unavailable {
@@ -209,9 +239,14 @@ async fn delete_lock(
 ) -> Result<Json<LockReply>, ApiError> {
     let p = Params::parse(raw.as_deref())?;
     let client = p.client()?;
+    let run = p.run()?;
     let job = p.job()?;
+    let who = Who {
+        client: &client,
+        run: run.as_deref(),
+    };
     app.service
-        .release(&job, &client)
+        .release(&job, who)
         .await
         .map_err(|_| ApiError::NotHolder)?;
     Ok(Json(LockReply {

@@ -150,6 +150,9 @@ pub struct LockReply {
     pub job: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub holder: Option<String>,
+    /// The holder's run, when it was granted with `run=` (see [`crate::engine::Who`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<Message>,
     /// The original's release reply carried its message here; kept for old scripts.
@@ -195,6 +198,7 @@ impl LockReply {
         LockReply {
             job: Some(row.job),
             holder: Some(row.holder),
+            run: lease.run.clone(),
             token: Some(row.token),
             acquired_at: Some(row.acquired_at),
             expires_at: Some(row.expires_at),

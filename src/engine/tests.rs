@@ -571,6 +571,7 @@ fn restore_skips_invalid_entries_and_keeps_token_above_all_saved() {
             SavedLease {
                 job: "ok".into(),
                 holder: "a".into(),
+                run: None,
                 token: 9,
                 ttl_ms: 1000,
                 acquired_at_ms: 0,
@@ -579,6 +580,7 @@ fn restore_skips_invalid_entries_and_keeps_token_above_all_saved() {
             SavedLease {
                 job: "".into(),
                 holder: "a".into(),
+                run: None,
                 token: 1,
                 ttl_ms: 1000,
                 acquired_at_ms: 0,
@@ -587,6 +589,7 @@ fn restore_skips_invalid_entries_and_keeps_token_above_all_saved() {
             SavedLease {
                 job: "zero".into(),
                 holder: "a".into(),
+                run: None,
                 token: 2,
                 ttl_ms: 0,
                 acquired_at_ms: 0,
@@ -609,6 +612,7 @@ fn restore_caps_expiry_from_a_wall_clock_far_ahead() {
         leases: vec![SavedLease {
             job: "j".into(),
             holder: "a".into(),
+            run: None,
             token: 1,
             ttl_ms: 1000,
             acquired_at_ms: 0,
@@ -635,6 +639,7 @@ fn saved_one(job: &str, token: u64, ttl_s: u64, now: Now, expires_in_s: i64) -> 
         leases: vec![SavedLease {
             job: job.into(),
             holder: "a".into(),
+            run: None,
             token,
             ttl_ms: ttl_s * 1000,
             acquired_at_ms: 0,
@@ -1099,4 +1104,120 @@ fn only_changes_of_holder_must_be_saved_before_a_reply() {
     for kind in [EventKind::Renewed, EventKind::Expired] {
         assert!(!event(kind.clone()).changes_holder(), "{kind:?}");
     }
+}
+
+/// `client` asking as run `run`.
+fn run<'a>(client: &'a str, run: &'a str) -> Who<'a> {
+    Who {
+        client,
+        run: Some(run),
+    }
+}
+
+#[test]
+fn another_run_of_the_same_client_is_refused_until_the_lease_and_its_grace_end() {
+    let mut e = engine();
+    let first = e.acquire("job", run("nas", "r1"), secs(10), at(0)).unwrap();
+    assert_eq!(first.lease.run.as_deref(), Some("r1"));
+    // Held: refused as if it were another client, and nothing is extended.
+    assert!(matches!(
+        e.acquire("job", run("nas", "r2"), secs(10), at_ms(9_999)),
+        Err(Denied::Held(_))
+    ));
+    // From the instant of expiry to the end of grace only r1 may take it back.
+    assert!(matches!(
+        e.acquire("job", run("nas", "r2"), secs(10), at(10)),
+        Err(Denied::Grace(_))
+    ));
+    assert!(matches!(
+        e.acquire("job", run("nas", "r2"), secs(10), at_ms(14_999)),
+        Err(Denied::Grace(_))
+    ));
+    let lease = e.get("job", at_ms(14_999)).unwrap();
+    assert_eq!(
+        lease.expires,
+        at(10).mono,
+        "a refusal never extends anything"
+    );
+    // At the end of grace the lapsed lease is taken over as a fresh grant.
+    let g = e
+        .acquire("job", run("nas", "r2"), secs(10), at(15))
+        .unwrap();
+    assert_eq!(g.lease.token, first.lease.token + 1);
+    assert_eq!(g.lease.run.as_deref(), Some("r2"));
+    assert!(matches!(g.kind, GrantKind::TookOver { ref previous, .. } if previous == "nas"));
+}
+
+#[test]
+fn a_crashed_runs_lapsed_lease_without_a_run_is_taken_over_by_a_run_not_renewed() {
+    let mut e = engine();
+    let first = e.acquire("stale", "x", secs(2), at(0)).unwrap();
+    assert!(matches!(
+        e.acquire("stale", run("x", "r"), secs(2), at(6)),
+        Err(Denied::Grace(_))
+    ));
+    let g = e.acquire("stale", run("x", "r"), secs(2), at(7)).unwrap();
+    assert_ne!(g.kind, GrantKind::Renewed);
+    assert!(g.lease.token > first.lease.token);
+}
+
+#[test]
+fn a_request_without_a_run_keeps_the_original_rule_same_client_renews() {
+    let mut e = engine();
+    let first = e.acquire("job", run("nas", "r1"), secs(10), at(0)).unwrap();
+    let g = e.acquire("job", "nas", secs(10), at(4)).unwrap();
+    assert_eq!(g.kind, GrantKind::Renewed);
+    assert_eq!(g.lease.token, first.lease.token);
+    assert_eq!(g.lease.run.as_deref(), Some("r1"), "the lease stays r1's");
+    // The same run renews too.
+    let g = e.acquire("job", run("nas", "r1"), secs(10), at(5)).unwrap();
+    assert_eq!(g.kind, GrantKind::Renewed);
+}
+
+#[test]
+fn a_run_releases_only_its_own_lease_and_a_client_without_run_any_of_its_own() {
+    let mut e = engine();
+    e.acquire("job", run("nas", "r1"), secs(10), at(0)).unwrap();
+    assert_eq!(e.release("job", run("nas", "r2"), at(1)), Err(NotHolder));
+    assert_eq!(e.release("job", run("other", "r1"), at(1)), Err(NotHolder));
+    assert!(e.release("job", run("nas", "r1"), at(1)).is_ok());
+    e.acquire("job", run("nas", "r1"), secs(10), at(2)).unwrap();
+    assert!(e.release("job", "nas", at(3)).is_ok());
+}
+
+#[test]
+fn two_runs_of_one_client_queue_first_come_first_served_with_other_clients() {
+    let mut e = engine();
+    e.acquire("job", run("nas", "r1"), secs(10), at(0)).unwrap();
+    let WaitOutcome::Queued(laptop) = e.acquire_or_wait("job", "laptop", secs(10), at(1)) else {
+        panic!("laptop queues");
+    };
+    let WaitOutcome::Queued(r2) = e.acquire_or_wait("job", run("nas", "r2"), secs(10), at(2))
+    else {
+        panic!("a second run of nas queues");
+    };
+    e.release("job", run("nas", "r1"), at(3)).unwrap();
+    let woken = e.take_woken();
+    assert_eq!(woken.len(), 1);
+    assert_eq!(woken[0].waiter, laptop);
+    e.release("job", "laptop", at(4)).unwrap();
+    let woken = e.take_woken();
+    assert_eq!(woken[0].waiter, r2);
+    assert_eq!(woken[0].grant.lease.run.as_deref(), Some("r2"));
+    assert_eq!(woken[0].grant.lease.holder, "nas");
+}
+
+#[test]
+fn the_run_survives_a_save_and_restore_and_old_files_without_it_load() {
+    let mut e = engine();
+    e.acquire("job", run("nas", "r1"), secs(60), at(0)).unwrap();
+    let saved = e.export(at(1));
+    assert_eq!(saved.leases[0].run.as_deref(), Some("r1"));
+    let text = serde_json::to_string(&saved).unwrap();
+    let back: SavedState = serde_json::from_str(&text).unwrap();
+    assert_eq!(back, saved);
+    let old = r#"{"last_token":1,"leases":[{"job":"j","holder":"h","token":1,"ttl_ms":1000,
+        "acquired_at_ms":0,"expires_at_ms":0}]}"#;
+    let old: SavedState = serde_json::from_str(old).unwrap();
+    assert_eq!(old.leases[0].run, None);
 }

@@ -6,7 +6,7 @@
 //! desktop-entry `Exec` quoting, systemd's command-line quoting), so paths with spaces, quotes or
 //! `%` survive. Paths come in as [`TextPath`], which has already refused what no format can hold.
 
-use super::{APP_NAME, BIN_NAME, BUNDLE_ID};
+use super::{APP_NAME, AUTOSTART_FLAG, BIN_NAME, BUNDLE_ID};
 use std::fmt::{self, Write as _};
 use std::path::{Path, PathBuf};
 
@@ -64,7 +64,10 @@ pub fn launch_agent_plist(program: &TextPath, log_file: &TextPath) -> String {
     use PlistValue::{Array, Bool, Dict, Str};
     render_plist(&[
         ("Label", Str(BUNDLE_ID)),
-        ("ProgramArguments", Array(vec![Str(program.as_str())])),
+        (
+            "ProgramArguments",
+            Array(vec![Str(program.as_str()), Str(AUTOSTART_FLAG)]),
+        ),
         ("RunAtLoad", Bool(true)),
         ("KeepAlive", Dict(vec![("SuccessfulExit", Bool(false))])),
         ("ProcessType", Str("Interactive")),
@@ -121,8 +124,14 @@ pub fn bundle_version(version: &str) -> &str {
 /// The desktop entry that starts the tray agent: written to `~/.config/autostart/` by
 /// `foolock install`, and shipped in `/usr/share/applications/` by the .deb (with
 /// `program = /usr/bin/foolock`), so one function describes both.
+///
+/// It passes [`AUTOSTART_FLAG`]: the agent then runs its server even where it finds no display,
+/// as it was asked to by the session rather than typed by someone at a terminal.
 pub fn autostart_desktop(program: &TextPath) -> String {
-    let exec = desktop_string(&desktop_exec_arg(program.as_str()));
+    let exec = desktop_string(&format!(
+        "{} {AUTOSTART_FLAG}",
+        desktop_exec_arg(program.as_str())
+    ));
     format!(
         "[Desktop Entry]
 Type=Application
@@ -141,19 +150,24 @@ StartupNotify=false
 
 /// The systemd user unit that runs `foolock serve` on a machine without a desktop: written to
 /// `~/.config/systemd/user/` by `foolock install --headless`, and shipped in
-/// `/usr/lib/systemd/user/` by the .deb (with `program = /usr/bin/foolock`).
+/// `/usr/lib/systemd/user/` by the .deb (with `program = /usr/bin/foolock`, no config).
 ///
-/// systemd refuses executable paths containing quotes or backslashes; callers check with
-/// [`systemd_refuses`] first.
-pub fn systemd_unit(program: &TextPath) -> String {
+/// `config`, the file `install` was pointed at (`--config`, `FOOLOCK_CONFIG`), is kept as the
+/// service's `FOOLOCK_CONFIG`, so the service reads the same settings. systemd refuses
+/// executable paths containing quotes or backslashes; callers check with [`systemd_refuses`]
+/// first.
+pub fn systemd_unit(program: &TextPath, config: Option<&TextPath>) -> String {
     let exec = systemd_exec_path(program.as_str());
+    let environment = config.map_or(String::new(), |c| {
+        format!("{}\n", systemd_environment(CONFIG_VARIABLE, c.as_str()))
+    });
     format!(
         "[Unit]
 Description=foolock lock server (headless)
 
 [Service]
 Type=exec
-ExecStart={exec} serve
+{environment}ExecStart={exec} serve
 # Restart after a crash, not after a clean stop (systemctl --user stop, SIGTERM).
 Restart=on-failure
 RestartSec=5s
@@ -162,6 +176,37 @@ RestartSec=5s
 WantedBy=default.target
 "
     )
+}
+
+/// The environment variable naming the config file.
+const CONFIG_VARIABLE: &str = "FOOLOCK_CONFIG";
+
+/// A unit as [`systemd_unit`] would write it without a config file: the unit with its
+/// `FOOLOCK_CONFIG` line taken out, to tell whether an installed unit is current whatever
+/// config it was installed with.
+pub fn systemd_unit_without_config(unit: &str) -> String {
+    let prefix = format!("Environment=\"{CONFIG_VARIABLE}=");
+    unit.split_inclusive('\n')
+        .filter(|line| !line.starts_with(&prefix))
+        .collect()
+}
+
+/// `Environment="NAME=value"`: quoted so spaces survive, with `\` and `"` escaped and `%`
+/// doubled (specifiers are expanded in every setting); systemd expands no `$` here.
+fn systemd_environment(name: &str, value: &str) -> String {
+    let mut out = format!("Environment=\"{name}=");
+    for c in value.chars() {
+        match c {
+            '%' => out.push_str("%%"),
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            _ => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// Why systemd would refuse `program` as an `ExecStart` executable, if it would.
