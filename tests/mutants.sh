@@ -29,6 +29,9 @@ fi
 # The platform module's unit tests take most of the library's test time and cannot notice a
 # change in these areas.
 SKIP_SLOW="-- -- --skip platform::"
+# Areas that build the binary do so in a directory of their own (see target_dir_for), without
+# the tray: fewer dependencies to build there, and nothing they test needs a GUI.
+HEADLESS="--no-default-features"
 
 # Each area: the files mutated, and the tests that should notice (the smallest selection that
 # covers what the area promises, since every mutant rebuilds and reruns them).
@@ -39,12 +42,12 @@ area_args() {
         # What must be on disk before a reply, and the expiry timer: the unit tests (the
         # service's own, and the power cuts, which go through it) and the integration tests
         # that watch the state file and the timer.
-        service) echo "-f src/service/*.rs -C --lib -C --test=long_poll -C --test=state_file $SKIP_SLOW" ;;
+        service) echo "$HEADLESS -f src/service/*.rs -C --lib -C --test=long_poll -C --test=state_file $SKIP_SLOW" ;;
         # The state directory's files: the unit tests (the power-cut file system) and the
         # state file against the real binary.
-        store) echo "-f src/store.rs -f src/store/*.rs -C --lib -C --test=state_file $SKIP_SLOW" ;;
+        store) echo "$HEADLESS -f src/store.rs -f src/store/*.rs -C --lib -C --test=state_file $SKIP_SLOW" ;;
         # `foolock lock`'s lease keeper: its unit tests and the CLI against a real server.
-        lease) echo "-f src/client/lock/lease.rs -C --lib -C --test=cli $SKIP_SLOW" ;;
+        lease) echo "$HEADLESS -f src/client/lock/lease.rs -C --lib -C --test=cli $SKIP_SLOW" ;;
         *)
             echo "unknown area $1 (engine, service, store, lease)" >&2
             return 1
