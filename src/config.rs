@@ -364,7 +364,7 @@ fn expected_value(key: &str) -> Option<&'static str> {
 
 /// Reads an address to listen on: `HOST:PORT` with an IP address, or as Go programs write it,
 /// `:8080` (every interface), or `localhost:8080` (this machine only).
-pub fn parse_listen(input: &str) -> Result<SocketAddr, String> {
+pub(crate) fn parse_listen(input: &str) -> Result<SocketAddr, String> {
     let text = input.trim();
     if let Some(Ok(port)) = text.strip_prefix(':').map(str::parse::<u16>) {
         return Ok(SocketAddr::from(([0, 0, 0, 0], port)));

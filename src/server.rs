@@ -236,7 +236,7 @@ pub fn local_page_url(bound: SocketAddr) -> String {
 
 /// The addresses to reach a server bound to `bound` at: the machine's non-loopback IPv4
 /// addresses when bound to the unspecified address (127.0.0.1 if it has none), else `bound`.
-pub fn reachable_addrs(bound: SocketAddr) -> Vec<SocketAddr> {
+pub(crate) fn reachable_addrs(bound: SocketAddr) -> Vec<SocketAddr> {
     if !bound.ip().is_unspecified() {
         return vec![bound];
     }

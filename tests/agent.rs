@@ -1090,7 +1090,7 @@ fn without_a_tray_a_bad_config_file_still_exits_2() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("unknown field `grace`"), "{stderr}");
+    assert!(stderr.contains("unknown key `grace`"), "{stderr}");
 }
 
 /// A directory holding a stand-in for `xdg-open` that records its arguments in `args` and

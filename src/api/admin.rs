@@ -35,7 +35,7 @@ pub enum Token {
 
 impl Token {
     /// What the request whose extensions these are proved.
-    pub fn of(extensions: &axum::http::Extensions) -> Token {
+    pub(crate) fn of(extensions: &axum::http::Extensions) -> Token {
         extensions
             .get::<Token>()
             .copied()
@@ -57,7 +57,7 @@ pub struct Caller {
 }
 
 impl Caller {
-    pub fn from_parts(parts: &Parts) -> Caller {
+    pub(crate) fn from_parts(parts: &Parts) -> Caller {
         let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
@@ -142,7 +142,7 @@ pub async fn force_release(
 
 /// Loopback, or one of this machine's own interface addresses (a browser on the server
 /// that opened the page by its LAN address connects from that address).
-pub fn is_own_machine(ip: IpAddr) -> bool {
+pub(crate) fn is_own_machine(ip: IpAddr) -> bool {
     let ip = ip.to_canonical();
     ip.is_loopback()
         || crate::server::reachable_addrs(SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), 0))

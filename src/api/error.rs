@@ -69,7 +69,7 @@ impl ApiError {
     }
 
     /// Why, in words a dashboard can group by: a fixed string per variant.
-    pub fn reason(&self) -> ErrorReason {
+    pub(crate) fn reason(&self) -> ErrorReason {
         ErrorReason(match self {
             ApiError::MissingClient => "missing_client",
             ApiError::InvalidTtl => "invalid_ttl",

@@ -23,7 +23,7 @@ pub enum LeaseState {
 }
 
 impl LeaseState {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             LeaseState::Held => "held",
             LeaseState::Grace => "grace",
@@ -210,7 +210,7 @@ impl LockReply {
         }
     }
 
-    pub fn error(message: impl Into<String>) -> LockReply {
+    pub(crate) fn error(message: impl Into<String>) -> LockReply {
         LockReply {
             error: Some(message.into()),
             ..LockReply::default()

@@ -18,7 +18,7 @@ use tokio::net::TcpStream;
 const MAX_BODY: usize = 1 << 20;
 
 /// How long a one-shot request may take in total (connect, reply, body).
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A server URL that cannot be used.
 #[derive(Debug, thiserror::Error)]

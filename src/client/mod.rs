@@ -155,7 +155,7 @@ pub struct AcquireArgs {
 
 /// The shortest lease `lock` accepts. Below it the safety margin (at least 200 ms, see
 /// `lock::Timing`) and the renewal round trips would leave CMD no time to run, or none at all.
-pub const MIN_LOCK_TTL: Duration = Duration::from_secs(1);
+pub(crate) const MIN_LOCK_TTL: Duration = Duration::from_secs(1);
 
 fn parse_lock_ttl(input: &str) -> Result<Duration, String> {
     let ttl = parse_positive(input)?;

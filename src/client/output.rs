@@ -18,7 +18,7 @@ pub struct Style {
 
 impl Style {
     /// For lines printed on stdout.
-    pub fn stdout() -> Style {
+    pub(crate) fn stdout() -> Style {
         Style {
             local_time: std::io::stdout().is_terminal(),
         }
@@ -38,7 +38,7 @@ impl Style {
 /// A duration as a person says it, rounded to what matters at its size: `0.6s`, `2.4s`, `42s`,
 /// `4m12s`, `1h5m`. Never nanoseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Human(pub Duration);
+pub(crate) struct Human(pub Duration);
 
 impl fmt::Display for Human {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -69,7 +69,7 @@ impl fmt::Display for Human {
 }
 
 /// `in 21s` or `3s ago`, from the server's signed `expires_in_ms`.
-pub fn relative(ms: i64) -> String {
+pub(crate) fn relative(ms: i64) -> String {
     let d = Human(Duration::from_millis(ms.unsigned_abs()));
     if ms >= 0 {
         format!("in {d}")
@@ -80,7 +80,7 @@ pub fn relative(ms: i64) -> String {
 
 /// An instant the server sent (RFC 3339, UTC): in local time for a person (`10:32:05` today,
 /// `2026-11-25 10:32:05` on another day), else as sent.
-pub fn instant(rfc3339: &str, style: Style) -> String {
+pub(crate) fn instant(rfc3339: &str, style: Style) -> String {
     if !style.local_time {
         return rfc3339.to_owned();
     }
@@ -100,7 +100,7 @@ pub fn instant(rfc3339: &str, style: Style) -> String {
 }
 
 /// Reads the server's `YYYY-MM-DDTHH:MM:SSZ` (fractional seconds are ignored).
-pub fn parse_rfc3339(text: &str) -> Option<SystemTime> {
+pub(crate) fn parse_rfc3339(text: &str) -> Option<SystemTime> {
     let text = text.strip_suffix('Z')?;
     let (date, time) = text.split_once('T')?;
     let mut d = date.splitn(3, '-').map(str::parse::<i64>);
@@ -183,7 +183,7 @@ pub fn granted(job: &str, client: &str, body: &LockReply) -> String {
 
 /// Whether a `GET /lock` reply shows the job as taken: held, or in a grace period that only
 /// its holder may use. A lapsed lease (state `expired`) is free, as in `list`.
-pub fn is_taken(body: &LockReply) -> bool {
+pub(crate) fn is_taken(body: &LockReply) -> bool {
     match body.state {
         Some(LeaseState::Held | LeaseState::Grace) => true,
         Some(LeaseState::Expired) => false,

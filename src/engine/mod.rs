@@ -54,11 +54,11 @@ impl Default for Rules {
 }
 
 /// The longest name a job or client may have, in bytes of UTF-8.
-pub const MAX_NAME_BYTES: usize = 256;
+pub(crate) const MAX_NAME_BYTES: usize = 256;
 
 /// Why a job or client name is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum NameError {
+pub(crate) enum NameError {
     #[error("must not be empty")]
     Empty,
     #[error("must be at most {MAX_NAME_BYTES} bytes of UTF-8")]
@@ -68,7 +68,7 @@ pub enum NameError {
 }
 
 /// Checks a job or client name: 1–256 bytes of UTF-8 without control characters.
-pub fn validate_name(name: &str) -> Result<(), NameError> {
+pub(crate) fn validate_name(name: &str) -> Result<(), NameError> {
     if name.is_empty() {
         Err(NameError::Empty)
     } else if name.len() > MAX_NAME_BYTES {

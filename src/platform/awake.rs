@@ -29,20 +29,20 @@ pub async fn prevent_idle_sleep(why: &str) -> anyhow::Result<Inhibitor> {
 /// (`IdleAction=`), `sleep` holds off suspend and hibernation; "block" holds them off for as
 /// long as the lock lives ("delay" would only postpone a suspend by a few seconds).
 #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
-pub const LOGIND_WHAT: &str = "idle:sleep";
+pub(crate) const LOGIND_WHAT: &str = "idle:sleep";
 #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
-pub const LOGIND_MODE: &str = "block";
+pub(crate) const LOGIND_MODE: &str = "block";
 
 #[cfg(target_os = "linux")]
 mod os {
     use anyhow::Context;
 
     /// The write end of logind's FIFO for this lock: closing it (the drop) releases the lock.
-    pub struct Inhibitor {
+    pub(crate) struct Inhibitor {
         _fd: std::os::fd::OwnedFd,
     }
 
-    pub async fn prevent_idle_sleep(why: &str) -> anyhow::Result<Inhibitor> {
+    pub(crate) async fn prevent_idle_sleep(why: &str) -> anyhow::Result<Inhibitor> {
         // A connection for the call only: the lock lives in the descriptor, not the
         // connection, and an idle open connection is a thread and a socket for nothing.
         let bus = zbus::Connection::system()
@@ -171,9 +171,9 @@ mod os {
 #[cfg(not(any(target_os = "linux", target_os = "macos")))]
 mod os {
     /// No idle-sleep inhibitor on this OS.
-    pub enum Inhibitor {}
+    pub(crate) enum Inhibitor {}
 
-    pub async fn prevent_idle_sleep(_why: &str) -> anyhow::Result<Inhibitor> {
+    pub(crate) async fn prevent_idle_sleep(_why: &str) -> anyhow::Result<Inhibitor> {
         anyhow::bail!("keeping the machine awake is not supported on this OS")
     }
 }

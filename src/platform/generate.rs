@@ -17,7 +17,7 @@ pub struct TextPath(String);
 
 /// Why a path cannot go into a generated file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TextPathError {
+pub(crate) enum TextPathError {
     #[error("{} is not an absolute path", .0.display())]
     NotAbsolute(PathBuf),
     #[error("{} is not valid UTF-8", .0.display())]
@@ -27,7 +27,7 @@ pub enum TextPathError {
 }
 
 impl TextPath {
-    pub fn new(path: &Path) -> Result<TextPath, TextPathError> {
+    pub(crate) fn new(path: &Path) -> Result<TextPath, TextPathError> {
         let Some(text) = path.to_str() else {
             return Err(TextPathError::NotUtf8(path.to_owned()));
         };
@@ -40,7 +40,7 @@ impl TextPath {
         }
     }
 
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 
@@ -117,7 +117,7 @@ pub fn info_plist(version: &str) -> String {
 
 /// The `major.minor.patch` part of a Cargo version: Apple's bundle version keys accept only
 /// dot-separated integers, so a pre-release or build suffix (`-beta.1`, `+abc`) is dropped.
-pub fn bundle_version(version: &str) -> &str {
+pub(crate) fn bundle_version(version: &str) -> &str {
     version.split(['-', '+']).next().unwrap_or(version)
 }
 
@@ -259,7 +259,7 @@ const DESKTOP_EXEC_RESERVED: &[char] = &[
 /// character, with `"`, `` ` ``, `$` and `\` backslash-escaped inside them, and `%` doubled
 /// everywhere (a single `%` starts a field code). The result still needs [`desktop_string`]
 /// escaping, which the spec applies on top.
-pub fn desktop_exec_arg(arg: &str) -> String {
+pub(crate) fn desktop_exec_arg(arg: &str) -> String {
     let quote = arg.is_empty() || arg.contains(DESKTOP_EXEC_RESERVED);
     let mut out = String::with_capacity(arg.len() + 2);
     if quote {
@@ -283,7 +283,7 @@ pub fn desktop_exec_arg(arg: &str) -> String {
 
 /// Escapes a value of the desktop-entry `string` type: backslash and the control characters
 /// the spec names, and a leading space (readers strip it otherwise).
-pub fn desktop_string(value: &str) -> String {
+pub(crate) fn desktop_string(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for (i, c) in value.chars().enumerate() {
         match c {
@@ -301,7 +301,7 @@ pub fn desktop_string(value: &str) -> String {
 /// Writes an executable path for `ExecStart=`: double-quoted when it has whitespace, `%`
 /// doubled (specifiers are expanded everywhere). `$` stays as is: systemd does not expand
 /// variables in the executable path.
-pub fn systemd_exec_path(path: &str) -> String {
+pub(crate) fn systemd_exec_path(path: &str) -> String {
     let quote =
         path.is_empty() || path.contains(char::is_whitespace) || path.contains(['"', '\'', '\\']);
     let mut out = String::with_capacity(path.len() + 2);
@@ -325,7 +325,7 @@ pub fn systemd_exec_path(path: &str) -> String {
 }
 
 /// Escapes text for an XML element's content.
-pub fn xml_escape(text: &str) -> String {
+pub(crate) fn xml_escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

@@ -23,7 +23,7 @@ pub fn open_command(path: &Path) -> Command {
 /// open"); `open -t` hands it to the default text editor instead (TextEdit unless the user chose
 /// another). `xdg-open` picks the desktop's app for the file's type. Either may fail: the
 /// caller must check the exit status ([`open_failure`]).
-pub fn edit_command_for(macos: bool, path: &Path) -> Command {
+pub(crate) fn edit_command_for(macos: bool, path: &Path) -> Command {
     let mut cmd = Command::new(if macos { "open" } else { "xdg-open" });
     if macos {
         cmd.arg("-t");

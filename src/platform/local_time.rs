@@ -5,7 +5,7 @@ use std::time::SystemTime;
 
 /// A date and time of day in the user's time zone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LocalTime {
+pub(crate) struct LocalTime {
     pub year: i32,
     /// 1–12.
     pub month: u32,
@@ -18,7 +18,7 @@ pub struct LocalTime {
 
 /// `t` in the user's time zone; `None` where the OS cannot say (the caller falls back to UTC).
 #[cfg(unix)]
-pub fn local_time(t: SystemTime) -> Option<LocalTime> {
+pub(crate) fn local_time(t: SystemTime) -> Option<LocalTime> {
     let secs = t.duration_since(SystemTime::UNIX_EPOCH).ok()?.as_secs();
     let time = libc::time_t::try_from(secs).ok()?;
     // SAFETY: localtime_r only writes into the zeroed `tm` we own, and reads `time`.
@@ -38,7 +38,7 @@ pub fn local_time(t: SystemTime) -> Option<LocalTime> {
 }
 
 #[cfg(not(unix))]
-pub fn local_time(_t: SystemTime) -> Option<LocalTime> {
+pub(crate) fn local_time(_t: SystemTime) -> Option<LocalTime> {
     None
 }
 

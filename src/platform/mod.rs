@@ -69,14 +69,14 @@ use anyhow::Context;
 /// identity notifications are posted under.
 pub const BUNDLE_ID: &str = "io.foolock.agent";
 /// The app's name as users see it (`Foolock.app`, menu entries).
-pub const APP_NAME: &str = "Foolock";
+pub(crate) const APP_NAME: &str = "Foolock";
 /// The binary's name, also used for the icon, the desktop entry and the systemd unit.
-pub const BIN_NAME: &str = "foolock";
+pub(crate) const BIN_NAME: &str = "foolock";
 
 /// The argument the login items pass (the desktop autostart entry, the LaunchAgent): plain
 /// `foolock` started this way runs its server even where it finds no display, instead of
 /// explaining itself to a terminal that is not there.
-pub const AUTOSTART_FLAG: &str = "--autostart";
+pub(crate) const AUTOSTART_FLAG: &str = "--autostart";
 
 /// Which kind of install.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -28,7 +28,7 @@ pub fn end_with_parent(cmd: &mut Command, orphan_exit: i32) {
 
 /// See the Linux version: elsewhere there is no parent-death signal, so nothing is arranged.
 #[cfg(not(target_os = "linux"))]
-pub fn end_with_parent(_cmd: &mut Command, _orphan_exit: i32) {}
+pub(crate) fn end_with_parent(_cmd: &mut Command, _orphan_exit: i32) {}
 
 /// Whether stdin is a terminal whose foreground process group is ours: a shell started us as
 /// its foreground job, so we may hand the terminal to a child and take it back.

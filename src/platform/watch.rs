@@ -181,7 +181,7 @@ mod os {
 
     /// A kqueue with the directory and (when it exists) the file registered. The kqueue's own
     /// descriptor becomes readable when an event is pending, so tokio can wait on it.
-    pub struct Watch {
+    pub(crate) struct Watch {
         queue: AsyncFd<OwnedFd>,
         path: PathBuf,
         _dir: OwnedFd,
@@ -191,7 +191,7 @@ mod os {
     }
 
     impl Watch {
-        pub fn new(dir: &Path, _name: &OsStr, path: &Path) -> io::Result<Watch> {
+        pub(crate) fn new(dir: &Path, _name: &OsStr, path: &Path) -> io::Result<Watch> {
             // SAFETY: plain system call; the descriptor is owned from here on.
             let queue = unsafe { libc::kqueue() };
             if queue < 0 {
@@ -213,7 +213,7 @@ mod os {
             Ok(watch)
         }
 
-        pub async fn changed(&mut self) -> io::Result<()> {
+        pub(crate) async fn changed(&mut self) -> io::Result<()> {
             loop {
                 let mut ready = self.queue.readable().await?;
                 let mut events = [empty_event(); 8];
@@ -311,17 +311,17 @@ mod os {
     use std::path::Path;
 
     /// No watch on this OS: the agent then says to restart foolock after fixing the file.
-    pub enum Watch {}
+    pub(crate) enum Watch {}
 
     impl Watch {
-        pub fn new(_dir: &Path, _name: &OsStr, _path: &Path) -> io::Result<Watch> {
+        pub(crate) fn new(_dir: &Path, _name: &OsStr, _path: &Path) -> io::Result<Watch> {
             Err(io::Error::new(
                 io::ErrorKind::Unsupported,
                 "watching files is not supported on this OS",
             ))
         }
 
-        pub async fn changed(&mut self) -> io::Result<()> {
+        pub(crate) async fn changed(&mut self) -> io::Result<()> {
             match *self {}
         }
     }

@@ -211,7 +211,7 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub fn new() -> Metrics {
+    pub(crate) fn new() -> Metrics {
         let mut registry = Registry::default();
         let outcomes_family = Family::<OutcomeLabels, Counter>::default();
         // Every outcome from the start, so rates work from the first scrape.
