@@ -365,6 +365,27 @@ mod tests {
     }
 
     #[test]
+    fn a_store_keeps_the_batching_it_was_opened_with() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(dir.path(), Batching::PerChange).unwrap();
+        assert_eq!(store.batching(), Batching::PerChange);
+    }
+
+    #[test]
+    fn an_unreadable_state_file_is_a_loss_not_a_first_start() {
+        // A directory where the file should be: reading it fails with something other than
+        // "not found", and no watermarks say the directory held state before.
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join(STATE_FILE)).unwrap();
+        let (_, loaded) = Store::open(dir.path(), Batching::default()).unwrap();
+        assert_eq!(loaded.found, Found::Lost(None));
+        let lost = loaded.lost.expect("a loss is reported");
+        assert!(lost.reason.contains("cannot read it"), "{}", lost.reason);
+        assert!(lost.moved_to.is_some_and(|to| to.is_dir()));
+        assert!(!dir.path().join(STATE_FILE).exists());
+    }
+
+    #[test]
     fn missing_file_is_a_fresh_start() {
         let dir = tempfile::tempdir().unwrap();
         let (_, loaded) = Store::open(&dir.path().join("new"), Batching::default()).unwrap();

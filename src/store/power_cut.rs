@@ -10,7 +10,7 @@
 
 use super::disk::Disk;
 use super::{Batching, Loaded, Store};
-use crate::engine::{Engine, Found, Grant, GrantKind, Restored, Rules};
+use crate::engine::{Engine, Found, Grant, GrantKind, Restored, Rules, SavedState, Watermarks};
 use crate::service::LockService;
 use crate::time::{Clock, SystemClock};
 use std::collections::{BTreeMap, HashMap};
@@ -540,6 +540,121 @@ async fn every_acknowledged_change_survives_a_power_cut_and_tokens_never_go_back
         acknowledged > rounds,
         "seed {seed}: the clients did too little ({acknowledged} acknowledged changes)"
     );
+}
+
+/// A disk that reads (an empty directory) but refuses every write, like a full or read-only
+/// file system on which the lock file already exists.
+struct Refusing;
+
+impl Disk for Refusing {
+    fn create_dir_all(&mut self, _: &Path) -> io::Result<()> {
+        Ok(())
+    }
+    fn write(&mut self, _: &Path, _: &[u8]) -> io::Result<()> {
+        Err(io::Error::from(io::ErrorKind::StorageFull))
+    }
+    fn sync_file(&mut self, path: &Path) -> io::Result<()> {
+        Err(not_found(path))
+    }
+    fn rename(&mut self, from: &Path, _: &Path) -> io::Result<()> {
+        Err(not_found(from))
+    }
+    fn remove_file(&mut self, path: &Path) -> io::Result<()> {
+        Err(not_found(path))
+    }
+    fn sync_dir(&mut self, _: &Path) -> io::Result<()> {
+        Ok(())
+    }
+    fn read(&mut self, path: &Path) -> io::Result<Vec<u8>> {
+        Err(not_found(path))
+    }
+    fn exists(&mut self, _: &Path) -> bool {
+        false
+    }
+}
+
+#[test]
+fn a_directory_that_takes_no_writes_is_refused_when_opened() {
+    let opened = Store::open_on(
+        Box::new(Refusing),
+        Path::new("/state"),
+        Batching::GroupCommit,
+        None,
+    );
+    assert!(
+        matches!(opened, Err(super::StoreError::NotWritable { .. })),
+        "{:?}",
+        opened.err()
+    );
+}
+
+/// The state file and watermarks among `files`, as a restart would read them.
+fn read_back(files: &Files) -> (Option<SavedState>, Option<Watermarks>) {
+    let mut disk = PowerCutDisk::new(files.clone(), Rng(1));
+    let dir = Path::new("/state");
+    let state = disk.read(&dir.join(super::STATE_FILE)).ok().map(|bytes| {
+        serde_json::from_slice(&bytes).expect("the state file is whole or absent, never torn")
+    });
+    let marks = disk
+        .read(&dir.join(super::WATERMARKS_FILE))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+    (state, marks)
+}
+
+fn lease_of(ttl_ms: u64, token: u64) -> SavedState {
+    SavedState {
+        last_token: token,
+        leases: vec![crate::engine::SavedLease {
+            job: "j".into(),
+            holder: "a".into(),
+            run: None,
+            token,
+            ttl_ms,
+            acquired_at_ms: 1,
+            expires_at_ms: 2,
+        }],
+        quarantine_until_ms: None,
+        quarantine_left_ms: None,
+    }
+}
+
+#[test]
+fn watermarks_never_claim_less_than_the_state_file_whenever_the_power_fails() {
+    // A long lease with a new token (the watermarks go up), then a short one in the final
+    // write (they come down): cut the power before each file operation of the second write,
+    // many times over, and read back what a restart would find.
+    let dir = Path::new("/state");
+    let writes = [(lease_of(600_000, 5), false), (lease_of(1_000, 6), true)];
+    for seed in 1..40 {
+        for cut in 0.. {
+            let disk = PowerCutDisk::new(Files::default(), Rng(seed));
+            let (mut store, _) =
+                Store::open_on(Box::new(disk.clone()), dir, Batching::GroupCommit, None).unwrap();
+            disk.cut_after(cut);
+            let mut finished = true;
+            for (state, last) in &writes {
+                finished &= store.write(state, *last).is_ok();
+            }
+            let files = disk
+                .survived()
+                .unwrap_or_else(|| disk.machine().files.clone());
+            let (state, marks) = read_back(&files);
+            if let Some(state) = state {
+                let marks = marks.unwrap_or_else(|| {
+                    panic!("seed {seed}, cut {cut}: a state file without watermarks")
+                });
+                let longest = state.leases.iter().map(|l| l.ttl_ms).max().unwrap_or(0);
+                assert!(
+                    marks.token_ceiling >= state.last_token && marks.max_ttl_ms >= longest,
+                    "seed {seed}, cut {cut}: {marks:?} below {state:?}"
+                );
+            }
+            if finished {
+                break;
+            }
+        }
+    }
 }
 
 #[test]
