@@ -386,6 +386,58 @@ mod tests {
     }
 
     #[test]
+    fn files_moved_aside_in_one_second_get_numbered_names_without_colons() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(STATE_FILE);
+        // Three in a row, until all three fall in one second (almost always the first try).
+        let names = loop {
+            let names: Vec<String> = (0..3)
+                .map(|_| {
+                    fs::write(&path, b"bad").unwrap();
+                    let to = move_aside(&mut RealDisk, &path).unwrap();
+                    to.file_name().unwrap().to_str().unwrap().to_owned()
+                })
+                .collect();
+            if names[2].starts_with(&names[0]) {
+                break names;
+            }
+        };
+        // state.json.corrupt-20261201T030405Z: no ':' (not allowed in names everywhere).
+        let stamp = names[0].strip_prefix("state.json.corrupt-").unwrap();
+        assert_eq!(stamp.len(), "20261201T030405Z".len(), "{stamp}");
+        assert!(
+            stamp
+                .chars()
+                .all(|c| c.is_ascii_digit() || c == 'T' || c == 'Z'),
+            "{stamp}"
+        );
+        assert_eq!(names[1], format!("{}-2", names[0]));
+        assert_eq!(names[2], format!("{}-3", names[0]));
+    }
+
+    #[test]
+    fn a_state_directory_removed_while_running_is_made_again_for_the_retry() {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("state");
+        let (mut store, _) = Store::open(&dir, Batching::default()).unwrap();
+        fs::remove_dir_all(&dir).unwrap();
+        assert!(store.write(&state(1, 1000), false).is_err());
+        store
+            .write(&state(1, 1000), false)
+            .expect("the retry succeeds");
+        assert!(dir.join(STATE_FILE).exists());
+    }
+
+    #[test]
+    fn the_real_disk_reports_what_it_cannot_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing");
+        assert!(RealDisk.sync_file(&missing).is_err());
+        assert!(RealDisk.sync_dir(&missing).is_err());
+        assert!(RealDisk.sync_dir(dir.path()).is_ok());
+    }
+
+    #[test]
     fn missing_file_is_a_fresh_start() {
         let dir = tempfile::tempdir().unwrap();
         let (_, loaded) = Store::open(&dir.path().join("new"), Batching::default()).unwrap();

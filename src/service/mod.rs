@@ -572,6 +572,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn dropping_the_running_service_stops_its_writer_and_frees_the_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let running = service_with_store(dir.path());
+        running
+            .service()
+            .acquire("j", "a", Duration::from_secs(60))
+            .await
+            .unwrap();
+        drop(running);
+        // The writer makes its final write and lets go of the directory's lock.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Store::open(dir.path(), crate::store::Batching::default()).is_err() {
+            assert!(Instant::now() < deadline, "the directory is still in use");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(saved_jobs(dir.path()), ["j"]);
+    }
+
+    #[tokio::test]
     async fn grants_and_releases_are_on_disk_when_they_return() {
         let dir = tempfile::tempdir().unwrap();
         let running = service_with_store(dir.path());
