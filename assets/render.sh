@@ -62,11 +62,14 @@ template error "$SHACKLE_CLOSED" "$BANG" >src/tray-error-Template.svg
 
 render() { rsvg-convert --width "$2" --height "$2" --format png --output "$3" "$1"; }
 
+# The macOS menu bar is 22 pt high and the agent hands tray-icon the @2x image (44 px), which it
+# draws at 22 pt: 1:1 on a Retina display, halved on the others. Coloured ones are for
+# 32 px panels (and 64 px at double scale).
 for state in idle held error; do
-    for variant in "" "-Template"; do
-        render "src/tray-$state$variant.svg" 32 "tray-$state$variant.png"
-        render "src/tray-$state$variant.svg" 64 "tray-$state$variant@2x.png"
-    done
+    render "src/tray-$state.svg" 32 "tray-$state.png"
+    render "src/tray-$state.svg" 64 "tray-$state@2x.png"
+    render "src/tray-$state-Template.svg" 22 "tray-$state-Template.png"
+    render "src/tray-$state-Template.svg" 44 "tray-$state-Template@2x.png"
 done
 
 for size in 16 22 24 32 48 64 128 256 512; do

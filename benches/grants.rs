@@ -10,9 +10,10 @@
 //! before their replies. The table stays small, so the numbers measure the cost of saving,
 //! not the size of the state.
 
-use foolock::engine::{Engine, Rules, SystemClock};
+use foolock::engine::{Engine, Rules};
 use foolock::service::LockService;
 use foolock::store::{Batching, Store};
+use foolock::time::SystemClock;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -53,17 +54,13 @@ async fn grants_per_second(mode: Mode, clients: usize, run_for: Duration) -> f64
         .expect("cannot create a state directory for the benchmark");
     let engine = Engine::new(Rules::default());
     let clock = Arc::new(SystemClock);
-    let service = match mode {
-        Mode::Memory => LockService::from_engine(engine, clock),
-        Mode::PerChange | Mode::GroupCommit => {
-            let batching = match mode {
-                Mode::PerChange => Batching::PerChange,
-                _ => Batching::GroupCommit,
-            };
-            let (store, _) = Store::open(tmp.path(), batching).unwrap();
-            LockService::with_store(engine, clock, Arc::new(store))
-        }
+    let store = match mode {
+        Mode::Memory => None,
+        Mode::PerChange => Some(Store::open(tmp.path(), Batching::PerChange).unwrap().0),
+        Mode::GroupCommit => Some(Store::open(tmp.path(), Batching::GroupCommit).unwrap().0),
     };
+    let running = LockService::start(engine, clock, store);
+    let service = running.service().clone();
     let grants = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let tasks: Vec<_> = (0..clients)
@@ -88,11 +85,7 @@ async fn grants_per_second(mode: Mode, clients: usize, run_for: Duration) -> f64
         t.await.unwrap();
     }
     let elapsed = start.elapsed();
-    if let Some(store) = service.store().cloned() {
-        tokio::task::spawn_blocking(move || store.close())
-            .await
-            .unwrap();
-    }
+    running.shutdown().await;
     grants.load(Ordering::Relaxed) as f64 / elapsed.as_secs_f64()
 }
 

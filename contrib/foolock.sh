@@ -2,8 +2,20 @@
 # foolock CLI. Source it, then call the functions:
 #
 #   . /path/to/foolock.sh
-#   FOOLOCK_SERVER=http://nas.local:8080 FOOLOCK_JOB=backup
-#   if foolock_acquire 10m; then run_backup; foolock_release; fi
+#   FOOLOCK_SERVER=http://nas.local:8080
+#   if foolock_acquire backup 10m; then run_backup; foolock_release backup; fi
+#
+# The functions and their arguments are the original foolock shell library's, so scripts
+# written for it keep working:
+#
+#   foolock_acquire [JOB] [TTL] [WAIT]  take or renew JOB for TTL (default 30s); with WAIT the
+#                                       server holds the request until the job is yours or
+#                                       WAIT ends (TTL and WAIT like 90s, 5m, 1h30m)
+#   foolock_release [JOB]               give JOB back
+#   foolock_status [JOB]                who holds JOB
+#   foolock_client_id                   print the client id the functions use
+#
+# JOB defaults to $FOOLOCK_JOB, then "default"; an empty argument means the default too.
 #
 # Settings (environment or shell variables):
 #   FOOLOCK_SERVER      server URL                 default http://localhost:8080
@@ -14,14 +26,10 @@
 #
 # Functions print the server's JSON reply on stdout and return
 #   0  the server said yes (HTTP 200)
-#   1  it said no (held by someone else, not the holder, bad request)
-#   3  the server could not be reached
-#
-#   foolock_acquire [TTL] [WAIT]  take or renew the lock (TTL and WAIT like 30s, 5m);
-#                                 with WAIT the server holds the request until the job is
-#                                 free or WAIT ends
-#   foolock_release               give the lock back
-#   foolock_status                who holds the job
+#   1  it said no (held by someone else, or not yours to release)
+#   2  usage error: too many arguments, a TTL or WAIT that is not a duration, or a request
+#      the server rejects as malformed (HTTP 400); as the foolock CLI
+#   3  the server could not be reached, or is not serving grants right now (HTTP 5xx)
 #
 # Only POSIX sh features and utilities (uname, od, tr, sed, tail) plus curl. Internal
 # names start with _foolock_ so sourcing this file does not clobber yours.
@@ -45,6 +53,12 @@ _foolock_client() {
     printf '%s' "$_foolock_host" | tr 'ABCDEFGHIJKLMNOPQRSTUVWXYZ' 'abcdefghijklmnopqrstuvwxyz'
 }
 
+# foolock_client_id: the id the other functions send, as in the original library.
+foolock_client_id() {
+    _foolock_client
+    echo
+}
+
 # Percent-encodes a query value. Plain names pass through; anything else is encoded byte
 # by byte (an encoded letter means the same as the letter, so this is always correct).
 _foolock_urlencode() {
@@ -58,7 +72,28 @@ _foolock_urlencode() {
     esac
 }
 
-# _foolock_call METHOD QUERY [MAX_TIME]: one request; prints the body, returns 0/1/3.
+# _foolock_usage FUNCTION MESSAGE: reports a usage error on stderr; returns 2.
+_foolock_usage() {
+    printf '%s: %s\n' "$1" "$2" >&2
+    return 2
+}
+
+# _foolock_duration FUNCTION NAME VALUE: returns 0 if VALUE looks like a Go duration (90s,
+# 1.5h, 1h30m), else reports a usage error and returns 2. The server checks it exactly; this
+# catches an argument in the wrong place (a job name where a ttl belongs) before anything is sent.
+_foolock_duration() {
+    case $3 in
+    [0-9.]*[a-z] | [0-9.]*µs)
+        case $3 in
+        *[!0-9.nsuµmh]*) ;;
+        *) return 0 ;;
+        esac
+        ;;
+    esac
+    _foolock_usage "$1" "$2 must be a duration like 30s, 5m or 1h30m, not \"$3\""
+}
+
+# _foolock_call METHOD QUERY [MAX_TIME]: one request; prints the body, returns 0/1/2/3.
 _foolock_call() {
     _foolock_url="${FOOLOCK_SERVER:-http://localhost:8080}"
     _foolock_url="${_foolock_url%/}/lock?$2"
@@ -79,36 +114,60 @@ _foolock_call() {
     fi
     case $_foolock_code in
     200) return 0 ;;
-    000 | '') return 3 ;;
+    400 | 404 | 405) return 2 ;;
+    000 | '' | 5??) return 3 ;;
     *) return 1 ;;
     esac
+}
+
+# The job a function was given: its argument, else FOOLOCK_JOB, else "default".
+_foolock_job() {
+    if [ -n "${1:-}" ]; then
+        printf '%s' "$1"
+    else
+        printf '%s' "${FOOLOCK_JOB:-default}"
+    fi
 }
 
 # The job and client part of every query.
 _foolock_who() {
     printf 'job=%s&client=%s' \
-        "$(_foolock_urlencode "${FOOLOCK_JOB:-default}")" \
+        "$(_foolock_urlencode "$(_foolock_job "${1:-}")")" \
         "$(_foolock_urlencode "$(_foolock_client)")"
 }
 
-# foolock_acquire [TTL] [WAIT]
+# foolock_acquire [JOB] [TTL] [WAIT]
 foolock_acquire() {
-    _foolock_q=$(_foolock_who)
-    if [ -n "${1:-}" ]; then
-        _foolock_q="$_foolock_q&ttl=$(_foolock_urlencode "$1")"
+    if [ $# -gt 3 ]; then
+        _foolock_usage foolock_acquire "at most 3 arguments: [job] [ttl] [wait]"
+        return
     fi
-    if [ -n "${2:-}" ]; then
+    _foolock_ttl=${2:-30s}
+    _foolock_duration foolock_acquire ttl "$_foolock_ttl" || return
+    _foolock_q="$(_foolock_who "${1:-}")&ttl=$(_foolock_urlencode "$_foolock_ttl")"
+    if [ -n "${3:-}" ]; then
+        _foolock_duration foolock_acquire wait "$3" || return
         # No overall time limit: the server ends the wait itself.
-        _foolock_call POST "$_foolock_q&wait=$(_foolock_urlencode "$2")"
+        _foolock_call POST "$_foolock_q&wait=$(_foolock_urlencode "$3")"
     else
         _foolock_call POST "$_foolock_q" 10
     fi
 }
 
+# foolock_release [JOB]
 foolock_release() {
-    _foolock_call DELETE "$(_foolock_who)" 10
+    if [ $# -gt 1 ]; then
+        _foolock_usage foolock_release "at most 1 argument: [job]"
+        return
+    fi
+    _foolock_call DELETE "$(_foolock_who "${1:-}")" 10
 }
 
+# foolock_status [JOB]
 foolock_status() {
-    _foolock_call GET "job=$(_foolock_urlencode "${FOOLOCK_JOB:-default}")" 10
+    if [ $# -gt 1 ]; then
+        _foolock_usage foolock_status "at most 1 argument: [job]"
+        return
+    fi
+    _foolock_call GET "job=$(_foolock_urlencode "$(_foolock_job "${1:-}")")" 10
 }

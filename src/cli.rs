@@ -1,7 +1,7 @@
 //! Command-line shape shared by `foolock serve` and the agent: flags that override the file.
 
-use crate::config::Config;
-use crate::engine::duration::{parse_non_negative, parse_positive};
+use crate::config::{Config, ConfigError, OutOfRange};
+use crate::time::{parse_non_negative, parse_positive};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -33,8 +33,9 @@ pub struct ServerFlags {
 }
 
 impl ServerFlags {
-    /// Applies the flags to `config` and re-validates the result.
-    pub fn apply(&self, mut config: Config) -> Result<Config, String> {
+    /// Applies the flags to `config` and re-validates the result; a value that does not fit
+    /// is a [`ConfigError::Flag`] naming the flag.
+    pub fn apply(&self, mut config: Config) -> Result<Config, ConfigError> {
         if let Some(v) = self.listen {
             config.listen = v;
         }
@@ -56,9 +57,7 @@ impl ServerFlags {
         if let Some(v) = &self.state_dir {
             config.state_dir = Some(v.clone());
         }
-        config
-            .validate()
-            .map_err(|(key, problem)| format!("--{}: {problem}", key.replace('_', "-")))?;
+        config.validate().map_err(OutOfRange::as_flag)?;
         Ok(config)
     }
 }

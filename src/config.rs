@@ -4,7 +4,7 @@
 //! and key named, so a typo never silently becomes a default.
 
 use crate::engine::Rules;
-use crate::engine::duration::{Compact, serde_go};
+use crate::time::{Compact, serde_go};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::net::SocketAddr;
@@ -90,7 +90,8 @@ impl Default for Config {
     }
 }
 
-/// A config file that cannot be used. The message names the file, line and key.
+/// Settings that cannot be used: a config file that cannot be read or is wrong, or a flag whose
+/// value does not fit. All are usage errors; the message names the file, line and key, or the flag.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
@@ -98,8 +99,48 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// Not TOML, an unknown key or a value of the wrong type; toml's message says where.
     #[error("config file {path}: {message}")]
-    Invalid { path: PathBuf, message: String },
+    Syntax { path: PathBuf, message: String },
+    /// A value out of its range or at odds with another; `line` is where the key is set.
+    #[error("config file {path}: {}key `{key}`: {problem}", line_prefix(.line))]
+    Invalid {
+        path: PathBuf,
+        line: Option<usize>,
+        key: &'static str,
+        problem: String,
+    },
+    /// A flag's value out of its range or at odds with another setting (`flag` without `--`).
+    #[error("--{flag}: {problem}")]
+    Flag { flag: String, problem: String },
+    /// No `--config` was given and there is no home directory to find the default file in.
+    #[error(
+        "config file config.toml: cannot find the home directory to locate the config file; \
+         pass --config"
+    )]
+    NoHome,
+}
+
+fn line_prefix(line: &Option<usize>) -> String {
+    line.map_or(String::new(), |n| format!("line {n}, "))
+}
+
+/// A setting whose value is out of its range or at odds with another, from [`Config::validate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutOfRange {
+    /// The config key, as spelled in the file.
+    pub key: &'static str,
+    pub problem: String,
+}
+
+impl OutOfRange {
+    /// The error for this value as set on the command line: the key spelled as its flag.
+    pub fn as_flag(self) -> ConfigError {
+        ConfigError::Flag {
+            flag: self.key.replace('_', "-"),
+            problem: self.problem,
+        }
+    }
 }
 
 impl Config {
@@ -117,43 +158,47 @@ impl Config {
 
     /// Parses and validates config text; `path` is only used in messages.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let invalid = |message: String| ConfigError::Invalid {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Syntax {
             path: path.to_owned(),
-            message,
-        };
-        let config: Config = toml::from_str(text).map_err(|e| invalid(describe_toml_error(&e)))?;
-        config.validate().map_err(|(key, problem)| {
-            let line = line_of_key(text, key).map_or(String::new(), |n| format!("line {n}, "));
-            invalid(format!("{line}key `{key}`: {problem}"))
+            message: describe_toml_error(&e),
         })?;
+        config
+            .validate()
+            .map_err(|OutOfRange { key, problem }| ConfigError::Invalid {
+                path: path.to_owned(),
+                line: line_of_key(text, key),
+                key,
+                problem,
+            })?;
         Ok(config)
     }
 
-    /// Checks values against each other and their ranges; returns the offending key.
-    pub fn validate(&self) -> Result<(), (&'static str, String)> {
+    /// Checks values against each other and their ranges; names the offending key.
+    pub fn validate(&self) -> Result<(), OutOfRange> {
+        let out_of_range = |key, problem| Err(OutOfRange { key, problem });
         if self.grace_period > MAX_GRACE {
-            return Err((
+            return out_of_range(
                 "grace_period",
                 format!("must be between 0s and {}", Compact(MAX_GRACE)),
-            ));
+            );
         }
         if self.max_ttl.is_zero() {
-            return Err(("max_ttl", "must be greater than 0".into()));
+            return out_of_range("max_ttl", "must be greater than 0".into());
         }
         if self.default_ttl.is_zero() || self.default_ttl > self.max_ttl {
-            return Err((
+            return out_of_range(
                 "default_ttl",
                 format!(
                     "must be greater than 0 and at most max_ttl ({})",
                     Compact(self.max_ttl)
                 ),
-            ));
+            );
         }
         if self.max_jobs == 0 {
-            return Err(("max_jobs", "must be at least 1".into()));
+            return out_of_range("max_jobs", "must be at least 1".into());
         }
         if self.retention.is_zero() {
-            return Err(("retention", "must be greater than 0".into()));
+            return out_of_range("retention", "must be greater than 0".into());
         }
         Ok(())
     }
@@ -212,11 +257,7 @@ fn project_dirs() -> Option<directories::ProjectDirs> {
 pub fn resolve_path(explicit: Option<&Path>) -> Result<PathBuf, ConfigError> {
     match explicit {
         Some(p) => Ok(p.to_owned()),
-        None => default_path().ok_or_else(|| ConfigError::Invalid {
-            path: PathBuf::from("config.toml"),
-            message: "cannot find the home directory to locate the config file; pass --config"
-                .into(),
-        }),
+        None => default_path().ok_or(ConfigError::NoHome),
     }
 }
 
@@ -362,6 +403,26 @@ mod tests {
         assert!(err.contains("key `default_ttl`"), "{err}");
         let err = parse("max_jobs = 0\n").unwrap_err();
         assert!(err.contains("key `max_jobs`"), "{err}");
+    }
+
+    #[test]
+    fn a_value_at_odds_with_another_key_names_the_key_without_a_line() {
+        let err = parse("max_ttl = \"10s\"\n").unwrap_err();
+        assert_eq!(
+            err,
+            "config file /etc/foolock.toml: key `default_ttl`: \
+             must be greater than 0 and at most max_ttl (10s)"
+        );
+    }
+
+    #[test]
+    fn a_flag_out_of_range_is_named_as_the_flag() {
+        let config = Config {
+            grace_period: Duration::from_secs(120),
+            ..Config::default()
+        };
+        let err = config.validate().unwrap_err().as_flag();
+        assert_eq!(err.to_string(), "--grace-period: must be between 0s and 1m");
     }
 
     #[test]

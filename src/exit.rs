@@ -1,5 +1,8 @@
-//! Process exit codes, shared by every subcommand and documented in `--help` and the README.
+//! Process exit codes, shared by every subcommand and documented in `--help` and the README,
+//! and [`code_for`], the one place an error that ends a command becomes one.
 
+use crate::client::ClientError;
+use crate::config::ConfigError;
 use std::process::ExitCode;
 
 /// What a `foolock` process exit code means.
@@ -33,3 +36,66 @@ Exit codes:
   3   server unreachable
   75  foolock lock: the lock was lost while the command ran (the command was stopped)
   other  foolock lock: the command's own exit code";
+
+/// The exit code for the error that ended a command. Bad settings are usage errors; a client
+/// command's error says which kind it is; anything else (the server cannot bind, a file cannot
+/// be written) is a plain failure.
+pub fn code_for(err: &anyhow::Error) -> ExitCode {
+    if let Some(err) = err.downcast_ref::<ClientError>() {
+        return match err {
+            ClientError::Config(_) | ClientError::Url(_) | ClientError::Usage(_) => {
+                Exit::Usage.into()
+            }
+            ClientError::Http(_) | ClientError::Unavailable(_) => Exit::Unreachable.into(),
+            ClientError::Refused(_) => Exit::Refused.into(),
+            ClientError::Local(_) => ExitCode::FAILURE,
+        };
+    }
+    if err.downcast_ref::<ConfigError>().is_some() {
+        return Exit::Usage.into();
+    }
+    ExitCode::FAILURE
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::anyhow;
+
+    fn code(err: impl Into<anyhow::Error>) -> ExitCode {
+        code_for(&err.into())
+    }
+
+    #[test]
+    fn bad_settings_from_the_file_or_a_flag_are_usage_errors() {
+        let flag = ConfigError::Flag {
+            flag: "grace-period".into(),
+            problem: "must be between 0s and 1m".into(),
+        };
+        assert_eq!(code(flag), Exit::Usage.into());
+        assert_eq!(code(ConfigError::NoHome), Exit::Usage.into());
+        let in_client = ClientError::Config(ConfigError::NoHome);
+        assert_eq!(code(in_client), Exit::Usage.into());
+    }
+
+    #[test]
+    fn client_errors_map_to_refused_unreachable_usage_or_failure() {
+        let code = |e: ClientError| code(e);
+        assert_eq!(
+            code(ClientError::Refused("held".into())),
+            Exit::Refused.into()
+        );
+        let busy = ClientError::Unavailable("503".into());
+        assert_eq!(code(busy), Exit::Unreachable.into());
+        assert_eq!(code(ClientError::Usage("bad".into())), Exit::Usage.into());
+        let local = ClientError::Local("cannot start".into());
+        assert_eq!(code(local), ExitCode::FAILURE);
+    }
+
+    #[test]
+    fn any_other_error_is_a_plain_failure_even_with_context() {
+        assert_eq!(code(anyhow!("cannot bind")), ExitCode::FAILURE);
+        let wrapped = anyhow::Error::from(ConfigError::NoHome).context("while starting");
+        assert_eq!(code_for(&wrapped), Exit::Usage.into());
+    }
+}

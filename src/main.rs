@@ -66,23 +66,10 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(err) => {
             eprintln!("foolock: {err:#}");
-            if let Some(e) = err.downcast_ref::<foolock::client::ClientError>() {
-                e.exit()
-            } else if err.downcast_ref::<ConfigError>().is_some()
-                || err.downcast_ref::<UsageError>().is_some()
-            {
-                Exit::Usage.into()
-            } else {
-                ExitCode::FAILURE
-            }
+            exit::code_for(&err)
         }
     }
 }
-
-/// A bad flag combination detected after parsing.
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-struct UsageError(String);
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config_path = config::resolve_path(cli.config.as_deref())?;
@@ -100,9 +87,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn load(path: &Path, flags: &ServerFlags) -> anyhow::Result<Config> {
-    let config = Config::load(path)?;
-    Ok(flags.apply(config).map_err(UsageError)?)
+/// The config file with the flags applied over it.
+fn load(path: &Path, flags: &ServerFlags) -> Result<Config, ConfigError> {
+    flags.apply(Config::load(path)?)
 }
 
 /// `foolock` / `foolock agent`: the tray agent where there is a desktop, else the plain server.

@@ -1,13 +1,15 @@
-//! Runtime wiring for the lock server: bind, serve the API, run the expiry timer, shut down.
+//! Runtime wiring for the lock server: bind, load and restore the saved state, start the lock
+//! service (its timer and writer), serve the API, shut down.
 //!
 //! `foolock serve` and the desktop agent both call [`Server::open`] and [`Server::run`], so they
 //! serve exactly the same API.
 
 use crate::api::{self, AppState};
 use crate::config::{self, Config};
-use crate::engine::{Clock, Engine, SystemClock};
-use crate::service::LockService;
-use crate::store::{self, Batching, Loaded, Store};
+use crate::engine::{Engine, Restored};
+use crate::service::{LockService, Running};
+use crate::store::{Batching, Loaded, Store};
+use crate::time::{Clock, SystemClock};
 use anyhow::Context;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -22,12 +24,12 @@ const REQUEST_SLACK: Duration = Duration::from_secs(30);
 /// A bound, not yet serving, lock server.
 pub struct Server {
     listener: TcpListener,
-    service: LockService,
+    running: Running,
     max_wait: Duration,
 }
 
 impl Server {
-    /// Loads the saved state, builds the lock service for `config` and binds its address:
+    /// Loads the saved state, starts the lock service for `config` and binds its address:
     /// everything `foolock serve` and the agent need before serving. A state directory that
     /// cannot be written is an error.
     pub async fn open(config: &Config) -> anyhow::Result<Server> {
@@ -45,12 +47,12 @@ impl Server {
                 .context("state loader failed")??;
         let clock = Arc::new(SystemClock);
         let engine = restore(config, &store, loaded, clock.now());
-        let service = LockService::with_store(engine, clock, Arc::new(store));
+        let running = LockService::start(engine, clock, Some(store));
         // Save at once: a quarantine must outlive a crash, and this proves the disk works.
-        service.save().await;
+        running.service().save().await;
         Ok(Server {
             listener,
-            service,
+            running,
             max_wait: config.max_wait,
         })
     }
@@ -60,15 +62,14 @@ impl Server {
     }
 
     pub fn service(&self) -> &LockService {
-        &self.service
+        self.running.service()
     }
 
-    /// Serves until `shutdown` is cancelled, then stops accepting and lets in-flight
-    /// requests finish.
+    /// Serves until `shutdown` is cancelled, then stops accepting, lets in-flight requests
+    /// finish, and stops the service (its final state write included).
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let timer = tokio::spawn(self.service.clone().run_timer(shutdown.clone()));
         let app = api::router(AppState {
-            service: self.service.clone(),
+            service: self.running.service().clone(),
             max_wait: self.max_wait,
             shutdown: shutdown.clone(),
         })
@@ -81,12 +82,7 @@ impl Server {
             .await
             .context("HTTP server failed");
         shutdown.cancel();
-        let _ = timer.await;
-        if let Some(store) = self.service.store().cloned() {
-            tokio::task::spawn_blocking(move || store.close())
-                .await
-                .context("final state write failed")?;
-        }
+        self.running.shutdown().await;
         result
     }
 }
@@ -98,51 +94,37 @@ async fn listen(config: &Config) -> anyhow::Result<TcpListener> {
         .with_context(|| format!("cannot listen on {}", config.listen))
 }
 
-/// The engine as the state directory left it: restored, fresh, or quarantined because the
-/// saved state was lost.
-fn restore(config: &Config, store: &Store, loaded: Loaded, now: crate::engine::Now) -> Engine {
-    let rules = config.rules();
-    let mut engine = Engine::new(rules.clone());
-    match loaded {
-        Loaded::Fresh => {
-            tracing::info!(path = %store.path().display(), "no saved state; starting fresh");
+/// The engine as the state directory left it (decided by [`Engine::after_restart`]), and a
+/// log line saying which.
+fn restore(config: &Config, store: &Store, loaded: Loaded, now: crate::time::Now) -> Engine {
+    let (engine, restored) = Engine::after_restart(config.rules(), loaded.found, now);
+    let path = store.path();
+    match restored {
+        Restored::Fresh => {
+            tracing::info!(path = %path.display(), "no saved state; starting fresh");
         }
-        Loaded::Saved(saved) => {
-            let count = saved.leases.len();
-            let skipped = engine.restore(saved, now);
+        Restored::Saved { leases, skipped } => {
             if skipped > 0 {
                 tracing::warn!(skipped, "ignored invalid entries in the saved state");
             }
             tracing::info!(
-                path = %store.path().display(),
-                leases = count - skipped,
+                path = %path.display(),
+                leases,
                 last_token = engine.last_token(),
                 "restored saved state"
             );
         }
-        Loaded::Corrupt {
-            moved_to,
-            reason,
-            watermarks,
-        } => {
-            let length = store::quarantine_length(watermarks, rules.default_ttl, rules.grace);
-            engine.quarantine(now.mono + length);
-            // Tokens resume above every token the lost file could have held.
-            let ceiling = watermarks.map_or(0, |w| w.token_ceiling);
-            engine.restore(
-                crate::engine::SavedState {
-                    last_token: ceiling,
-                    ..Default::default()
-                },
-                now,
-            );
+        Restored::Quarantined { length } => {
+            let (reason, moved_to) = loaded
+                .lost
+                .map_or((String::new(), None), |lost| (lost.reason, lost.moved_to));
             let moved =
                 moved_to.map_or(String::new(), |to| format!(" (moved to {})", to.display()));
             tracing::error!(
-                path = %store.path().display(),
+                path = %path.display(),
                 "saved state is unusable: {reason}{moved}; refusing new grants for {} so that \
                  leases it may have held can run out",
-                crate::engine::duration::Compact(length)
+                crate::time::Compact(length)
             );
         }
     }

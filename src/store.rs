@@ -1,28 +1,26 @@
 //! Durable state: the lock table saved as `state.json` in the state directory, so a reboot or
 //! crash does not forget who holds which job.
 //!
+//! The store loads what it finds and writes what it is given; it never calls the service.
+//! When to write, and which replies wait for a write, is decided by the service's writer
+//! (`service/saving.rs`); what a restart makes of what was found, by
+//! [`Engine::after_restart`](crate::engine::Engine::after_restart).
+//!
 //! Invariants:
 //! - The file is replaced atomically (`state.json.partial`, fsync, rename, fsync of the
 //!   directory): after a crash it holds either the old state or the new one, never a mix.
-//! - A change is durable once a write of a snapshot taken after it has finished. The service
-//!   numbers holder changes; callers await [`Store::durable`] before replying.
-//! - One writer thread does every write. Changes that arrive while it writes share the next
-//!   write (group commit). Renewals only mark the state dirty and are written within
-//!   [`LAZY_FLUSH`]; the restore rule ("held until the later of saved expiry and restart +
-//!   ttl") makes that safe.
+//! - One server at a time uses a directory (`state.lock`, held with flock while the store
+//!   lives).
 //! - `watermarks.json` beside the state file bounds what `state.json` holds: the longest ttl
 //!   among its leases, and a token ceiling at or above its token counter (raised in blocks of
 //!   [`TOKEN_BLOCK`], so it costs one extra write per block). If `state.json` is ever lost to
 //!   corruption, the quarantine lasts long enough and tokens still never go backwards.
 
-use crate::engine::SavedState;
+use crate::engine::{Found, SavedState, Watermarks};
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
-use tokio::sync::watch;
 
 pub const STATE_FILE: &str = "state.json";
 /// Held locked (flock) while a server uses the directory.
@@ -32,23 +30,10 @@ pub const WATERMARKS_FILE: &str = "watermarks.json";
 /// How far ahead of the token counter the saved ceiling is raised.
 pub const TOKEN_BLOCK: u64 = 1000;
 
-/// Upper bounds on what the state file holds, kept in their own small file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-pub struct Watermarks {
-    /// The longest ttl among saved leases, in milliseconds.
-    pub max_ttl_ms: u64,
-    /// Every token issued so far is at most this.
-    pub token_ceiling: u64,
-}
-
-/// How long a renewal may stay unwritten.
-pub const LAZY_FLUSH: Duration = Duration::from_secs(1);
 /// Lowering `max_ttl_ms` is never needed for safety, only to keep a future quarantine
 /// short; doing it at most this often keeps it from costing a write whenever the table
 /// empties.
 const LOWER_MAX_TTL_EVERY: Duration = Duration::from_secs(60);
-/// How long the writer waits before retrying a failed write.
-const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// Why the store could not be opened. Each is a startup error.
 #[derive(Debug, thiserror::Error)]
@@ -63,30 +48,25 @@ pub enum StoreError {
     MoveAside { path: PathBuf, source: io::Error },
 }
 
-/// What was found in the state directory.
+/// What was found in the state directory: what the engine restarts from (see
+/// [`Engine::after_restart`](crate::engine::Engine::after_restart)), and why, if the saved
+/// table was lost.
 #[derive(Debug)]
-pub enum Loaded {
-    /// No state file: a first start.
-    Fresh,
-    Saved(SavedState),
-    /// The state file could not be read or parsed (it was moved to `moved_to`), or it is
-    /// missing although `watermarks.json` shows this directory held state before.
-    Corrupt {
-        moved_to: Option<PathBuf>,
-        reason: String,
-        /// From `watermarks.json`, if readable.
-        watermarks: Option<Watermarks>,
-    },
+pub struct Loaded {
+    /// No state file and no watermarks is a first start; a readable state file is the saved
+    /// table; anything else is a loss, with `watermarks.json` if it can be read.
+    pub found: Found,
+    /// Set exactly when `found` is [`Found::Lost`].
+    pub lost: Option<Lost>,
 }
 
-/// A consistent copy of the table and the number of the last holder change it contains.
-pub struct Snapshot {
-    pub seq: u64,
-    pub state: SavedState,
+/// Why the saved table was lost.
+#[derive(Debug)]
+pub struct Lost {
+    pub reason: String,
+    /// Where the unreadable file was moved; `None` when there was no file.
+    pub moved_to: Option<PathBuf>,
 }
-
-/// Produces snapshots for the writer; `None` once the service is gone.
-pub type SnapshotFn = Box<dyn FnMut() -> Option<Snapshot> + Send>;
 
 /// How writes are batched; only benchmarks use anything but the default.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -98,39 +78,21 @@ pub enum Batching {
     PerChange,
 }
 
-/// The state directory and its writer thread.
+/// The state directory, locked for as long as this lives.
 pub struct Store {
     dir: PathBuf,
     batching: Batching,
-    shared: Arc<Shared>,
-    /// Sends the highest change number on disk.
-    written: watch::Sender<u64>,
-    thread: Mutex<Option<JoinHandle<()>>>,
+    /// The watermarks as on disk.
+    on_disk: Watermarks,
+    /// When `max_ttl_ms` was last allowed to go down.
+    lowered_at: Instant,
     /// Keeps the directory's lock for as long as the store lives.
     _lock: File,
 }
 
-struct Shared {
-    queue: Mutex<Queue>,
-    wake: Condvar,
-}
-
-#[derive(Default)]
-struct Queue {
-    /// Highest change number that must be written.
-    requested: u64,
-    /// When an unwritten renewal was first recorded.
-    dirty_since: Option<Instant>,
-    /// Stop after one last write.
-    closing: bool,
-    /// The last token in the state on disk: leases with a higher token were granted after it.
-    written_token: u64,
-}
-
 impl Store {
     /// Opens (creating if needed) the state directory, checks it can be written, and loads
-    /// the state file. An unreadable or corrupt file is moved aside and reported as
-    /// [`Loaded::Corrupt`].
+    /// the state file. An unreadable or corrupt file is moved aside and reported as lost.
     pub fn open(dir: &Path, batching: Batching) -> Result<(Store, Loaded), StoreError> {
         fs::create_dir_all(dir).map_err(|source| StoreError::CreateDir {
             path: dir.to_owned(),
@@ -143,23 +105,11 @@ impl Store {
             source,
         })?;
         let loaded = load(dir)?;
-        let written_token = match &loaded {
-            Loaded::Saved(s) => s.last_token,
-            _ => 0,
-        };
-        let (written, _) = watch::channel(0);
         let store = Store {
             dir: dir.to_owned(),
             batching,
-            shared: Arc::new(Shared {
-                queue: Mutex::new(Queue {
-                    written_token,
-                    ..Queue::default()
-                }),
-                wake: Condvar::new(),
-            }),
-            written,
-            thread: Mutex::new(None),
+            on_disk: read_watermarks(dir).unwrap_or_default(),
+            lowered_at: Instant::now(),
             _lock: lock,
         };
         Ok((store, loaded))
@@ -169,179 +119,64 @@ impl Store {
         self.dir.join(STATE_FILE)
     }
 
-    /// Starts the writer thread, which takes its snapshots from `snapshot`.
-    pub fn start(self: &Arc<Self>, snapshot: SnapshotFn) {
-        let store = Arc::clone(self);
-        let handle = std::thread::Builder::new()
-            .name("foolock-store".into())
-            .spawn(move || store.write_loop(snapshot))
-            .expect("cannot start the state writer thread");
-        *self.thread.lock().unwrap_or_else(|e| e.into_inner()) = Some(handle);
+    /// How the writer should batch its writes.
+    pub fn batching(&self) -> Batching {
+        self.batching
     }
 
-    /// Asks for change `seq` to be written as soon as possible.
-    pub fn request(&self, seq: u64) {
-        let mut q = self.queue();
-        if seq > q.requested {
-            q.requested = seq;
-            self.shared.wake.notify_one();
+    /// Replaces the state file with `state`, keeping the watermarks above it. `last` (the
+    /// final write) lets `max_ttl_ms` come down at once. On failure the directory is
+    /// recreated (it may have been removed), so that a retry can succeed.
+    pub fn write(&mut self, state: &SavedState, last: bool) -> io::Result<()> {
+        let result = self.write_with_watermarks(state, last);
+        if result.is_err() {
+            let _ = fs::create_dir_all(&self.dir);
         }
+        result
     }
 
-    /// Records a change that may be written lazily (a renewal).
-    pub fn mark_dirty(&self) {
-        let mut q = self.queue();
-        if q.dirty_since.is_none() {
-            q.dirty_since = Some(Instant::now());
-            self.shared.wake.notify_one();
+    fn write_with_watermarks(&mut self, state: &SavedState, last: bool) -> io::Result<()> {
+        let max_ttl_ms = max_ttl_ms(state);
+        let ceiling = if state.last_token > self.on_disk.token_ceiling {
+            state.last_token + TOKEN_BLOCK
+        } else {
+            self.on_disk.token_ceiling
+        };
+        let raised = Watermarks {
+            max_ttl_ms: max_ttl_ms.max(self.on_disk.max_ttl_ms),
+            token_ceiling: ceiling,
+        };
+        let lower = last || self.lowered_at.elapsed() >= LOWER_MAX_TTL_EVERY;
+        let settled = Watermarks {
+            max_ttl_ms: if lower { max_ttl_ms } else { raised.max_ttl_ms },
+            token_ceiling: ceiling,
+        };
+        // The watermarks must never claim less than the state on disk: raise them before the
+        // state, lower them after.
+        if raised != self.on_disk {
+            write_watermarks(&self.dir, raised)?;
+            self.on_disk = raised;
         }
-    }
-
-    /// The last fencing token in the state on disk.
-    pub fn written_token(&self) -> u64 {
-        self.queue().written_token
-    }
-
-    /// Waits until change `seq` is on disk. While writes fail the writer keeps retrying
-    /// (and logging), so this waits rather than report a change it cannot keep.
-    pub async fn durable(&self, seq: u64) {
-        let mut rx = self.written.subscribe();
-        // The sender lives as long as `self`, so this only ends when the change is written.
-        let _ = rx.wait_for(|written| *written >= seq).await;
-    }
-
-    /// Writes the final state and stops the writer. Blocks until done.
-    pub fn close(&self) {
-        self.queue().closing = true;
-        self.shared.wake.notify_one();
-        let handle = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(handle) = handle {
-            let _ = handle.join();
+        write_state(&self.dir, state)?;
+        if settled != self.on_disk {
+            write_watermarks(&self.dir, settled)?;
+            self.on_disk = settled;
         }
-    }
-
-    fn queue(&self) -> MutexGuard<'_, Queue> {
-        self.shared.queue.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn write_loop(&self, mut snapshot: SnapshotFn) {
-        let mut on_disk = read_watermarks(&self.dir).unwrap_or_default();
-        let mut lowered_at = Instant::now();
-        loop {
-            let closing = {
-                let mut q = self.queue();
-                loop {
-                    let written = *self.written.borrow();
-                    if q.closing || q.requested > written {
-                        break;
-                    }
-                    match q.dirty_since {
-                        Some(since) if since.elapsed() >= LAZY_FLUSH => break,
-                        Some(since) => {
-                            let left = LAZY_FLUSH.saturating_sub(since.elapsed());
-                            q = self
-                                .shared
-                                .wake
-                                .wait_timeout(q, left)
-                                .unwrap_or_else(|e| e.into_inner())
-                                .0;
-                        }
-                        None => {
-                            q = self.shared.wake.wait(q).unwrap_or_else(|e| e.into_inner());
-                        }
-                    }
-                }
-                // Renewals made from here on land in this snapshot or mark the state again.
-                q.dirty_since = None;
-                q.closing
-            };
-            // The queue lock is not held here: the snapshot takes the service's lock, and the
-            // service takes the queue lock (in `request`) while holding its own.
-            let Some(snap) = snapshot() else {
-                return;
-            };
-            let max_ttl_ms = max_ttl_ms(&snap.state);
-            let ceiling = if snap.state.last_token > on_disk.token_ceiling {
-                snap.state.last_token + TOKEN_BLOCK
-            } else {
-                on_disk.token_ceiling
-            };
-            let raised = Watermarks {
-                max_ttl_ms: max_ttl_ms.max(on_disk.max_ttl_ms),
-                token_ceiling: ceiling,
-            };
-            let lower = closing || lowered_at.elapsed() >= LOWER_MAX_TTL_EVERY;
-            let settled = Watermarks {
-                max_ttl_ms: if lower { max_ttl_ms } else { raised.max_ttl_ms },
-                token_ceiling: ceiling,
-            };
-            let result = (|| {
-                // The watermarks must never claim less than the state on disk: raise them
-                // before the state, lower them after.
-                if raised != on_disk {
-                    write_watermarks(&self.dir, raised)?;
-                    on_disk = raised;
-                }
-                write_state(&self.dir, &snap.state)?;
-                if settled != on_disk {
-                    write_watermarks(&self.dir, settled)?;
-                    on_disk = settled;
-                }
-                if lower {
-                    lowered_at = Instant::now();
-                }
-                io::Result::Ok(())
-            })();
-            match result {
-                Ok(()) => {
-                    let covered = match self.batching {
-                        Batching::GroupCommit => snap.seq,
-                        Batching::PerChange => (*self.written.borrow() + 1).min(snap.seq),
-                    };
-                    self.queue().written_token = snap.state.last_token;
-                    self.written.send_if_modified(|w| {
-                        let changed = covered > *w;
-                        *w = (*w).max(covered);
-                        changed
-                    });
-                    if closing {
-                        tracing::info!(path = %self.path().display(), "saved final state");
-                        return;
-                    }
-                }
-                Err(err) => {
-                    tracing::error!(
-                        path = %self.path().display(),
-                        "cannot save state (retrying; changes wait until it is saved): {err}"
-                    );
-                    // Put back what this write should have covered, then back off.
-                    let mut q = self.queue();
-                    q.dirty_since.get_or_insert_with(Instant::now);
-                    if closing {
-                        return;
-                    }
-                    let _ = self
-                        .shared
-                        .wake
-                        .wait_timeout(q, RETRY_AFTER)
-                        .unwrap_or_else(|e| e.into_inner());
-                    // The directory may have been removed: recreate it for the retry.
-                    let _ = fs::create_dir_all(&self.dir);
-                }
-            }
+        if lower {
+            self.lowered_at = Instant::now();
         }
+        Ok(())
     }
 }
 
+/// The longest ttl among `state`'s leases, or what is left of its quarantine if longer: a
+/// quarantine after losing `state` must outlast both.
 fn max_ttl_ms(state: &SavedState) -> u64 {
-    let quarantine_left = state.quarantine_until_ms.map_or(0, |until| {
-        until.saturating_sub(crate::engine::unix_ms(SystemTime::now()))
-    });
     state
         .leases
         .iter()
         .map(|l| l.ttl_ms)
-        .chain([quarantine_left])
+        .chain(state.quarantine_left_ms)
         .max()
         .unwrap_or_default()
 }
@@ -395,21 +230,31 @@ fn load(dir: &Path) -> Result<Loaded, StoreError> {
         // be working, and tokens must stay above the ones it handed out.
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             return Ok(if dir.join(WATERMARKS_FILE).exists() {
-                Loaded::Corrupt {
-                    moved_to: None,
-                    reason: format!(
-                        "{STATE_FILE} is missing, but {WATERMARKS_FILE} shows that this \
-                         directory held state before"
-                    ),
-                    watermarks: read_watermarks(dir),
+                Loaded {
+                    found: Found::Lost(read_watermarks(dir)),
+                    lost: Some(Lost {
+                        reason: format!(
+                            "{STATE_FILE} is missing, but {WATERMARKS_FILE} shows that this \
+                             directory held state before"
+                        ),
+                        moved_to: None,
+                    }),
                 }
             } else {
-                Loaded::Fresh
+                Loaded {
+                    found: Found::Nothing,
+                    lost: None,
+                }
             });
         }
         Err(e) => format!("cannot read it: {e}"),
         Ok(bytes) => match serde_json::from_slice::<SavedState>(&bytes) {
-            Ok(state) => return Ok(Loaded::Saved(state)),
+            Ok(state) => {
+                return Ok(Loaded {
+                    found: Found::Saved(state),
+                    lost: None,
+                });
+            }
             Err(e) => format!("it is not valid saved state: {e}"),
         },
     };
@@ -417,17 +262,19 @@ fn load(dir: &Path) -> Result<Loaded, StoreError> {
         path: path.clone(),
         source,
     })?;
-    Ok(Loaded::Corrupt {
-        moved_to: Some(moved_to),
-        reason,
-        watermarks: read_watermarks(dir),
+    Ok(Loaded {
+        found: Found::Lost(read_watermarks(dir)),
+        lost: Some(Lost {
+            reason,
+            moved_to: Some(moved_to),
+        }),
     })
 }
 
 /// Renames `path` to `<path>.corrupt-<UTC time>` (with a counter if taken) and syncs the
 /// directory, so the next write cannot destroy the evidence.
 fn move_aside(path: &Path) -> io::Result<PathBuf> {
-    let stamp: String = crate::api::wire::rfc3339(SystemTime::now())
+    let stamp: String = crate::time::rfc3339(SystemTime::now())
         .chars()
         .filter(|c| *c != '-' && *c != ':')
         .collect();
@@ -482,17 +329,6 @@ fn read_watermarks(dir: &Path) -> Option<Watermarks> {
     serde_json::from_slice(&fs::read(dir.join(WATERMARKS_FILE)).ok()?).ok()
 }
 
-/// How long to refuse grants after losing the state file: long enough for every lease the
-/// lost file could have held to run out, as far as we can know.
-pub fn quarantine_length(
-    watermarks: Option<Watermarks>,
-    default_ttl: Duration,
-    grace: Duration,
-) -> Duration {
-    let max_ttl_seen = Duration::from_millis(watermarks.unwrap_or_default().max_ttl_ms);
-    max_ttl_seen.max(default_ttl) + grace
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -518,7 +354,8 @@ mod tests {
     fn missing_file_is_a_fresh_start() {
         let dir = tempfile::tempdir().unwrap();
         let (_, loaded) = Store::open(&dir.path().join("new"), Batching::default()).unwrap();
-        assert!(matches!(loaded, Loaded::Fresh));
+        assert_eq!(loaded.found, Found::Nothing);
+        assert!(loaded.lost.is_none());
     }
 
     #[test]
@@ -526,10 +363,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         write_state(dir.path(), &state(7, 5000)).unwrap();
         let (_, loaded) = Store::open(dir.path(), Batching::default()).unwrap();
-        let Loaded::Saved(s) = loaded else {
-            panic!("expected saved state, got {loaded:?}")
-        };
-        assert_eq!(s, state(7, 5000));
+        assert_eq!(loaded.found, Found::Saved(state(7, 5000)));
         let names: Vec<_> = fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().into_string().unwrap())
@@ -564,21 +398,16 @@ mod tests {
         let full = fs::read(dir.path().join(STATE_FILE)).unwrap();
         fs::write(dir.path().join(STATE_FILE), &full[..full.len() / 2]).unwrap();
         let (_, loaded) = Store::open(dir.path(), Batching::default()).unwrap();
-        let Loaded::Corrupt {
-            moved_to,
-            watermarks,
-            ..
-        } = loaded
-        else {
-            panic!("expected corrupt, got {loaded:?}")
-        };
+        assert_eq!(loaded.found, Found::Lost(Some(marks)));
         assert!(!dir.path().join(STATE_FILE).exists());
-        let moved_to = moved_to.expect("the file was moved aside");
+        let moved_to = loaded
+            .lost
+            .and_then(|lost| lost.moved_to)
+            .expect("the file was moved aside");
         assert_eq!(fs::read(&moved_to).unwrap(), &full[..full.len() / 2]);
         let name = moved_to.file_name().unwrap().to_str().unwrap();
         assert!(name.starts_with("state.json.corrupt-2"), "{name}");
         assert!(name.ends_with('Z'), "{name}");
-        assert_eq!(watermarks, Some(marks));
     }
 
     #[test]
@@ -590,65 +419,28 @@ mod tests {
         };
         write_watermarks(dir.path(), marks).unwrap();
         let (_, loaded) = Store::open(dir.path(), Batching::default()).unwrap();
-        let Loaded::Corrupt {
-            moved_to,
-            watermarks,
-            reason,
-        } = loaded
-        else {
-            panic!("expected a lost state, got {loaded:?}")
-        };
-        assert_eq!(moved_to, None);
-        assert_eq!(watermarks, Some(marks));
-        assert!(reason.contains("missing"), "{reason}");
+        assert_eq!(loaded.found, Found::Lost(Some(marks)));
+        let lost = loaded.lost.expect("a loss is reported");
+        assert_eq!(lost.moved_to, None);
+        assert!(lost.reason.contains("missing"), "{}", lost.reason);
     }
 
     #[test]
-    fn quarantine_covers_the_longest_known_ttl_or_the_default() {
-        let s = Duration::from_secs;
-        let seen = |ms| {
-            Some(Watermarks {
-                max_ttl_ms: ms,
-                token_ceiling: 0,
-            })
-        };
-        assert_eq!(quarantine_length(None, s(30), s(5)), s(35));
-        assert_eq!(quarantine_length(seen(600_000), s(30), s(5)), s(605));
-        assert_eq!(quarantine_length(seen(1000), s(30), s(5)), s(35));
-    }
-
-    #[tokio::test]
-    async fn writer_saves_requested_changes_and_the_final_state() {
+    fn writes_raise_the_watermarks_first_and_the_last_write_lowers_them() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, _) = Store::open(dir.path(), Batching::default()).unwrap();
-        let store = Arc::new(store);
-        let current = Arc::new(Mutex::new(Snapshot {
-            seq: 0,
-            state: SavedState::default(),
-        }));
-        let source = Arc::clone(&current);
-        store.start(Box::new(move || {
-            let s = source.lock().unwrap();
-            Some(Snapshot {
-                seq: s.seq,
-                state: s.state.clone(),
-            })
-        }));
-        *current.lock().unwrap() = Snapshot {
-            seq: 1,
-            state: state(1, 60_000),
-        };
-        store.request(1);
-        store.durable(1).await;
+        let (mut store, _) = Store::open(dir.path(), Batching::default()).unwrap();
+        store.write(&state(1, 60_000), false).unwrap();
         let on_disk: SavedState = serde_json::from_slice(&fs::read(store.path()).unwrap()).unwrap();
         assert_eq!(on_disk, state(1, 60_000));
         let marks = read_watermarks(dir.path()).unwrap();
         assert_eq!(marks.max_ttl_ms, 60_000);
         assert_eq!(marks.token_ceiling, 1 + TOKEN_BLOCK);
-        assert_eq!(store.written_token(), 1);
 
-        current.lock().unwrap().state = state(2, 1000);
-        store.close();
+        store.write(&state(2, 1000), false).unwrap();
+        let marks = read_watermarks(dir.path()).unwrap();
+        assert_eq!(marks.max_ttl_ms, 60_000, "not lowered on every write");
+
+        store.write(&state(2, 1000), true).unwrap();
         let on_disk: SavedState = serde_json::from_slice(&fs::read(store.path()).unwrap()).unwrap();
         assert_eq!(on_disk.last_token, 2);
         let marks = read_watermarks(dir.path()).unwrap();
@@ -661,5 +453,12 @@ mod tests {
             1 + TOKEN_BLOCK,
             "still above the counter"
         );
+    }
+
+    #[test]
+    fn a_saved_quarantine_counts_towards_the_max_ttl_watermark() {
+        let mut saved = state(1, 1000);
+        saved.quarantine_left_ms = Some(90_000);
+        assert_eq!(max_ttl_ms(&saved), 90_000);
     }
 }

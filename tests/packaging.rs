@@ -3,8 +3,11 @@
 //! and `systemd-analyze verify --user`, and that a fake `systemctl` first on `PATH` sees exactly
 //! the calls a headless install and uninstall should make (so no test needs a running systemd).
 //!
+//! Also the Homebrew cask's stanzas: what `brew upgrade` runs must keep the login item.
+//!
 //! Linux only: on macOS these would call the real `launchctl`. The macOS plan is tested as data
-//! in `src/platform/launchd.rs` and its plist in `src/platform/tests.rs`.
+//! and against a `launchctl` double in `src/platform/launchd.rs`, its plist in
+//! `src/platform/tests.rs`.
 //!
 //! A validator that is not installed skips its check with a printed note, unless
 //! `FOOLOCK_REQUIRE_TOOLS` is set (CI sets it), which turns the skip into a failure.
@@ -383,4 +386,265 @@ fn checked_in_desktop_entry_passes_desktop_file_validate() {
     assert_desktop_file_valid(
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/linux/foolock.desktop"),
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The Homebrew cask. Homebrew runs a cask's `uninstall` directives and flight blocks on every
+// `brew upgrade` and `brew reinstall` too, skipping only `signal:` (its
+// cask/artifact/uninstall.rb), so anything in them that stops or removes the login item would
+// do so on each upgrade. These tests read the cask's stanzas as Homebrew's DSL groups them.
+
+/// The cask template, as checked in.
+fn cask() -> String {
+    std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/macos/foolock.rb"),
+    )
+    .unwrap()
+}
+
+/// The text of every top-level stanza of the cask named `name` (e.g. `uninstall`, `postflight`):
+/// its first line and the lines indented under it, up to the next stanza.
+fn stanzas(cask: &str, name: &str) -> Vec<String> {
+    let mut found = vec![];
+    let mut current: Option<String> = None;
+    for line in cask.lines() {
+        let top_level = line.starts_with("  ") && !line.starts_with("   ");
+        if top_level || line.starts_with("end") {
+            found.extend(current.take());
+            let word = line.trim_start().split([' ', '(']).next().unwrap_or("");
+            if top_level && word == name {
+                current = Some(String::new());
+            }
+        }
+        if let Some(text) = current.as_mut() {
+            text.push_str(line);
+            text.push('\n');
+        }
+    }
+    found.extend(current);
+    found
+}
+
+fn label() -> &'static str {
+    foolock::platform::BUNDLE_ID
+}
+
+#[test]
+fn cask_uninstall_directives_leave_the_login_item_alone_on_upgrade() {
+    let cask = cask();
+    let uninstall = stanzas(&cask, "uninstall");
+    assert_eq!(uninstall.len(), 1, "one uninstall stanza: {uninstall:?}");
+    let uninstall = &uninstall[0];
+    // Each of these runs on upgrade: launchctl removes the agent and deletes its plist; quit
+    // stops it (and new Homebrew reopens it outside launchd); the others could delete files.
+    for directive in [
+        "launchctl:",
+        "quit:",
+        "early_script:",
+        "script:",
+        "delete:",
+        "trash:",
+        "login_item:",
+    ] {
+        assert!(
+            !uninstall.contains(directive),
+            "`uninstall {directive}` runs on every upgrade:\n{uninstall}"
+        );
+    }
+    // The one directive Homebrew skips on upgrade: it stops the agent on a real uninstall.
+    assert!(
+        uninstall.contains(&format!(r#"signal: [["TERM", "{}"]]"#, label())),
+        "{uninstall}"
+    );
+    // Flight blocks of the uninstall phase run on upgrade too.
+    for block in ["uninstall_preflight", "uninstall_postflight"] {
+        assert!(stanzas(&cask, block).is_empty(), "{block} runs on upgrade");
+    }
+}
+
+#[test]
+fn cask_postflight_restarts_an_installed_login_item_on_the_new_binary() {
+    let cask = cask();
+    let postflight = stanzas(&cask, "postflight");
+    assert_eq!(postflight.len(), 1, "{postflight:?}");
+    let postflight = &postflight[0];
+    let plist = format!("~/Library/LaunchAgents/{}.plist", label());
+    // Only when the user installed the login item; never installs one by itself.
+    assert!(
+        postflight.contains(&format!(r#"File.expand_path("{plist}")"#))
+            && postflight.contains("if File.exist?(plist)"),
+        "{postflight}"
+    );
+    assert!(
+        postflight.contains(r#"domain = "gui/#{Process.uid}""#)
+            && postflight.contains(&format!(r##"service = "#{{domain}}/{}""##, label())),
+        "{postflight}"
+    );
+    // Loaded: kill the old binary's process and start the new one; not loaded: load it.
+    assert!(
+        postflight.contains(r#"args: ["kickstart", "-k", service]"#),
+        "{postflight}"
+    );
+    assert!(
+        postflight.contains(r#"args: ["bootstrap", domain, plist]"#),
+        "{postflight}"
+    );
+    // A launchctl failure must not fail (and roll back) the whole upgrade.
+    assert_eq!(
+        postflight.matches("system_command").count(),
+        postflight.matches("must_succeed: false").count(),
+        "{postflight}"
+    );
+}
+
+#[test]
+fn cask_zap_removes_the_login_item() {
+    let zap = stanzas(&cask(), "zap");
+    assert_eq!(zap.len(), 1, "{zap:?}");
+    let zap = &zap[0];
+    assert!(
+        zap.contains(&format!(r#"zap launchctl: "{}""#, label())),
+        "{zap}"
+    );
+    assert!(
+        zap.contains(&format!(r#""~/Library/LaunchAgents/{}.plist""#, label())),
+        "{zap}"
+    );
+}
+
+#[test]
+fn stanza_reader_finds_blocks_and_multi_line_directives() {
+    let text = "cask \"x\" do\n  app \"X.app\"\n\n  postflight do\n    a\n  end\n\n  zap trash: [\n        \"p\",\n      ]\nend\n";
+    assert_eq!(stanzas(text, "postflight"), ["  postflight do\n    a\n"]);
+    assert_eq!(
+        stanzas(text, "zap"),
+        ["  zap trash: [\n        \"p\",\n      ]\n"]
+    );
+    assert!(stanzas(text, "uninstall").is_empty());
+}
+
+/// The cask's `postflight` run by Ruby as Homebrew runs it (tests/doubles/cask-postflight.rb),
+/// in a scratch `HOME`, against the launchd double (tests/doubles/launchctl). Returns the
+/// launchctl calls it made and the double's answer to `print` afterwards.
+struct Postflight {
+    tmp: tempfile::TempDir,
+}
+
+impl Postflight {
+    fn new() -> Postflight {
+        let tmp = tempfile::tempdir().unwrap();
+        for dir in ["bin", "state", "home/Library/LaunchAgents"] {
+            std::fs::create_dir_all(tmp.path().join(dir)).unwrap();
+        }
+        let double = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/doubles/launchctl");
+        let launchctl = tmp.path().join("bin/launchctl");
+        std::fs::copy(double, &launchctl).unwrap();
+        std::fs::set_permissions(&launchctl, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Postflight { tmp }
+    }
+
+    fn plist(&self) -> PathBuf {
+        self.tmp
+            .path()
+            .join(format!("home/Library/LaunchAgents/{}.plist", label()))
+    }
+
+    fn launchctl(&self, args: &[&str]) -> Output {
+        Command::new(self.tmp.path().join("bin/launchctl"))
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    /// Writes the login item's plist, as `foolock install` would.
+    fn install_login_item(&self) {
+        let plist = format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<plist version=\"1.0\"><dict>\
+             <key>Label</key><string>{}</string><key>ProgramArguments</key><array>\
+             <string>/Applications/Foolock.app/Contents/MacOS/foolock</string></array>\
+             </dict></plist>\n",
+            label()
+        );
+        std::fs::write(self.plist(), plist).unwrap();
+    }
+
+    /// Runs the postflight; returns the launchctl calls it made.
+    fn run(&self) -> Vec<String> {
+        let log = self.tmp.path().join("state/calls.log");
+        let _ = std::fs::remove_file(&log);
+        let harness =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/doubles/cask-postflight.rb");
+        let cask = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/macos/foolock.rb");
+        let output = Command::new("ruby")
+            .arg(harness)
+            .arg(cask)
+            .arg(self.tmp.path().join("bin/launchctl"))
+            .env("HOME", self.tmp.path().join("home"))
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "postflight failed: {output:?}");
+        std::fs::read_to_string(log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+fn ruby_missing() -> bool {
+    Command::new("ruby").arg("--version").output().is_err()
+}
+
+#[test]
+fn cask_postflight_kickstarts_a_loaded_login_item_and_loads_an_unloaded_one() {
+    if ruby_missing() {
+        return skip("ruby", "it is not installed; apt install ruby");
+    }
+    let p = Postflight::new();
+    p.install_login_item();
+    let plist = p.plist().display().to_string();
+    let (domain, service) = (
+        format!("gui/{}", uid()),
+        format!("gui/{}/{}", uid(), label()),
+    );
+    assert!(
+        p.launchctl(&["bootstrap", &domain, &plist])
+            .status
+            .success()
+    );
+    assert_eq!(
+        p.run(),
+        [
+            format!("print {service}"),
+            format!("kickstart -k {service}")
+        ]
+    );
+
+    // Not loaded (booted out by hand, say): the postflight loads it.
+    assert!(p.launchctl(&["bootout", &service]).status.success());
+    while p.launchctl(&["print", &service]).status.success() {}
+    assert_eq!(
+        p.run(),
+        [
+            format!("print {service}"),
+            format!("bootstrap {domain} {plist}")
+        ]
+    );
+    assert!(p.launchctl(&["print", &service]).status.success());
+}
+
+#[test]
+fn cask_postflight_installs_no_login_item_the_user_did_not_ask_for() {
+    if ruby_missing() {
+        return skip("ruby", "it is not installed; apt install ruby");
+    }
+    let p = Postflight::new();
+    let calls = p.run();
+    assert_eq!(calls, Vec::<String>::new());
+    assert!(!p.plist().exists());
+}
+
+fn uid() -> u32 {
+    // SAFETY: getuid has no preconditions.
+    unsafe { libc::getuid() }
 }

@@ -19,6 +19,19 @@ step "clippy (default features, then server-only build)"
 cargo clippy --all-targets -- -D warnings
 cargo clippy --all-targets --no-default-features -- -D warnings
 
+step "clippy for macOS, both architectures, with and without the tray (type-checks the Mac build)"
+# Only the Rust std library is installed for these targets (no SDK, no linker), which is
+# enough to type-check. DOCS_RS=1 makes mac-notification-sys skip its build script, which
+# compiles Objective-C against the macOS SDK.
+for target in aarch64-apple-darwin x86_64-apple-darwin; do
+    DOCS_RS=1 cargo clippy --target "$target" --all-targets -- -D warnings
+    DOCS_RS=1 cargo clippy --target "$target" --all-targets --no-default-features -- -D warnings
+done
+
+step "actionlint on the macOS workflow, shellcheck on the Mac scripts (they run only on a Mac)"
+actionlint .github/workflows/*.yml
+shellcheck packaging/macos/*.sh
+
 step "cargo test (the tray tests start their own Xvfb and D-Bus session)"
 cargo test
 

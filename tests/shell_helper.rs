@@ -4,7 +4,7 @@ mod support;
 
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
-use support::Server;
+use support::{Server, eventually};
 
 const HELPER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/foolock.sh");
 
@@ -49,7 +49,7 @@ fn run_in(
 fn acquire_status_release_with_the_original_names_and_return_codes() {
     let server = Server::start(&[]);
     let job = [("FOOLOCK_JOB", "backup")];
-    let (code, body) = run(&server, &job, "foolock_acquire 30s");
+    let (code, body) = run(&server, &job, "foolock_acquire '' 30s");
     assert_eq!(code, 0, "{body}");
     assert_eq!(body["ttl_ms"], 30_000);
     let me = body["holder"].as_str().expect("holder").to_owned();
@@ -88,7 +88,7 @@ fn names_are_url_encoded() {
         ("FOOLOCK_JOB", "nightly backup/ü&x=1"),
         ("FOOLOCK_CLIENT", "Anna's Mac+1"),
     ];
-    let (code, body) = run(&server, &env, "foolock_acquire 1m");
+    let (code, body) = run(&server, &env, "foolock_acquire '' 1m");
     assert_eq!(code, 0, "{body}");
     let status = server.status("nightly backup/ü&x=1");
     assert_eq!(status["holder"], "Anna's Mac+1");
@@ -99,15 +99,13 @@ fn names_are_url_encoded() {
 fn acquire_can_wait_for_the_holder_to_release() {
     let server = Server::start(&[]);
     assert_eq!(server.run(&["acquire", "job", "--client", "nas"]).0, 0);
-    let waiting = dash(
-        &server,
-        &[("FOOLOCK_JOB", "job")],
-        "foolock_acquire 30s 20s",
-    )
-    .stdout(Stdio::piped())
-    .spawn()
-    .expect("dash");
-    std::thread::sleep(Duration::from_secs(1));
+    let waiting = dash(&server, &[], "foolock_acquire job 30s 20s")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("dash");
+    // Release once the helper's request is queued, so the grant is the wait's doing.
+    let queued = || server.status("job")["waiting"] == 1;
+    assert!(eventually(Duration::from_secs(20), queued), "never queued");
     assert_eq!(server.run(&["release", "job", "--client", "nas"]).0, 0);
     let out = waiting.wait_with_output().expect("dash");
     assert_eq!(
@@ -139,9 +137,96 @@ fn bash_and_an_auth_token_work_too() {
         .filter(|sh| Command::new(sh).arg("-c").arg("true").status().is_ok())
         .collect();
     for sh in shells {
-        let (code, body) = run_in(sh, &server, &env, "foolock_acquire 1m");
+        let (code, body) = run_in(sh, &server, &env, "foolock_acquire '' 1m");
         assert_eq!(code, 0, "{sh}: {body}");
         assert_eq!(body["holder"], "desk", "{sh}");
         assert_eq!(run_in(sh, &server, &env, "foolock_release").0, 0, "{sh}");
     }
+}
+
+#[test]
+fn old_style_calls_name_the_job_first_and_the_ttl_second() {
+    let server = Server::start(&[]);
+    // As scripts written for the original library call it, with FOOLOCK_JOB set elsewhere.
+    let env = [("FOOLOCK_JOB", "other"), ("FOOLOCK_CLIENT", "desk")];
+    let (code, body) = run(&server, &env, "foolock_acquire myjob 60s");
+    assert_eq!(code, 0, "{body}");
+    assert_eq!(body["job"], "myjob");
+    assert_eq!(body["ttl_ms"], 60_000);
+    let (code, body) = run(&server, &env, "foolock_status myjob");
+    assert_eq!(code, 0, "{body}");
+    assert_eq!(body["holder"], "desk");
+    assert_eq!(
+        server.status("other")["holder"],
+        "",
+        "FOOLOCK_JOB untouched"
+    );
+    let (code, body) = run(&server, &env, "foolock_release myjob");
+    assert_eq!(code, 0, "{body}");
+    assert_eq!(server.status("myjob")["holder"], "");
+
+    // A job alone takes the original's default ttl of 30s.
+    let (code, body) = run(&server, &env, "foolock_acquire myjob");
+    assert_eq!(code, 0, "{body}");
+    assert_eq!(body["ttl_ms"], 30_000);
+}
+
+#[test]
+fn foolock_client_id_prints_the_id_the_other_functions_use() {
+    let server = Server::start(&[]);
+    let out = dash(&server, &[], "foolock_client_id")
+        .output()
+        .expect("dash");
+    assert!(out.status.success());
+    let id = String::from_utf8(out.stdout).expect("utf-8");
+    let (code, body) = run(&server, &[], "foolock_acquire");
+    assert_eq!(code, 0, "{body}");
+    assert_eq!(body["holder"], id.trim_end_matches('\n'));
+    let out = dash(
+        &server,
+        &[("FOOLOCK_CLIENT", "router")],
+        "foolock_client_id",
+    )
+    .output()
+    .expect("dash");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "router\n");
+}
+
+#[test]
+fn usage_errors_return_2_and_send_nothing() {
+    let server = Server::start(&[]);
+    let env = [("FOOLOCK_CLIENT", "desk")];
+    for script in [
+        // Arguments swapped: "myjob" is no ttl.
+        "foolock_acquire 60s myjob",
+        "foolock_acquire myjob 60",
+        "foolock_acquire myjob 60s soon",
+        "foolock_acquire a 1s 1s extra",
+        "foolock_release a b",
+        "foolock_status a b",
+    ] {
+        let out = dash(&server, &env, script).output().expect("dash");
+        assert_eq!(out.status.code(), Some(2), "{script}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.starts_with("foolock_"), "{script}: {err}");
+    }
+    for job in ["60s", "myjob", "a"] {
+        assert_eq!(server.status(job)["holder"], "", "{job} untouched");
+    }
+    // What only the server can judge: a ttl out of its range is a 400, also a usage error.
+    let (code, body) = run(&server, &env, "foolock_acquire myjob 0s");
+    assert_eq!(code, 2, "{body}");
+    assert!(
+        body["error"].as_str().unwrap_or("").contains("ttl"),
+        "{body}"
+    );
+}
+
+#[test]
+fn refusals_return_1_not_2() {
+    let server = Server::start(&[]);
+    assert_eq!(server.run(&["acquire", "job", "--client", "nas"]).0, 0);
+    let env = [("FOOLOCK_CLIENT", "desk")];
+    assert_eq!(run(&server, &env, "foolock_acquire job 1m").0, 1);
+    assert_eq!(run(&server, &env, "foolock_release job").0, 1);
 }

@@ -5,7 +5,8 @@
 //! Names are shown literally: `&` is doubled because muda reads a single `&` as a mnemonic
 //! marker, and long names are cut with an ellipsis so the menu keeps a sane width.
 
-use crate::engine::{JobLease, LeaseState, Mono, Now};
+use crate::engine::{JobLease, LeaseState};
+use crate::time::{Mono, Now};
 use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 

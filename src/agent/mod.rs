@@ -7,9 +7,15 @@
 //!   menu's commands ([`runtime`]).
 //!
 //! The runtime wakes the UI with [`UserEvent`]s through tao's `EventLoopProxy`; menu clicks go
-//! back as [`Command`]s over a tokio channel. Quit, SIGINT and SIGTERM all cancel one token; the
-//! runtime then finishes in-flight requests, stops, and the UI exits after it.
+//! back as [`Command`]s over a tokio channel. Quit, SIGINT, SIGTERM and (on macOS) a quit by
+//! Apple Event all cancel one token; the runtime then finishes in-flight requests, saves, stops,
+//! and the UI exits after it.
+//!
+//! macOS specifics (session check, notification identity, App Nap) are in [`mac`].
 
+// Portable on purpose, so its decisions are tested on every OS; only macOS calls it.
+#[cfg_attr(not(target_os = "macos"), allow(dead_code))]
+mod mac;
 mod menu;
 mod notifications;
 mod runtime;
@@ -50,6 +56,10 @@ pub enum Command {
 /// Why the agent cannot show a tray here, if it cannot: then the caller serves headless.
 /// Call on the main thread (on Linux it initialises GTK, which tao then reuses).
 pub fn desktop_unavailable() -> Option<String> {
+    #[cfg(target_os = "macos")]
+    if let Some(problem) = mac::sys::gui_session_problem() {
+        return Some(problem);
+    }
     #[cfg(target_os = "linux")]
     {
         let set = |var| std::env::var_os(var).is_some_and(|v| !v.is_empty());

@@ -4,12 +4,16 @@
 //! notify-rust's `show()` blocks on D-Bus (Linux) or Cocoa (macOS); called on a tokio worker it
 //! stalls the server and can panic, so every post runs on the blocking pool. A missing
 //! notification service is logged once, then ignored.
+//!
+//! On macOS the identity notifications are posted under is settled once per process, before any
+//! post ([`prepare`]): always our bundle id, never mac-notification-sys' "use_default" lookup
+//! (which pops up an AppleScript chooser); if macOS does not know the bundle, nothing is posted.
 
 use crate::config::Notifications;
-use crate::engine::duration::Compact;
 use crate::engine::{Event, EventKind};
-use std::sync::Arc;
+use crate::time::Compact;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 /// A notification's text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,6 +76,8 @@ pub struct Notifier {
 
 struct Inner {
     settings: Notifications,
+    /// False when this process cannot post as foolock (macOS: the bundle is unknown).
+    can_post: bool,
     /// "Pause notifications" in the menu.
     paused: AtomicBool,
     /// Set after the first failure, so a missing service is logged once.
@@ -80,10 +86,10 @@ struct Inner {
 
 impl Notifier {
     pub fn new(settings: Notifications) -> Notifier {
-        identify_app();
         Notifier {
             inner: Arc::new(Inner {
                 settings,
+                can_post: prepare(),
                 paused: AtomicBool::new(false),
                 warned: AtomicBool::new(false),
             }),
@@ -104,7 +110,7 @@ impl Notifier {
 
     /// Posts `message` unless paused. Returns at once; delivery happens on the blocking pool.
     pub fn post(&self, message: Message) {
-        if self.inner.paused.load(Ordering::Relaxed) {
+        if self.inner.paused.load(Ordering::Relaxed) || !self.inner.can_post {
             return;
         }
         let inner = self.inner.clone();
@@ -123,20 +129,29 @@ impl Notifier {
     }
 }
 
-/// On macOS, notifications are attributed to a bundle LaunchServices knows: ours when running
-/// from the installed .app, otherwise notify-rust's fallback (it cannot be ours).
-fn identify_app() {
-    #[cfg(target_os = "macos")]
-    {
-        let in_app_bundle = std::env::current_exe()
-            .map(|exe| exe.to_string_lossy().contains(".app/Contents/MacOS/"))
-            .unwrap_or(false);
-        if in_app_bundle {
-            if let Err(err) = notify_rust::set_application(crate::platform::BUNDLE_ID) {
-                tracing::warn!("notifications will not show as foolock: {err}");
-            }
+/// Settles, once per process, who notifications are posted as, and whether they can be: call it
+/// on the main thread before anything may post (the agent does, before its event loop starts);
+/// later calls return the same answer.
+///
+/// On macOS this always names our bundle id to mac-notification-sys, so it never falls back to
+/// asking AppleScript for an app called "use_default" (that chooser would pop up in front of the
+/// user); if macOS does not know the bundle, it logs why once and returns false.
+pub fn prepare() -> bool {
+    static CAN_POST: OnceLock<bool> = OnceLock::new();
+    *CAN_POST.get_or_init(|| {
+        #[cfg(target_os = "macos")]
+        if let Err(why) = super::mac::sys::use_bundle_id_for_notifications() {
+            let bundle = std::env::current_exe()
+                .ok()
+                .and_then(|exe| super::mac::program_bundle(&exe));
+            tracing::warn!(
+                "{}",
+                super::mac::notifications_off_reason(bundle.as_deref(), &why)
+            );
+            return false;
         }
-    }
+        true
+    })
 }
 
 #[cfg(test)]

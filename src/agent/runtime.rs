@@ -250,12 +250,8 @@ async fn open_config(path: &std::path::Path) {
         tracing::error!("cannot create {}: {err}", path.display());
         return;
     }
-    let opener = if cfg!(target_os = "macos") {
-        "open"
-    } else {
-        "xdg-open"
-    };
-    match tokio::process::Command::new(opener).arg(path).spawn() {
+    let opener = platform::OPENER;
+    match tokio::process::Command::from(platform::open_command(path)).spawn() {
         // Reap it in the background; its exit status means nothing to us.
         Ok(mut child) => {
             tokio::spawn(async move {

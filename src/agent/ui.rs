@@ -9,14 +9,21 @@
 //! The menu is built once and then edited in place: entries keep their ids (and the D-Bus menu
 //! its item ids) unless the set of jobs changes, and text is only set when it differs, so an
 //! unchanged menu sends nothing over D-Bus.
+//!
+//! On macOS the loop can also end without Quit: AppKit's `applicationWillTerminate` (logout,
+//! Activity Monitor, a quit Apple Event) reaches us only as `LoopDestroyed`, and AppKit calls
+//! `exit()` as soon as that returns. So `LoopDestroyed` stops the runtime as Quit does and waits
+//! for it (for at most [`QUIT_GRACE`]) before letting go.
 
 use super::menu::{self, IconKind, JobEntry, Listening, MenuModel, NO_LOCKS};
 use super::{Command, UserEvent, runtime};
 use crate::config::Config;
-use crate::engine::{Clock, JobLease, SystemClock};
+use crate::engine::JobLease;
+use crate::time::{Clock, SystemClock};
 use anyhow::Context;
 use std::path::Path;
 use std::process::ExitCode;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 use tao::event::{Event, StartCause};
 use tao::event_loop::{ControlFlow, EventLoopBuilder};
@@ -35,14 +42,25 @@ const BOUNDARY_SLACK: Duration = Duration::from_millis(20);
 /// Position of the first job entry: after the header and a separator.
 const FIRST_JOB_POS: usize = 2;
 
+/// How long a quit the system asks for (macOS `applicationWillTerminate`) waits for the server
+/// to finish its requests and save, before the process exits regardless.
+const QUIT_GRACE: Duration = Duration::from_secs(5);
+
 pub fn run(config_path: &Path, config: Config) -> anyhow::Result<ExitCode> {
+    // Who notifications come from is settled here, on the main thread, before anything posts.
+    super::notifications::prepare();
     let mut event_loop = EventLoopBuilder::<UserEvent>::with_user_event().build();
+    // Held until the agent exits (a token: dropping it ends the assertion).
     #[cfg(target_os = "macos")]
-    {
+    let _out_of_app_nap = {
         use tao::platform::macos::{ActivationPolicy, EventLoopExtMacOS};
         // A menu bar app: no Dock icon, no app menu.
         event_loop.set_activation_policy(ActivationPolicy::Accessory);
-    }
+        // tao activates the app at launch, ignoring other apps by default: a login item would
+        // take focus from whatever the user is doing and close a menu they have open.
+        event_loop.set_activate_ignoring_other_apps(false);
+        super::mac::sys::stay_out_of_app_nap()
+    };
 
     let proxy = event_loop.create_proxy();
     MenuEvent::set_event_handler(Some(move |e| {
@@ -78,6 +96,8 @@ pub fn run(config_path: &Path, config: Config) -> anyhow::Result<ExitCode> {
         paused: false,
         start_at_login: crate::platform::start_at_login(),
         shutdown: shutdown.clone(),
+        runtime: Some(runtime),
+        stopped: false,
     };
     event_loop.run_return(|event, _, control_flow| {
         // Sleep until the next event (tao's default is to poll). Never undo an exit.
@@ -88,9 +108,25 @@ pub fn run(config_path: &Path, config: Config) -> anyhow::Result<ExitCode> {
     });
 
     // The loop only exits after the runtime said it stopped, so this join is immediate.
-    let _ = runtime.join();
+    if let Some(runtime) = app.runtime.take() {
+        let _ = runtime.join();
+    }
     drop(app.tray.take());
     Ok(ExitCode::SUCCESS)
+}
+
+/// Cancels `shutdown` and waits until `finished` says the runtime is done, for at most `grace`.
+/// Returns whether it finished. Polls: it only runs while quitting, for a few seconds at most.
+fn stop_within(shutdown: &CancellationToken, finished: impl Fn() -> bool, grace: Duration) -> bool {
+    shutdown.cancel();
+    let deadline = Instant::now() + grace;
+    while !finished() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    true
 }
 
 struct App {
@@ -108,6 +144,10 @@ struct App {
     /// click's.
     start_at_login: bool,
     shutdown: CancellationToken,
+    /// The runtime thread, joined when the loop has ended.
+    runtime: Option<JoinHandle<()>>,
+    /// Set once the runtime has said it stopped.
+    stopped: bool,
 }
 
 impl App {
@@ -135,9 +175,34 @@ impl App {
                 self.render();
             }
             Event::UserEvent(UserEvent::Menu(click)) => self.clicked(&click.id),
-            Event::UserEvent(UserEvent::Stopped) => *control_flow = ControlFlow::Exit,
+            Event::UserEvent(UserEvent::Stopped) => {
+                self.stopped = true;
+                *control_flow = ControlFlow::Exit;
+            }
+            Event::LoopDestroyed => self.ending(),
             _ => {}
         }
+    }
+
+    /// The event loop is ending. After Quit or a signal the runtime has stopped already; if not,
+    /// the system is quitting us (macOS `applicationWillTerminate`) and the process exits as
+    /// soon as this returns: stop the server as Quit does, and wait for it, within reason.
+    fn ending(&mut self) {
+        if self.stopped {
+            return;
+        }
+        tracing::info!("the system asked foolock to quit; stopping the server");
+        let runtime = self.runtime.as_ref();
+        let finished = || runtime.is_none_or(JoinHandle::is_finished);
+        if stop_within(&self.shutdown, finished, QUIT_GRACE) {
+            tracing::info!("server stopped; quitting");
+        } else {
+            tracing::warn!(
+                "the server did not stop within {}s; quitting anyway",
+                QUIT_GRACE.as_secs()
+            );
+        }
+        self.stopped = true;
     }
 
     /// Brings the tray up to date and sets the alarm for the next label change.
@@ -344,22 +409,30 @@ struct Icons {
     error: Icon,
 }
 
+/// macOS draws template images (alpha only) in the menu bar's own colour. The bar is 22 pt high
+/// and tray-icon draws a taller image at 22 pt, so a 44 px image is 1:1 on Retina displays (a
+/// 32 px one would be stretched, and blurred).
+#[cfg(any(test, target_os = "macos"))]
+const TEMPLATE_PNGS: [&[u8]; 3] = [
+    include_bytes!("../../assets/tray-idle-Template@2x.png"),
+    include_bytes!("../../assets/tray-held-Template@2x.png"),
+    include_bytes!("../../assets/tray-error-Template@2x.png"),
+];
+
+/// Other platforms get coloured icons, drawn to read on light and dark panels.
+#[cfg(any(test, not(target_os = "macos")))]
+const COLOURED_PNGS: [&[u8]; 3] = [
+    include_bytes!("../../assets/tray-idle.png"),
+    include_bytes!("../../assets/tray-held.png"),
+    include_bytes!("../../assets/tray-error.png"),
+];
+
 impl Icons {
     fn load() -> anyhow::Result<Icons> {
-        // macOS draws template images (alpha only) in the menu bar's own colour; other
-        // platforms get the coloured icons, drawn to read on light and dark panels.
         #[cfg(target_os = "macos")]
-        let (idle, held, error) = (
-            &include_bytes!("../../assets/tray-idle-Template.png")[..],
-            &include_bytes!("../../assets/tray-held-Template.png")[..],
-            &include_bytes!("../../assets/tray-error-Template.png")[..],
-        );
+        let [idle, held, error] = TEMPLATE_PNGS;
         #[cfg(not(target_os = "macos"))]
-        let (idle, held, error) = (
-            &include_bytes!("../../assets/tray-idle.png")[..],
-            &include_bytes!("../../assets/tray-held.png")[..],
-            &include_bytes!("../../assets/tray-error.png")[..],
-        );
+        let [idle, held, error] = COLOURED_PNGS;
         Ok(Icons {
             idle: decode_png(idle).context("idle icon")?,
             held: decode_png(held).context("held icon")?,
@@ -394,6 +467,12 @@ impl Icons {
 }
 
 fn decode_png(bytes: &[u8]) -> anyhow::Result<Icon> {
+    let (rgba, width, height) = decode_rgba(bytes)?;
+    Ok(Icon::from_rgba(rgba, width, height)?)
+}
+
+/// A PNG as 8-bit RGBA pixels, with its width and height.
+fn decode_rgba(bytes: &[u8]) -> anyhow::Result<(Vec<u8>, u32, u32)> {
     let mut decoder = png::Decoder::new(std::io::Cursor::new(bytes));
     // Palette and 16-bit images become 8-bit RGB(A); gray stays gray (converted below).
     decoder.set_transformations(png::Transformations::normalize_to_color8());
@@ -414,7 +493,7 @@ fn decode_png(bytes: &[u8]) -> anyhow::Result<Icon> {
         png::ColorType::Grayscale => pixels.iter().flat_map(|&g| [g, g, g, 255]).collect(),
         png::ColorType::Indexed => anyhow::bail!("palette image was not expanded"),
     };
-    Ok(Icon::from_rgba(rgba, info.width, info.height)?)
+    Ok((rgba, info.width, info.height))
 }
 
 /// `10:32:05` in the user's time zone.
@@ -442,5 +521,91 @@ mod tests {
     #[test]
     fn bundled_icons_decode() {
         Icons::load().unwrap();
+    }
+
+    #[test]
+    fn mac_menu_bar_icons_are_44_px_templates_for_a_22_point_bar() {
+        for png in TEMPLATE_PNGS {
+            let (rgba, width, height) = decode_rgba(png).unwrap();
+            assert_eq!((width, height), (44, 44));
+            // A template: only alpha carries the shape, colour is the menu bar's.
+            assert!(rgba.chunks_exact(4).all(|p| p[..3] == [0, 0, 0]));
+            assert!(rgba.chunks_exact(4).any(|p| p[3] == 255));
+        }
+        for png in COLOURED_PNGS {
+            assert_eq!(decode_rgba(png).unwrap().1, 32);
+        }
+    }
+
+    /// An agent with no tray and `runtime` as its runtime thread, as `run` builds it.
+    fn app(shutdown: &CancellationToken, runtime: JoinHandle<()>) -> App {
+        App {
+            tray: None,
+            icons: Icons::load().unwrap(),
+            listening: Listening::Starting,
+            jobs: Vec::new(),
+            commands: mpsc::unbounded_channel().0,
+            alarm: watch::channel(None).0,
+            paused: false,
+            start_at_login: false,
+            shutdown: shutdown.clone(),
+            runtime: Some(runtime),
+            stopped: false,
+        }
+    }
+
+    /// A runtime thread that, once cancelled, takes `save` to "save" (sets `saved`) and ends.
+    fn runtime(
+        shutdown: &CancellationToken,
+        save: Duration,
+    ) -> (
+        JoinHandle<()>,
+        std::sync::Arc<std::sync::atomic::AtomicBool>,
+    ) {
+        let saved = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (token, flag) = (shutdown.clone(), saved.clone());
+        let handle = std::thread::spawn(move || {
+            while !token.is_cancelled() {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            std::thread::sleep(save);
+            flag.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        (handle, saved)
+    }
+
+    #[test]
+    fn a_quit_by_the_system_stops_the_server_and_waits_for_it_to_save() {
+        let shutdown = CancellationToken::new();
+        let (handle, saved) = runtime(&shutdown, Duration::from_millis(300));
+        let mut app = app(&shutdown, handle);
+        let mut flow = ControlFlow::Wait;
+        app.handle(Event::LoopDestroyed, &mut flow);
+        assert!(shutdown.is_cancelled());
+        assert!(saved.load(std::sync::atomic::Ordering::SeqCst));
+        assert!(app.runtime.as_ref().unwrap().is_finished());
+    }
+
+    #[test]
+    fn after_quit_from_the_menu_the_loop_ends_without_waiting_again() {
+        let shutdown = CancellationToken::new();
+        let (handle, saved) = runtime(&shutdown, Duration::ZERO);
+        let mut app = app(&shutdown, handle);
+        let mut flow = ControlFlow::Wait;
+        app.handle(Event::UserEvent(UserEvent::Stopped), &mut flow);
+        assert_eq!(flow, ControlFlow::Exit);
+        app.handle(Event::LoopDestroyed, &mut flow);
+        // The runtime said it stopped, so nothing was cancelled or waited for here.
+        assert!(!shutdown.is_cancelled() && !saved.load(std::sync::atomic::Ordering::SeqCst));
+        shutdown.cancel();
+    }
+
+    #[test]
+    fn a_server_that_does_not_stop_is_given_up_on_after_the_grace() {
+        let shutdown = CancellationToken::new();
+        let started = Instant::now();
+        assert!(!stop_within(&shutdown, || false, Duration::from_secs(1)));
+        assert!(shutdown.is_cancelled() && started.elapsed() >= Duration::from_secs(1));
+        assert!(stop_within(&shutdown, || true, Duration::from_secs(1)));
     }
 }

@@ -2,7 +2,8 @@
 //! nothing internal is ever echoed to the client.
 
 use super::wire::LockReply;
-use crate::engine::duration::Compact;
+use crate::engine::TtlOutOfRange;
+use crate::time::Compact;
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -14,8 +15,8 @@ pub enum ApiError {
     MissingClient,
     #[error("invalid ttl format")]
     InvalidTtl,
-    #[error("{0}")]
-    TtlOutOfRange(String),
+    #[error(transparent)]
+    TtlOutOfRange(#[from] TtlOutOfRange),
     #[error("invalid wait format")]
     InvalidWait,
     #[error("wait must be at least 0 and at most {}", Compact(*.0))]

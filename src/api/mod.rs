@@ -1,7 +1,9 @@
 //! The HTTP API: `/lock` (acquire, renew, release, status), `/locks`, `/healthz`.
 //!
 //! Handlers only parse the query, call the [`LockService`], and map results to wire types;
-//! the rules live in the engine.
+//! the rules live in the engine. Each returns `Result<_, ApiError>`: a refusal is an
+//! [`ApiError`] (its status and a JSON `error`), while a 409 for a held job is an ordinary
+//! reply that names the holder.
 
 pub mod error;
 pub mod wire;
@@ -9,18 +11,17 @@ pub mod wire;
 #[cfg(test)]
 mod tests;
 
-use crate::engine::duration::parse_go_duration;
 use crate::engine::{Denied, GrantKind, validate_name};
 use crate::service::{LockService, WaitError};
+use crate::time::parse_go_duration;
 use axum::extract::{RawQuery, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 pub use error::ApiError;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use wire::{LockReply, LockRow, LocksReply};
+use wire::{LockReply, LockRow, LocksReply, Message};
 
 /// Everything the handlers need.
 #[derive(Clone)]
@@ -113,11 +114,10 @@ fn decode(component: &str) -> Result<String, ApiError> {
         .map_err(|_| ApiError::InvalidQuery("parameters must be valid UTF-8".into()))
 }
 
-async fn post_lock(State(app): State<AppState>, RawQuery(raw): RawQuery) -> Response {
-    result_response(acquire(app, raw).await)
-}
-
-async fn acquire(app: AppState, raw: Option<String>) -> Result<Response, ApiError> {
+async fn post_lock(
+    State(app): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<(StatusCode, Json<LockReply>), ApiError> {
     let p = Params::parse(raw.as_deref())?;
     let client = p.client()?;
     let job = p.job()?;
@@ -127,9 +127,7 @@ async fn acquire(app: AppState, raw: Option<String>) -> Result<Response, ApiErro
         Some(text) => {
             let parsed = parse_go_duration(text).map_err(|_| ApiError::InvalidTtl)?;
             // Zero and negative ttls fail the same range check as ones above max_ttl.
-            rules
-                .check_ttl(parsed.positive().unwrap_or(Duration::ZERO))
-                .map_err(|e| ApiError::TtlOutOfRange(e.to_string()))?
+            rules.check_ttl(parsed.positive().unwrap_or(Duration::ZERO))?
         }
     };
     let wait = match p.wait.as_deref() {
@@ -170,27 +168,25 @@ async fn acquire(app: AppState, raw: Option<String>) -> Result<Response, ApiErro
         Ok(grant) => {
             let mut body = LockReply::for_lease(&grant.job, &grant.lease, &now);
             body.success = Some(true);
-            body.message = Some(match &grant.kind {
-                GrantKind::Acquired => wire::MSG_ACQUIRED.to_owned(),
-                GrantKind::Renewed => wire::MSG_RENEWED.to_owned(),
-                GrantKind::TookOver { previous, .. } => {
-                    format!("{} from {previous}", wire::MSG_ACQUIRED)
-                }
+            body.message = Some(match grant.kind {
+                GrantKind::Acquired => Message::Acquired,
+                GrantKind::Renewed => Message::Renewed,
+                GrantKind::TookOver { previous, .. } => Message::AcquiredFrom(previous),
             });
-            Ok((StatusCode::OK, Json(body)).into_response())
+            Ok((StatusCode::OK, Json(body)))
         }
         Err(Denied::Held(lease)) => {
             let mut body = LockReply::for_lease(&job, &lease, &now);
             body.success = Some(false);
-            body.message = Some(wire::MSG_HELD_BY_ANOTHER.to_owned());
-            Ok((StatusCode::CONFLICT, Json(body)).into_response())
+            body.message = Some(Message::HeldByAnother);
+            Ok((StatusCode::CONFLICT, Json(body)))
         }
         Err(Denied::Grace(lease)) => {
             let mut body = LockReply::for_lease(&job, &lease, &now);
             body.success = Some(false);
-            body.error = Some(wire::MSG_GRACE.to_owned());
-            body.message = Some(wire::MSG_GRACE.to_owned());
-            Ok((StatusCode::CONFLICT, Json(body)).into_response())
+            body.error = Some(Message::Grace.to_string());
+            body.message = Some(Message::Grace);
+            Ok((StatusCode::CONFLICT, Json(body)))
         }
         Err(denied @ (Denied::Full { .. } | Denied::TooManyWaiters { .. })) => {
             Err(ApiError::Unavailable {
@@ -207,59 +203,56 @@ async fn acquire(app: AppState, raw: Option<String>) -> Result<Response, ApiErro
     }
 }
 
-async fn delete_lock(State(app): State<AppState>, RawQuery(raw): RawQuery) -> Response {
-    let result = async {
-        let p = Params::parse(raw.as_deref())?;
-        let client = p.client()?;
-        let job = p.job()?;
-        app.service
-            .release(&job, &client)
-            .await
-            .map_err(|_| ApiError::NotHolder)?;
-        Ok(Json(LockReply {
-            success: Some(true),
-            job: Some(job),
-            message: Some(wire::MSG_RELEASED.to_owned()),
-            status: Some(wire::MSG_RELEASED.to_owned()),
-            ..LockReply::default()
-        })
-        .into_response())
-    }
-    .await;
-    result_response(result)
+async fn delete_lock(
+    State(app): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<LockReply>, ApiError> {
+    let p = Params::parse(raw.as_deref())?;
+    let client = p.client()?;
+    let job = p.job()?;
+    app.service
+        .release(&job, &client)
+        .await
+        .map_err(|_| ApiError::NotHolder)?;
+    Ok(Json(LockReply {
+        success: Some(true),
+        job: Some(job),
+        message: Some(Message::Released),
+        status: Some(Message::Released),
+        ..LockReply::default()
+    }))
 }
 
-async fn get_lock(State(app): State<AppState>, RawQuery(raw): RawQuery) -> Response {
-    let result = (|| {
-        let p = Params::parse(raw.as_deref())?;
-        let job = p.job()?;
-        let status = app.service.status(&job);
-        let (lease, now) = (status.lease, status.now);
-        let body = match lease {
-            Some(lease) => {
-                let mut body = LockReply::for_lease(&job, &lease, &now);
-                body.message = Some(wire::MSG_HELD.to_owned());
-                body.is_expired = Some(now.mono >= lease.expires);
-                body
-            }
-            None => LockReply {
-                job: Some(job),
-                holder: Some(String::new()),
-                message: Some(wire::MSG_FREE.to_owned()),
-                // The original reports a job nobody holds as expired; scripts test for it.
-                is_expired: Some(true),
-                ..LockReply::default()
-            },
-        };
-        Ok(Json(LockReply {
-            success: Some(true),
-            last_token: Some(status.last_token),
-            waiting: Some(status.waiting),
-            ..body
-        })
-        .into_response())
-    })();
-    result_response(result)
+async fn get_lock(
+    State(app): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Json<LockReply>, ApiError> {
+    let p = Params::parse(raw.as_deref())?;
+    let job = p.job()?;
+    let status = app.service.status(&job);
+    let (lease, now) = (status.lease, status.now);
+    let body = match lease {
+        Some(lease) => {
+            let mut body = LockReply::for_lease(&job, &lease, &now);
+            body.message = Some(Message::Held);
+            body.is_expired = Some(now.mono >= lease.expires);
+            body
+        }
+        None => LockReply {
+            job: Some(job),
+            holder: Some(String::new()),
+            message: Some(Message::Free),
+            // The original reports a job nobody holds as expired; scripts test for it.
+            is_expired: Some(true),
+            ..LockReply::default()
+        },
+    };
+    Ok(Json(LockReply {
+        success: Some(true),
+        last_token: Some(status.last_token),
+        waiting: Some(status.waiting),
+        ..body
+    }))
 }
 
 async fn get_locks(State(app): State<AppState>) -> Json<LocksReply> {
@@ -282,8 +275,4 @@ async fn method_not_allowed() -> ApiError {
 
 async fn not_found() -> ApiError {
     ApiError::NotFound
-}
-
-fn result_response(result: Result<Response, ApiError>) -> Response {
-    result.unwrap_or_else(IntoResponse::into_response)
 }

@@ -1,7 +1,8 @@
 //! Router tests: requests go through the real router with `oneshot`, no socket.
 
 use super::*;
-use crate::engine::{Rules, SystemClock};
+use crate::engine::Rules;
+use crate::time::SystemClock;
 use axum::body::Body;
 use axum::http::{Method, Request};
 use http_body_util::BodyExt;
@@ -319,4 +320,205 @@ async fn random_queries_get_documented_replies() {
             }
         }
     }
+}
+
+/// A request's status and its body exactly as sent.
+async fn call_raw(app: &Router, method: Method, uri: &str) -> (StatusCode, String) {
+    let response = app
+        .clone()
+        .oneshot(
+            Request::builder()
+                .method(method)
+                .uri(uri)
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8(bytes.to_vec()).unwrap())
+}
+
+/// `body` with the values that depend on the clock replaced by `_`, everything else (field
+/// names, their order, the other values) left byte for byte.
+fn mask_times(body: &str) -> String {
+    let mut out = body.to_owned();
+    for key in ["acquired_at", "expires_at", "grace_until", "expires_in_ms"] {
+        let tag = format!("\"{key}\":");
+        let mut from = 0;
+        while let Some(at) = out[from..].find(&tag) {
+            let start = from + at + tag.len();
+            let end = start + out[start..].find([',', '}']).unwrap();
+            out.replace_range(start..end, "_");
+            from = start;
+        }
+    }
+    out
+}
+
+/// Polls `GET /lock?job=…` until the lease reaches `state`, for at most ten seconds.
+async fn wait_for_state(app: &Router, job: &str, state: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, st) = call(app, Method::GET, &format!("/lock?job={job}")).await;
+        if st["state"] == state {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{job} never reached {state}: {st}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The exact bytes of every kind of `/lock` reply: scripts written for the Go original compare
+/// these fields, so their names, order and strings must not drift.
+#[tokio::test]
+async fn every_reply_kind_keeps_its_exact_json_bytes() {
+    let app = app_with(Rules {
+        grace: Duration::from_secs(3600),
+        max_jobs: 3,
+        ..Rules::default()
+    });
+    let expect = async |method: Method, uri: &str, status: u16, body: &str| {
+        let (s, got) = call_raw(&app, method.clone(), uri).await;
+        assert_eq!(
+            (s.as_u16(), mask_times(&got).as_str()),
+            (status, body),
+            "{method} {uri}"
+        );
+    };
+    expect(
+        Method::GET,
+        "/lock?job=j",
+        200,
+        r#"{"success":true,"job":"j","holder":"","message":"no lock held","is_expired":true,"last_token":0,"waiting":0}"#,
+    )
+    .await;
+    expect(
+        Method::POST,
+        "/lock?client=a&job=j&ttl=1m",
+        200,
+        r#"{"success":true,"job":"j","holder":"a","message":"acquired","token":1,"acquired_at":_,"expires_at":_,"expires_in_ms":_,"ttl_ms":60000,"state":"held"}"#,
+    )
+    .await;
+    expect(
+        Method::POST,
+        "/lock?client=a&job=j&ttl=2m",
+        200,
+        r#"{"success":true,"job":"j","holder":"a","message":"renewed","token":1,"acquired_at":_,"expires_at":_,"expires_in_ms":_,"ttl_ms":120000,"state":"held"}"#,
+    )
+    .await;
+    expect(
+        Method::POST,
+        "/lock?client=b&job=j",
+        409,
+        r#"{"success":false,"job":"j","holder":"a","message":"held by another client","token":1,"acquired_at":_,"expires_at":_,"expires_in_ms":_,"ttl_ms":120000,"state":"held"}"#,
+    )
+    .await;
+    expect(
+        Method::GET,
+        "/lock?job=j",
+        200,
+        r#"{"success":true,"job":"j","holder":"a","message":"lock held","token":1,"acquired_at":_,"expires_at":_,"expires_in_ms":_,"ttl_ms":120000,"is_expired":false,"state":"held","last_token":1,"waiting":0}"#,
+    )
+    .await;
+    expect(
+        Method::GET,
+        "/locks",
+        200,
+        r#"{"locks":[{"job":"j","holder":"a","token":1,"acquired_at":_,"expires_at":_,"expires_in_ms":_,"state":"held"}]}"#,
+    )
+    .await;
+    expect(
+        Method::DELETE,
+        "/lock?client=b&job=j",
+        403,
+        r#"{"error":"client does not hold the lock"}"#,
+    )
+    .await;
+    expect(
+        Method::DELETE,
+        "/lock?client=a&job=j",
+        200,
+        r#"{"success":true,"job":"j","message":"lock released","status":"lock released"}"#,
+    )
+    .await;
+
+    // A lapsed lease in its (hour-long) grace period.
+    call(&app, Method::POST, "/lock?client=a&job=g&ttl=1ms").await;
+    wait_for_state(&app, "g", "grace").await;
+    expect(
+        Method::POST,
+        "/lock?client=b&job=g",
+        409,
+        r#"{"success":false,"error":"grace period active","job":"g","holder":"a","message":"grace period active","token":2,"acquired_at":_,"expires_at":_,"expires_in_ms":_,"ttl_ms":1,"grace_until":_,"state":"grace"}"#,
+    )
+    .await;
+    expect(
+        Method::GET,
+        "/lock?job=g",
+        200,
+        r#"{"success":true,"job":"g","holder":"a","message":"lock held","token":2,"acquired_at":_,"expires_at":_,"expires_in_ms":_,"ttl_ms":1,"is_expired":true,"grace_until":_,"state":"grace","last_token":2,"waiting":0}"#,
+    )
+    .await;
+    expect(
+        Method::GET,
+        "/locks",
+        200,
+        r#"{"locks":[{"job":"g","holder":"a","token":2,"acquired_at":_,"expires_at":_,"expires_in_ms":_,"state":"grace","grace_until":_}]}"#,
+    )
+    .await;
+
+    // Errors: a JSON `error`, plus the machine-readable cap for a too-long wait.
+    expect(
+        Method::POST,
+        "/lock?job=j",
+        400,
+        r#"{"error":"client parameter required"}"#,
+    )
+    .await;
+    expect(
+        Method::POST,
+        "/lock?client=a&job=j&wait=6m",
+        400,
+        r#"{"error":"wait must be at least 0 and at most 5m","max_wait_ms":300000}"#,
+    )
+    .await;
+    expect(
+        Method::PUT,
+        "/lock?client=a",
+        405,
+        r#"{"error":"method not allowed"}"#,
+    )
+    .await;
+    expect(Method::GET, "/nope", 404, r#"{"error":"not found"}"#).await;
+    call(&app, Method::POST, "/lock?client=a&job=k").await;
+    call(&app, Method::POST, "/lock?client=a&job=l").await;
+    expect(
+        Method::POST,
+        "/lock?client=a&job=m",
+        503,
+        r#"{"error":"too many jobs: at most 3 can be held at once"}"#,
+    )
+    .await;
+}
+
+/// A takeover after the grace period names the previous holder in its message.
+#[tokio::test]
+async fn takeover_reply_keeps_its_exact_json_bytes() {
+    let app = app_with(Rules {
+        grace: Duration::ZERO,
+        ..Rules::default()
+    });
+    call(&app, Method::POST, "/lock?client=a&job=t&ttl=1ms").await;
+    wait_for_state(&app, "t", "expired").await;
+    let (s, body) = call_raw(&app, Method::POST, "/lock?client=b&job=t&ttl=1m").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        mask_times(&body),
+        r#"{"success":true,"job":"t","holder":"b","message":"acquired from a","token":2,"acquired_at":_,"expires_at":_,"expires_in_ms":_,"ttl_ms":60000,"state":"held"}"#
+    );
 }

@@ -2,18 +2,142 @@
 //!
 //! Field names and messages match the original Go foolock so existing scripts keep working;
 //! fields it did not have (`token`, `expires_in_ms`, `acquired_at`, `state`, …) are additive.
+//! `state` and `message` are enums here but plain strings on the wire, so clients match
+//! variants while scripts keep comparing the same text.
 
-use crate::engine::{Lease, LeaseState, Now};
-use serde::{Deserialize, Serialize};
-use std::time::SystemTime;
+use crate::engine::{self, Lease};
+use crate::time::{Now, rfc3339};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::fmt;
 
-pub const MSG_ACQUIRED: &str = "acquired";
-pub const MSG_RENEWED: &str = "renewed";
-pub const MSG_HELD_BY_ANOTHER: &str = "held by another client";
-pub const MSG_GRACE: &str = "grace period active";
-pub const MSG_RELEASED: &str = "lock released";
-pub const MSG_HELD: &str = "lock held";
-pub const MSG_FREE: &str = "no lock held";
+/// Where a lease stands: the `state` field (`held`, `grace`, `expired`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LeaseState {
+    Held,
+    Grace,
+    Expired,
+    /// A state this version does not know (a newer server's); never sent.
+    #[serde(other)]
+    Unknown,
+}
+
+impl LeaseState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LeaseState::Held => "held",
+            LeaseState::Grace => "grace",
+            LeaseState::Expired => "expired",
+            LeaseState::Unknown => "unknown",
+        }
+    }
+}
+
+impl From<engine::LeaseState> for LeaseState {
+    fn from(state: engine::LeaseState) -> LeaseState {
+        match state {
+            engine::LeaseState::Held => LeaseState::Held,
+            engine::LeaseState::Grace => LeaseState::Grace,
+            engine::LeaseState::Expired => LeaseState::Expired,
+        }
+    }
+}
+
+impl fmt::Display for LeaseState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The `message` of a `/lock` reply (and the release reply's `status`), sent as the original's
+/// exact strings. It is a JSON string, not a tagged value, so scripts compare it as before.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Message {
+    /// `acquired`
+    Acquired,
+    /// `acquired from <previous>`: taken over from a holder whose lease and grace ran out.
+    AcquiredFrom(String),
+    /// `renewed`: the client already held the job.
+    Renewed,
+    /// `held by another client`
+    HeldByAnother,
+    /// `grace period active`
+    Grace,
+    /// `lock released`
+    Released,
+    /// `lock held`
+    Held,
+    /// `no lock held`
+    Free,
+    /// Text this version does not know (another server's), kept as is.
+    Other(String),
+}
+
+impl Message {
+    const ACQUIRED_FROM: &str = "acquired from ";
+
+    /// The messages without text of their own, for parsing.
+    const FIXED: [Message; 7] = [
+        Message::Acquired,
+        Message::Renewed,
+        Message::HeldByAnother,
+        Message::Grace,
+        Message::Released,
+        Message::Held,
+        Message::Free,
+    ];
+
+    /// The exact wire text of a fixed message; `None` for those that carry text.
+    fn fixed_text(&self) -> Option<&'static str> {
+        Some(match self {
+            Message::Acquired => "acquired",
+            Message::Renewed => "renewed",
+            Message::HeldByAnother => "held by another client",
+            Message::Grace => "grace period active",
+            Message::Released => "lock released",
+            Message::Held => "lock held",
+            Message::Free => "no lock held",
+            Message::AcquiredFrom(_) | Message::Other(_) => return None,
+        })
+    }
+}
+
+impl fmt::Display for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Message::AcquiredFrom(previous) => write!(f, "{}{previous}", Message::ACQUIRED_FROM),
+            Message::Other(text) => f.write_str(text),
+            fixed => f.write_str(fixed.fixed_text().unwrap_or_default()),
+        }
+    }
+}
+
+impl From<String> for Message {
+    fn from(text: String) -> Message {
+        if let Some(fixed) = Message::FIXED
+            .into_iter()
+            .find(|m| m.fixed_text() == Some(text.as_str()))
+        {
+            return fixed;
+        }
+        match text.strip_prefix(Message::ACQUIRED_FROM) {
+            Some(previous) => Message::AcquiredFrom(previous.to_owned()),
+            None => Message::Other(text),
+        }
+    }
+}
+
+impl Serialize for Message {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Message {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Message, D::Error> {
+        String::deserialize(deserializer).map(Message::from)
+    }
+}
 
 /// The body of every `/lock` reply. Absent fields are omitted from the JSON.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -27,10 +151,10 @@ pub struct LockReply {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub holder: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
+    pub message: Option<Message>,
     /// The original's release reply carried its message here; kept for old scripts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<String>,
+    pub status: Option<Message>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -47,7 +171,7 @@ pub struct LockReply {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grace_until: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub state: Option<String>,
+    pub state: Option<LeaseState>,
     /// For 503 replies while the server refuses grants: milliseconds until it accepts again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_after_ms: Option<u64>,
@@ -64,20 +188,20 @@ pub struct LockReply {
 }
 
 impl LockReply {
-    /// A reply describing `lease` on `job` as of `now`.
+    /// A reply describing `lease` on `job` as of `now`: the fields of its [`LockRow`] plus
+    /// the lease's ttl.
     pub fn for_lease(job: &str, lease: &Lease, now: &Now) -> LockReply {
-        let state = lease.state(now.mono);
+        let row = LockRow::new(job, lease, now);
         LockReply {
-            job: Some(job.to_owned()),
-            holder: Some(lease.holder.clone()),
-            token: Some(lease.token),
-            acquired_at: Some(rfc3339(lease.acquired_at)),
-            expires_at: Some(rfc3339(now.wall_at(lease.expires))),
-            expires_in_ms: Some(now.millis_until(lease.expires)),
+            job: Some(row.job),
+            holder: Some(row.holder),
+            token: Some(row.token),
+            acquired_at: Some(row.acquired_at),
+            expires_at: Some(row.expires_at),
+            expires_in_ms: Some(row.expires_in_ms),
             ttl_ms: Some(u64::try_from(lease.ttl.as_millis()).unwrap_or(u64::MAX)),
-            state: Some(state.as_str().to_owned()),
-            grace_until: (state == LeaseState::Grace)
-                .then(|| rfc3339(now.wall_at(lease.grace_until))),
+            state: Some(row.state),
+            grace_until: row.grace_until,
             ..LockReply::default()
         }
     }
@@ -88,9 +212,16 @@ impl LockReply {
             ..LockReply::default()
         }
     }
+
+    /// Whether this refusal is for a lease in its grace period. The original server says so
+    /// only in `error`, which is why that is read too.
+    pub fn in_grace(&self) -> bool {
+        self.state == Some(LeaseState::Grace)
+            || self.error.as_deref() == Message::Grace.fixed_text()
+    }
 }
 
-/// One row of `GET /locks`.
+/// One row of `GET /locks`, and the part of a `/lock` reply that describes a lease.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LockRow {
     pub job: String,
@@ -99,12 +230,13 @@ pub struct LockRow {
     pub acquired_at: String,
     pub expires_at: String,
     pub expires_in_ms: i64,
-    pub state: String,
+    pub state: LeaseState,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grace_until: Option<String>,
 }
 
 impl LockRow {
+    /// `lease` on `job` as of `now`; the one place these fields are computed.
     pub fn new(job: &str, lease: &Lease, now: &Now) -> LockRow {
         let state = lease.state(now.mono);
         LockRow {
@@ -114,8 +246,8 @@ impl LockRow {
             acquired_at: rfc3339(lease.acquired_at),
             expires_at: rfc3339(now.wall_at(lease.expires)),
             expires_in_ms: now.millis_until(lease.expires),
-            state: state.as_str().to_owned(),
-            grace_until: (state == LeaseState::Grace)
+            state: state.into(),
+            grace_until: (state == engine::LeaseState::Grace)
                 .then(|| rfc3339(now.wall_at(lease.grace_until))),
         }
     }
@@ -127,54 +259,53 @@ pub struct LocksReply {
     pub locks: Vec<LockRow>,
 }
 
-/// Formats a wall-clock time as RFC 3339 in UTC with whole seconds, like the original's
-/// `time.RFC3339` (sub-second precision is in `expires_in_ms`).
-pub fn rfc3339(t: SystemTime) -> String {
-    let secs = match t.duration_since(SystemTime::UNIX_EPOCH) {
-        Ok(d) => d.as_secs() as i64,
-        Err(e) => -(e.duration().as_secs_f64().ceil() as i64),
-    };
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        (rem / 60) % 60,
-        rem % 60
-    )
-}
-
-/// Converts days since 1970-01-01 to a proleptic Gregorian (year, month, day).
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    // Shift the epoch to 0000-03-01 so leap days fall at the end of each 400-year era.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
-    fn rfc3339_formats_utc_whole_seconds() {
-        let at = |s: u64| rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs(s));
-        assert_eq!(at(0), "1970-01-01T00:00:00Z");
-        assert_eq!(at(951_782_400), "2000-02-29T00:00:00Z");
-        assert_eq!(at(1_795_436_383), "2026-11-23T12:19:43Z");
-        assert_eq!(at(4_107_542_399), "2100-02-28T23:59:59Z");
-        assert_eq!(
-            rfc3339(SystemTime::UNIX_EPOCH + Duration::from_millis(1_999)),
-            "1970-01-01T00:00:01Z"
-        );
+    fn messages_are_the_originals_exact_strings_both_ways() {
+        let cases = [
+            (Message::Acquired, "acquired"),
+            (Message::AcquiredFrom("nas 2".into()), "acquired from nas 2"),
+            (Message::Renewed, "renewed"),
+            (Message::HeldByAnother, "held by another client"),
+            (Message::Grace, "grace period active"),
+            (Message::Released, "lock released"),
+            (Message::Held, "lock held"),
+            (Message::Free, "no lock held"),
+            (Message::Other("something new".into()), "something new"),
+        ];
+        for (message, text) in cases {
+            let json = serde_json::to_string(&message).unwrap();
+            assert_eq!(json, serde_json::to_string(text).unwrap());
+            assert_eq!(serde_json::from_str::<Message>(&json).unwrap(), message);
+        }
+    }
+
+    #[test]
+    fn lease_states_are_lowercase_and_unknown_ones_still_parse() {
+        for (state, text) in [
+            (LeaseState::Held, "\"held\""),
+            (LeaseState::Grace, "\"grace\""),
+            (LeaseState::Expired, "\"expired\""),
+        ] {
+            assert_eq!(serde_json::to_string(&state).unwrap(), text);
+            assert_eq!(serde_json::from_str::<LeaseState>(text).unwrap(), state);
+        }
+        let reply: LockReply = serde_json::from_str(r#"{"state":"frozen"}"#).unwrap();
+        assert_eq!(reply.state, Some(LeaseState::Unknown));
+    }
+
+    #[test]
+    fn grace_refusals_are_recognised_by_state_or_by_the_originals_error() {
+        let by_state = LockReply {
+            state: Some(LeaseState::Grace),
+            ..LockReply::default()
+        };
+        assert!(by_state.in_grace());
+        assert!(LockReply::error("grace period active").in_grace());
+        assert!(!LockReply::error("client parameter required").in_grace());
+        assert!(!LockReply::default().in_grace());
     }
 }

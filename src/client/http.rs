@@ -369,7 +369,7 @@ mod tests {
         assert_eq!(go_duration(Duration::from_secs(30)), "30000ms");
         assert_eq!(go_duration(Duration::ZERO), "0ms");
         for d in [1, 999, 1_000_001, 123_456_789].map(Duration::from_nanos) {
-            let parsed = crate::engine::duration::parse_positive(&go_duration(d));
+            let parsed = crate::time::parse_positive(&go_duration(d));
             assert_eq!(parsed, Ok(d), "{d:?}");
         }
     }

@@ -6,7 +6,8 @@
 //! - [`lock`]: the `foolock lock` supervisor (renewals, signals, lost-lock shutdown).
 //! - [`output`]: human-readable lines; `--json` prints the server's JSON instead.
 //!
-//! Exit codes are [`crate::exit::Exit`]; every failure is a [`ClientError`] that knows its code.
+//! Exit codes are [`crate::exit::Exit`]; every failure is a [`ClientError`], whose kind
+//! [`crate::exit::code_for`] turns into its code.
 
 pub mod http;
 #[cfg(unix)]
@@ -16,8 +17,8 @@ pub mod settings;
 
 use crate::api::wire::LockReply;
 use crate::config::{Config, ConfigError};
-use crate::engine::duration::{Compact, parse_positive};
 use crate::exit::Exit;
+use crate::time::{Compact, parse_positive};
 use http::{Api, BadServerUrl, HttpError, REQUEST_TIMEOUT, Reply};
 use hyper::StatusCode;
 use settings::Settings;
@@ -91,7 +92,7 @@ pub struct LockArgs {
     pub ttl: Duration,
     /// How long to wait for a busy job (0 = fail at once, naming the holder)
     #[arg(long, value_name = "DURATION", default_value = "0s",
-          value_parser = crate::engine::duration::parse_non_negative)]
+          value_parser = crate::time::parse_non_negative)]
     pub wait: Duration,
     #[command(flatten)]
     pub who: Who,
@@ -141,7 +142,7 @@ pub struct Output {
     pub json: bool,
 }
 
-/// A client command that failed; [`ClientError::exit`] is its exit code.
+/// A client command that failed; [`crate::exit::code_for`] gives its exit code.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
     #[error(transparent)]
@@ -163,24 +164,13 @@ pub enum ClientError {
 }
 
 impl ClientError {
-    pub fn exit(&self) -> ExitCode {
-        match self {
-            ClientError::Config(_) | ClientError::Url(_) | ClientError::Usage(_) => {
-                Exit::Usage.into()
-            }
-            ClientError::Http(_) | ClientError::Unavailable(_) => Exit::Unreachable.into(),
-            ClientError::Refused(_) => Exit::Refused.into(),
-            ClientError::Local(_) => ExitCode::FAILURE,
-        }
-    }
-
     /// The error for a reply that is neither success nor "someone else holds it".
     fn from_reply(reply: &Reply<LockReply>) -> ClientError {
         let message = reply
             .body
             .error
             .clone()
-            .or_else(|| reply.body.message.clone())
+            .or_else(|| reply.body.message.as_ref().map(ToString::to_string))
             .unwrap_or_else(|| format!("HTTP {}", reply.status));
         match reply.status {
             s if s.is_server_error() => {

@@ -1,8 +1,8 @@
 //! Human-readable lines for lock replies. Scripts use `--json`, which prints the server's
 //! JSON as is; these strings may change.
 
-use crate::api::wire::{LockReply, LockRow};
-use crate::engine::duration::Compact;
+use crate::api::wire::{LeaseState, LockReply, LockRow, Message};
+use crate::time::Compact;
 use std::time::Duration;
 
 /// `in 21s` or `3s ago`, from the server's signed `expires_in_ms`.
@@ -19,9 +19,7 @@ pub fn relative(ms: i64) -> String {
 pub fn denial(job: &str, body: &LockReply) -> String {
     let holder = body.holder.as_deref().unwrap_or("another client");
     let expires = body.expires_in_ms.map(relative);
-    if body.state.as_deref() == Some("grace")
-        || body.error.as_deref() == Some("grace period active")
-    {
+    if body.in_grace() {
         let until = body
             .grace_until
             .as_deref()
@@ -41,8 +39,8 @@ pub fn denial(job: &str, body: &LockReply) -> String {
 
 /// A granted or renewed lease.
 pub fn granted(job: &str, client: &str, body: &LockReply) -> String {
-    let verb = match body.message.as_deref() {
-        Some(m) if m == crate::api::wire::MSG_RENEWED => "renewed",
+    let verb = match body.message {
+        Some(Message::Renewed) => "renewed",
         _ => "acquired",
     };
     let mut line = format!("{verb} {job} as {client}");
@@ -69,15 +67,17 @@ pub fn status(job: &str, body: &LockReply) -> String {
         .as_deref()
         .map_or(String::new(), |t| format!(" at {t}"));
     let when = body.expires_in_ms.map(relative).unwrap_or_default();
-    match body.state.as_deref() {
-        Some("grace") => format!(
+    match body.state {
+        Some(LeaseState::Grace) => format!(
             "{job}: lease of {holder}{token} expired {when}; grace period{} (only {holder} may \
              take it)",
             body.grace_until
                 .as_deref()
                 .map_or(String::new(), |t| format!(" until {t}"))
         ),
-        Some("expired") => format!("{job}: free (lease of {holder}{token} expired {when})"),
+        Some(LeaseState::Expired) => {
+            format!("{job}: free (lease of {holder}{token} expired {when})")
+        }
         _ => format!("{job}: held by {holder}{token}, expires {when}{at}"),
     }
 }
@@ -95,7 +95,7 @@ pub fn table(rows: &[LockRow]) -> String {
                 r.job.clone(),
                 r.holder.clone(),
                 r.token.to_string(),
-                r.state.clone(),
+                r.state.to_string(),
                 relative(r.expires_in_ms),
             ]
         })
@@ -140,7 +140,7 @@ mod tests {
         let body = LockReply {
             holder: Some("nas".into()),
             expires_in_ms: Some(12_000),
-            state: Some("held".into()),
+            state: Some(LeaseState::Held),
             ..LockReply::default()
         };
         assert_eq!(
@@ -148,7 +148,7 @@ mod tests {
             "backup is held by nas (expires in 12s)"
         );
         let grace = LockReply {
-            state: Some("grace".into()),
+            state: Some(LeaseState::Grace),
             expires_in_ms: Some(-1000),
             ..body
         };
@@ -164,7 +164,7 @@ mod tests {
             acquired_at: String::new(),
             expires_at: String::new(),
             expires_in_ms: 5_000,
-            state: "held".into(),
+            state: LeaseState::Held,
             grace_until: None,
         };
         let t = table(&[row("a", "laptop"), row("backup", "n")]);

@@ -43,7 +43,7 @@ impl Settings {
 
 /// This machine's client id: derived from its hostname, so it is the same on every run.
 pub fn default_client_id() -> String {
-    hostname()
+    crate::platform::hostname()
         .and_then(|h| client_id_from_hostname(&h))
         .unwrap_or_else(|| FALLBACK_CLIENT.to_owned())
 }
@@ -60,45 +60,6 @@ pub fn client_id_from_hostname(hostname: &str) -> Option<String> {
         .map(|c| c.to_ascii_lowercase())
         .collect();
     (!id.is_empty()).then_some(id)
-}
-
-/// On a Mac the kernel hostname may follow whatever name DHCP hands out on the current
-/// network; the Bonjour name (`scutil --get LocalHostName`, e.g. `Annas-MacBook`) does not,
-/// and matches the usual `Annas-MacBook.local` hostname's first label.
-#[cfg(target_os = "macos")]
-fn hostname() -> Option<String> {
-    let bonjour = std::process::Command::new("/usr/sbin/scutil")
-        .args(["--get", "LocalHostName"])
-        .stderr(std::process::Stdio::null())
-        .output()
-        .ok()
-        .filter(|out| out.status.success())
-        .map(|out| String::from_utf8_lossy(&out.stdout).trim().to_owned())
-        .filter(|name| !name.is_empty());
-    bonjour.or_else(kernel_hostname)
-}
-
-#[cfg(all(unix, not(target_os = "macos")))]
-fn hostname() -> Option<String> {
-    kernel_hostname()
-}
-
-#[cfg(unix)]
-fn kernel_hostname() -> Option<String> {
-    let mut buf = [0u8; 256];
-    // SAFETY: `buf` is writable for its whole length; gethostname writes at most that many
-    // bytes, and we stop at the first NUL (or the end, if it was truncated without one).
-    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    if rc != 0 {
-        return None;
-    }
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    Some(String::from_utf8_lossy(&buf[..end]).into_owned())
-}
-
-#[cfg(not(unix))]
-fn hostname() -> Option<String> {
-    std::env::var("COMPUTERNAME").ok()
 }
 
 #[cfg(test)]

@@ -1,4 +1,6 @@
-//! What happened in the lock table, published to the tray, notifications, persistence and logs.
+//! What happened in the lock table. The service logs each event and broadcasts it to
+//! subscribers (the agent's tray and notifications). Persistence does not subscribe: the
+//! service decides under its lock what must be on disk before a reply (`service/saving.rs`).
 
 use std::time::{Duration, SystemTime};
 

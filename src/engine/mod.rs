@@ -13,18 +13,18 @@
 //! - Memory is bounded: at most `max_jobs` entries (expired ones are evicted first and after
 //!   `retention`), at most `max_waiters` waiters, and reads never create entries.
 
-pub mod clock;
-pub mod duration;
 mod event;
+mod restore;
 mod saved;
 
 #[cfg(test)]
 mod tests;
 
-pub use clock::{Clock, Mono, Now, SystemClock};
 pub use event::{Event, EventKind};
-pub use saved::{SavedLease, SavedState, unix_ms};
+pub use restore::{Found, Restored, unseen_lease_may_run};
+pub use saved::{SavedLease, SavedState, Watermarks};
 
+use crate::time::{Compact, Mono, Now};
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::time::{Duration, SystemTime};
 
@@ -92,7 +92,7 @@ impl Rules {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("ttl must be greater than 0 and at most {}", duration::Compact(*.max))]
+#[error("ttl must be greater than 0 and at most {}", Compact(*.max))]
 pub struct TtlOutOfRange {
     pub max: Duration,
 }

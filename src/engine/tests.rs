@@ -707,6 +707,78 @@ fn restored_quarantine_is_capped_like_expiries() {
     assert_eq!(e.quarantined_until(at(0).mono), Some(cap));
 }
 
+fn rules() -> Rules {
+    engine().rules().clone()
+}
+
+#[test]
+fn restart_with_nothing_saved_starts_fresh_and_grants_at_once() {
+    let (mut e, restored) = Engine::after_restart(rules(), Found::Nothing, at(0));
+    assert_eq!(restored, Restored::Fresh);
+    assert_eq!(e.acquire("j", "a", secs(10), at(0)).unwrap().lease.token, 1);
+}
+
+#[test]
+fn restart_from_a_saved_table_reports_what_it_kept_and_skipped() {
+    let mut saved = saved_one("j", 4, 10, at(0), 5);
+    let mut bad = saved.leases[0].clone();
+    bad.job = String::new();
+    saved.leases.push(bad);
+    let (mut e, restored) = Engine::after_restart(rules(), Found::Saved(saved), at(0));
+    assert_eq!(
+        restored,
+        Restored::Saved {
+            leases: 1,
+            skipped: 1
+        }
+    );
+    assert!(matches!(
+        e.acquire("j", "b", secs(1), at(0)),
+        Err(Denied::Held(_))
+    ));
+}
+
+#[test]
+fn restart_after_a_loss_refuses_grants_until_the_longest_recorded_ttl_plus_grace() {
+    let marks = Watermarks {
+        max_ttl_ms: 600_000,
+        token_ceiling: 1007,
+    };
+    let (mut e, restored) = Engine::after_restart(rules(), Found::Lost(Some(marks)), at(0));
+    assert_eq!(restored, Restored::Quarantined { length: secs(605) });
+    assert!(matches!(
+        e.acquire("j", "a", secs(10), at_ms(604_999)),
+        Err(Denied::Quarantined { .. })
+    ));
+    let grant = e.acquire("j", "a", secs(10), at(605)).unwrap();
+    assert_eq!(grant.lease.token, 1008, "tokens resume above the ceiling");
+}
+
+#[test]
+fn restart_after_a_loss_waits_out_at_least_the_default_ttl_plus_grace() {
+    let short = Watermarks {
+        max_ttl_ms: 1000,
+        token_ceiling: 0,
+    };
+    for marks in [None, Some(short)] {
+        let (mut e, restored) = Engine::after_restart(rules(), Found::Lost(marks), at(0));
+        assert_eq!(restored, Restored::Quarantined { length: secs(35) });
+        assert!(matches!(
+            e.acquire("j", "a", secs(10), at_ms(34_999)),
+            Err(Denied::Quarantined { .. })
+        ));
+        assert_eq!(
+            e.acquire("j", "a", secs(10), at(35)).unwrap().lease.token,
+            1
+        );
+    }
+}
+
+#[test]
+fn every_quarantine_lasts_a_ttl_plus_grace() {
+    assert_eq!(unseen_lease_may_run(secs(600), &rules()), secs(605));
+}
+
 /// `at(s)` with the awake clock frozen since `asleep_at` (the machine slept in between).
 fn woke_at(s: u64, asleep_at: u64) -> Now {
     let mut now = at(s);

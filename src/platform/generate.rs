@@ -79,7 +79,9 @@ pub fn launch_agent_plist(program: &TextPath, log_file: &TextPath) -> String {
 /// `Foolock.app/Contents/Info.plist` for the given Cargo package version.
 ///
 /// `LSUIElement` makes it a menu-bar-only app (no Dock icon, no app menu). The bundle id is the
-/// one notifications are posted under and the launchd agent names.
+/// one notifications are posted under and the launchd agent names. `NSAppSleepDisabled` asks
+/// macOS not to put it in App Nap (its server's timers must fire on time while nothing of it is
+/// visible); the agent also holds an activity assertion, which works for the bare binary too.
 pub fn info_plist(version: &str) -> String {
     use PlistValue::{Bool, Str};
     let numeric = bundle_version(version);
@@ -101,6 +103,7 @@ pub fn info_plist(version: &str) -> String {
         ),
         ("LSMinimumSystemVersion", Str("11.0")),
         ("LSUIElement", Bool(true)),
+        ("NSAppSleepDisabled", Bool(true)),
         ("NSHighResolutionCapable", Bool(true)),
         (
             "NSLocalNetworkUsageDescription",

@@ -1,8 +1,10 @@
-//! Platform integration: starting foolock at login, and the files the packages ship.
+//! Platform integration: starting foolock at login, the files the packages ship, and the few
+//! other calls that differ by OS (the machine's name, opening a file for the user).
 //!
 //! The rest of the program calls [`install`], [`uninstall`], [`status()`], [`is_registered`] and
 //! the tray's [`set_start_at_login`] / [`start_at_login`]; which OS module answers is chosen
-//! here with `cfg`, and nothing outside this folder says `target_os`.
+//! here with `cfg`. Outside this folder only the desktop agent's GUI code says `target_os`
+//! (`src/agent`: the display check, the event loop and tray, the notification identity).
 //!
 //! - [`generate`]: the plist, desktop-entry and systemd-unit text, from plain portable functions
 //!   (the checked-in files under `packaging/` are tested equal to their output).
@@ -10,16 +12,23 @@
 //! - [`launchd`], [`xdg`]: the macOS and Linux plans, pure, so both are tested on every OS.
 //! - `macos`, `linux`: observe the machine, build the plan, run it (`launchctl`, `systemctl`).
 //! - [`paths`]: where things go, from `HOME` and `XDG_CONFIG_HOME`.
+//! - [`process`]: a child that must not outlive us (`foolock lock`'s command).
+//! - [`host`]: the machine's name (the CLI's default client id) and the program that opens a
+//!   file in the user's default app.
 //! - [`cli`]: the `install` and `uninstall` subcommands.
+//! - [`clock`]: the monotonic clocks that do and do not count sleep, per OS.
 //!
 //! Invariants: install is idempotent (a second run changes nothing and says so); uninstall
 //! removes exactly the files install wrote (directories are shared XDG/macOS locations and stay,
 //! as do the agent's logs); anything refused is refused with an error saying why and what to do.
 
 pub mod cli;
+pub mod clock;
 pub mod generate;
+pub mod host;
 pub mod launchd;
 pub mod paths;
+pub mod process;
 pub mod status;
 pub mod steps;
 pub mod xdg;
@@ -43,6 +52,7 @@ mod unsupported;
 use unsupported as os;
 
 pub use generate::{TextPath, autostart_desktop, info_plist, launch_agent_plist, systemd_unit};
+pub use host::{OPENER, hostname, open_command};
 pub use os::{install, is_registered, status, uninstall};
 pub use status::{FileState, Item, Status};
 
@@ -97,8 +107,8 @@ pub fn set_start_at_login(enabled: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Whether the login item is installed and not turned off: the tray's check mark. Reads files
-/// only, so it is cheap enough to ask every time the menu opens.
+/// Whether the login item is installed and not turned off: the tray's check mark. Cheap (a
+/// file or two; on macOS one `launchctl print-disabled`), asked once when the tray starts.
 pub fn start_at_login() -> bool {
     is_registered(Mode::LoginItem).unwrap_or_else(|err| {
         tracing::warn!("cannot tell whether foolock starts at login: {err:#}");

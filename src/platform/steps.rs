@@ -10,6 +10,7 @@ use std::fmt;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 /// One thing install or uninstall does.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,6 +24,8 @@ pub enum Step {
     Remove(PathBuf),
     /// Run a command; a failure stops the plan and is reported with the command's stderr.
     Run(Cmd),
+    /// Run a command that may answer "not yet", again until it gives its final answer.
+    Retry(Retry),
     /// Tell the user something; printed in dry runs too.
     Note(String),
 }
@@ -59,6 +62,87 @@ impl Cmd {
             .args(&self.args)
             .output()
             .with_context(|| format!("cannot run `{self}`"))
+    }
+}
+
+/// Pause between two tries of a [`Retry`]: short, since launchd usually lets go within a second.
+const RETRY_PAUSE: Duration = Duration::from_millis(200);
+
+/// A command run again while it answers "not yet" (launchd still busy with a job), until it exits
+/// with one of `done` or `within` has passed. Any other answer stops the plan at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retry {
+    pub cmd: Cmd,
+    /// Exit codes that end the step successfully.
+    pub done: Vec<i32>,
+    /// Exit codes meaning "not yet": pause and run it again.
+    pub again: Vec<i32>,
+    /// How long to keep trying before giving up with the command's last answer.
+    pub within: Duration,
+    /// What success means, for the report (e.g. "launchd has let go of the old agent"); empty
+    /// when the command says it all.
+    pub outcome: String,
+    /// What to tell the user when it gives up (e.g. where a switch that blocks it lives).
+    pub advice: String,
+}
+
+impl Retry {
+    /// Runs the command until it gives a final answer; an error for anything but `done`.
+    pub fn run(&self) -> anyhow::Result<()> {
+        let deadline = Instant::now() + self.within;
+        loop {
+            let output = self.cmd.query()?;
+            let code = output.status.code();
+            if code.is_some_and(|c| self.done.contains(&c)) {
+                return Ok(());
+            }
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            if !code.is_some_and(|c| self.again.contains(&c)) {
+                bail!(
+                    "`{}` failed ({}): {}",
+                    self.cmd,
+                    output.status,
+                    stderr.trim()
+                );
+            }
+            if Instant::now() >= deadline {
+                let waiting = if self.outcome.is_empty() {
+                    String::new()
+                } else {
+                    format!(" waiting until {}", self.outcome)
+                };
+                let advice = if self.advice.is_empty() {
+                    "try again in a moment"
+                } else {
+                    &self.advice
+                };
+                bail!(
+                    "gave up after {}s{waiting}: `{}` still answers {} {}; {advice}",
+                    self.within.as_secs(),
+                    self.cmd,
+                    output.status,
+                    stderr.trim()
+                );
+            }
+            std::thread::sleep(RETRY_PAUSE);
+        }
+    }
+
+    /// How `--dry-run` describes it.
+    fn describe(&self) -> String {
+        let mut text = self.cmd.to_string();
+        if !self.again.is_empty() {
+            let codes: Vec<String> = self.again.iter().map(ToString::to_string).collect();
+            text.push_str(&format!(
+                ", again while it exits {} (for up to {}s)",
+                codes.join(" or "),
+                self.within.as_secs()
+            ));
+        }
+        if !self.outcome.is_empty() {
+            text.push_str(&format!(", until {}", self.outcome));
+        }
+        text
     }
 }
 
@@ -153,6 +237,18 @@ pub fn apply(steps: &[Step], dry_run: bool, out: &mut dyn Write) -> anyhow::Resu
                     writeln!(out, "ran: {cmd}")?;
                 }
             }
+            Step::Retry(retry) => {
+                if dry_run {
+                    writeln!(out, "would run: {}", retry.describe())?;
+                } else {
+                    retry.run()?;
+                    if retry.outcome.is_empty() {
+                        writeln!(out, "ran: {}", retry.cmd)?;
+                    } else {
+                        writeln!(out, "ran: {}: {}", retry.cmd, retry.outcome)?;
+                    }
+                }
+            }
             Step::Note(text) => writeln!(out, "{text}")?,
         }
     }
@@ -191,7 +287,7 @@ pub(crate) fn commands(steps: &[Step]) -> Vec<String> {
     steps
         .iter()
         .filter_map(|s| match s {
-            Step::Run(c) => Some(c.to_string()),
+            Step::Run(c) | Step::Retry(Retry { cmd: c, .. }) => Some(c.to_string()),
             _ => None,
         })
         .collect()
@@ -289,6 +385,96 @@ mod tests {
         let msg = format!("{err:#}");
         assert!(msg.contains("broken bus") && msg.contains("sh -c"), "{msg}");
         assert!(!after.exists());
+    }
+
+    /// A command that exits 5 on its first `fails` runs (counted in a file), then 0.
+    fn flaky(dir: &Path, fails: u32) -> Cmd {
+        let counter = dir.join("runs");
+        let script = format!(
+            "n=$(cat '{0}' 2>/dev/null || echo 0); echo $((n + 1)) > '{0}'; \
+             if [ \"$n\" -lt {fails} ]; then echo busy >&2; exit 5; fi",
+            counter.display()
+        );
+        Cmd::new("sh", &["-c", &script])
+    }
+
+    fn runs(dir: &Path) -> u32 {
+        std::fs::read_to_string(dir.join("runs"))
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap()
+    }
+
+    #[test]
+    fn retry_runs_again_while_the_answer_is_not_yet() {
+        let tmp = tempfile::tempdir().unwrap();
+        let step = Step::Retry(Retry {
+            cmd: flaky(tmp.path(), 2),
+            done: vec![0],
+            again: vec![5],
+            within: Duration::from_secs(30),
+            outcome: "it worked".into(),
+            advice: String::new(),
+        });
+        let out = run(std::slice::from_ref(&step), false);
+        assert!(out.ends_with(": it worked\n"), "{out}");
+        assert_eq!(runs(tmp.path()), 3);
+    }
+
+    #[test]
+    fn retry_fails_at_once_on_an_answer_that_is_not_not_yet() {
+        let tmp = tempfile::tempdir().unwrap();
+        let retry = Retry {
+            cmd: flaky(tmp.path(), 1),
+            done: vec![0],
+            again: vec![37],
+            within: Duration::from_secs(30),
+            outcome: String::new(),
+            advice: String::new(),
+        };
+        let err = retry.run().unwrap_err();
+        assert!(format!("{err:#}").contains("busy"), "{err:#}");
+        assert_eq!(runs(tmp.path()), 1);
+    }
+
+    #[test]
+    fn retry_gives_up_after_its_time_with_the_last_answer() {
+        let tmp = tempfile::tempdir().unwrap();
+        let retry = Retry {
+            cmd: flaky(tmp.path(), u32::MAX),
+            done: vec![0],
+            again: vec![5],
+            within: Duration::from_secs(1),
+            outcome: "launchd has let go".into(),
+            advice: "check the switch".into(),
+        };
+        let msg = format!("{:#}", retry.run().unwrap_err());
+        assert!(
+            msg.contains("gave up after 1s waiting until launchd has let go")
+                && msg.contains("busy; check the switch"),
+            "{msg}"
+        );
+        assert!(runs(tmp.path()) >= 2);
+    }
+
+    #[test]
+    fn dry_run_describes_a_retry_without_running_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let step = Step::Retry(Retry {
+            cmd: Cmd::new("launchctl", &["print", "gui/501/x"]),
+            done: vec![113],
+            again: vec![0],
+            within: Duration::from_secs(10),
+            outcome: "launchd has let go of x".into(),
+            advice: String::new(),
+        });
+        assert_eq!(
+            run(&[step], true),
+            "would run: launchctl print gui/501/x, again while it exits 0 (for up to 10s), \
+             until launchd has let go of x\n"
+        );
+        assert!(!tmp.path().join("runs").exists());
     }
 
     #[test]

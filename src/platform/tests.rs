@@ -74,6 +74,7 @@ fn info_plist_describes_a_menu_bar_app_with_our_bundle_id() {
     );
     assert_eq!(dict["CFBundleVersion"].as_string(), Some("1.2.3"));
     assert_eq!(dict["LSUIElement"].as_boolean(), Some(true));
+    assert_eq!(dict["NSAppSleepDisabled"].as_boolean(), Some(true));
 }
 
 #[test]

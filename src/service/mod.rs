@@ -5,14 +5,20 @@
 //! are drained and broadcast under that lock, so subscribers see them in the engine's order;
 //! a broadcast send never blocks, so this costs nothing.
 //!
-//! With a [`Store`], every change of holder is numbered under the lock, and the request that
-//! made it (or the waiter it was handed to) replies only once the store has written it.
+//! [`LockService::start`] starts the expiry timer and, with a [`Store`], the writer
+//! (`saving.rs`: what must be on disk before a reply); the [`Running`] handle it returns stops
+//! both. With a store, every change of holder is numbered under the lock, and the request that
+//! made it (or the waiter it was handed to) replies only once it is on disk.
+
+mod saving;
 
 use crate::engine::{
-    Clock, Denied, Engine, Event, EventKind, Grant, GrantKind, JobLease, Lease, Mono, NotHolder,
-    Now, Rules, WaitOutcome, WaiterId,
+    Denied, Engine, Event, EventKind, Grant, JobLease, Lease, NotHolder, Rules, WaitOutcome,
+    WaiterId,
 };
-use crate::store::{Snapshot, Store};
+use crate::store::Store;
+use crate::time::{Clock, Mono, Now};
+use saving::{Pending, Saver, note_longer_ttl};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -58,8 +64,8 @@ struct Inner {
     events: broadcast::Sender<Event>,
     /// Wakes the timer task when an earlier deadline may exist.
     timer: Notify,
-    /// Where changes are saved; `None` keeps everything in memory.
-    store: Option<Arc<Store>>,
+    /// Present when changes are saved: wakes the writer, tells replies what is on disk.
+    saver: Option<Saver>,
 }
 
 struct State {
@@ -69,42 +75,78 @@ struct State {
     /// Whether the timer's current sleep is capped at [`TIMER_MAX_SLEEP`] (it is only while
     /// leases are live); a new live lease must wake an uncapped timer.
     timer_capped: bool,
-    /// Number of the last change that must be durable before it is acknowledged.
-    changes: u64,
-    /// Set by an operation whose change must be durable although it emits no holder change
-    /// (a renewal that lengthens the ttl: the restore rule only covers the saved ttl).
-    must_save: bool,
+    /// What must be saved, and what is on disk.
+    pending: Pending,
+}
+
+/// The service with its background work running: the expiry timer and, with a store, the
+/// writer. [`shutdown`](Self::shutdown) stops both and waits for the final write; dropping
+/// the handle only asks them to stop (the writer still makes its final write).
+pub struct Running {
+    service: LockService,
+    stop: CancellationToken,
+    timer: Option<tokio::task::JoinHandle<()>>,
+    writer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Running {
+    pub fn service(&self) -> &LockService {
+        &self.service
+    }
+
+    /// Stops the timer, then makes the final write and stops the writer.
+    pub async fn shutdown(mut self) {
+        self.stop.cancel();
+        if let Some(timer) = self.timer.take() {
+            let _ = timer.await;
+        }
+        self.service.stop_writer();
+        if let Some(writer) = self.writer.take() {
+            // The final write blocks on the disk: keep it off the async threads.
+            let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        self.service.stop_writer();
+    }
 }
 
 impl LockService {
+    /// A service in memory with no timer: deadlines pass only when an operation looks.
+    /// For tests of the layers above; the program uses [`start`](Self::start).
     pub fn new(rules: Rules, clock: Arc<dyn Clock>) -> Self {
-        Self::from_engine(Engine::new(rules), clock)
+        Self::build(Engine::new(rules), clock, false)
     }
 
-    /// Wraps an engine prepared elsewhere (e.g. restored from saved state).
-    pub fn from_engine(engine: Engine, clock: Arc<dyn Clock>) -> Self {
-        Self::build(engine, clock, None)
+    /// Starts the service on `engine` (e.g. restored from saved state): its expiry timer and,
+    /// with a `store`, the writer that saves every change there. Replies that report a change
+    /// of holder wait until it is on disk. Must be called within a tokio runtime.
+    pub fn start(engine: Engine, clock: Arc<dyn Clock>, store: Option<Store>) -> Running {
+        let service = Self::build(engine, clock, store.is_some());
+        let stop = CancellationToken::new();
+        let timer = tokio::spawn(service.clone().run_timer(stop.clone()));
+        let writer = store.map(|store| {
+            let service = service.clone();
+            std::thread::Builder::new()
+                .name("foolock-store".into())
+                .spawn(move || saving::write_loop(service, store))
+                .expect("cannot start the state writer thread")
+        });
+        Running {
+            service,
+            stop,
+            timer: Some(timer),
+            writer,
+        }
     }
 
-    /// Like [`from_engine`](Self::from_engine), saving every change to `store` (whose writer
-    /// this starts). Replies that report a change of holder wait until it is on disk.
-    pub fn with_store(engine: Engine, clock: Arc<dyn Clock>, store: Arc<Store>) -> Self {
-        let service = Self::build(engine, clock, Some(Arc::clone(&store)));
-        let weak = Arc::downgrade(&service.inner);
-        store.start(Box::new(move || {
-            let service = LockService {
-                inner: weak.upgrade()?,
-            };
-            Some(service.with_state(|state, now| Snapshot {
-                seq: state.changes,
-                state: state.engine.export(now),
-            }))
-        }));
-        service
-    }
-
-    fn build(engine: Engine, clock: Arc<dyn Clock>, store: Option<Arc<Store>>) -> Self {
+    fn build(engine: Engine, clock: Arc<dyn Clock>, saves: bool) -> Self {
         let (events, _) = broadcast::channel(1024);
+        let pending = Pending::new(engine.last_token());
         LockService {
             inner: Arc::new(Inner {
                 state: Mutex::new(State {
@@ -112,13 +154,12 @@ impl LockService {
                     waiters: HashMap::new(),
                     timer_target: None,
                     timer_capped: false,
-                    changes: 0,
-                    must_save: false,
+                    pending,
                 }),
                 clock,
                 events,
                 timer: Notify::new(),
-                store,
+                saver: saves.then(Saver::new),
             }),
         }
     }
@@ -142,7 +183,7 @@ impl LockService {
         let (result, seq) = self.with_state_seq(|state, now| {
             let before = state.engine.get(job, now);
             let result = state.engine.acquire(job, client, ttl, now);
-            note_longer_ttl(state, before.as_ref(), &result);
+            note_longer_ttl(&mut state.pending, before.as_ref(), &result);
             result
         });
         if let Ok(grant) = &result {
@@ -173,7 +214,7 @@ impl LockService {
                     state.waiters.insert(*id, tx);
                 }
                 WaitOutcome::Granted(grant) => {
-                    note_longer_ttl(state, before.as_ref(), &Ok(grant.clone()));
+                    note_longer_ttl(&mut state.pending, before.as_ref(), &Ok(grant.clone()));
                 }
                 WaitOutcome::Denied(_) => {}
             }
@@ -242,33 +283,24 @@ impl LockService {
 
     /// Writes the whole state now and waits until it is on disk (no-op without a store).
     pub async fn save(&self) {
-        let ((), seq) = self.with_state_seq(|state, _| state.must_save = true);
+        let ((), seq) = self.with_state_seq(|state, _| state.pending.must_save = true);
         self.durable(seq).await;
-    }
-
-    /// The store changes are saved to, if any.
-    pub fn store(&self) -> Option<&Arc<Store>> {
-        self.inner.store.as_ref()
     }
 
     /// Waits until change `seq` (if any) is on disk.
     async fn durable(&self, seq: Option<u64>) {
-        if let (Some(store), Some(seq)) = (&self.inner.store, seq) {
-            store.durable(seq).await;
+        if let (Some(saver), Some(seq)) = (&self.inner.saver, seq) {
+            saver.durable(seq).await;
         }
     }
 
     /// Waits until `grant` is on disk: its own change, or (for a renewal of a grant made
     /// moments ago) the grant itself, which another request may still be waiting for.
     async fn grant_durable(&self, grant: &Grant, seq: Option<u64>) {
-        let Some(store) = &self.inner.store else {
+        if self.inner.saver.is_none() {
             return;
-        };
-        let seq = match seq {
-            Some(seq) => Some(seq),
-            None if grant.lease.token > store.written_token() => Some(self.lock().changes),
-            None => None,
-        };
+        }
+        let seq = seq.or_else(|| self.lock().pending.change_for_renewal(grant));
         self.durable(seq).await;
     }
 
@@ -308,7 +340,7 @@ impl LockService {
         (result, seq)
     }
 
-    /// Hands grants to woken waiters, publishes events, hands changes to the store and
+    /// Hands grants to woken waiters, publishes events, tells the writer what to save and
     /// re-arms the timer. Returns the number given to a change that must be durable.
     fn settle(&self, state: &mut State, now: Now) -> Option<u64> {
         loop {
@@ -330,17 +362,11 @@ impl LockService {
             }
         }
         let events = state.engine.take_events();
-        let must_save = std::mem::take(&mut state.must_save);
-        let mut seq = None;
-        if let Some(store) = &self.inner.store {
-            if must_save || events.iter().any(Event::changes_holder) {
-                state.changes += 1;
-                seq = Some(state.changes);
-                store.request(state.changes);
-            } else if !events.is_empty() {
-                store.mark_dirty();
-            }
-        }
+        let must_save = std::mem::take(&mut state.pending.must_save);
+        let seq = match &self.inner.saver {
+            Some(saver) => saver.record(&mut state.pending, &events, must_save),
+            None => None,
+        };
         for event in events {
             log_event(&event);
             // No receivers is fine: nobody is listening yet.
@@ -368,7 +394,7 @@ impl LockService {
 
     /// Advances the table at each deadline (expiry, end of grace, eviction) so events fire on
     /// time and waiters are served. Sleeps without waking while nothing is pending.
-    pub async fn run_timer(self, shutdown: CancellationToken) {
+    async fn run_timer(self, shutdown: CancellationToken) {
         loop {
             let sleep_for = {
                 let mut state = self.lock();
@@ -404,17 +430,6 @@ impl LockService {
     }
 }
 
-/// A renewal normally only moves a deadline, which may be saved lazily: after a restart the
-/// lease is held for at least its saved ttl. A longer ttl than before must be saved first.
-fn note_longer_ttl(state: &mut State, before: Option<&Lease>, result: &Result<Grant, Denied>) {
-    if let (Some(before), Ok(grant)) = (before, result)
-        && grant.kind == GrantKind::Renewed
-        && grant.lease.ttl > before.ttl
-    {
-        state.must_save = true;
-    }
-}
-
 /// Forgets a queued waiter whose request went away; releases a grant that raced with it or
 /// that was still being saved when the request went away.
 struct WaitGuard<'a> {
@@ -432,7 +447,7 @@ impl WaitGuard<'_> {
     /// far; if the request goes away meanwhile, `drop` releases the grant.
     async fn save_grant(&mut self, grant: Grant) -> Grant {
         self.unsaved = Some(grant.clone());
-        let seq = self.service.lock().changes;
+        let seq = self.service.lock().pending.changes;
         self.service.durable(Some(seq)).await;
         self.unsaved = None;
         grant
@@ -494,26 +509,87 @@ fn log_event(event: &Event) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::SystemClock;
+    use crate::time::SystemClock;
     use std::time::Instant;
 
-    /// A service with a 1 s grace period and its timer running until the token is cancelled.
-    fn service_with_timer() -> (LockService, CancellationToken) {
-        let service = LockService::new(
-            Rules {
-                grace: Duration::from_secs(1),
-                ..Rules::default()
-            },
-            Arc::new(SystemClock),
+    /// A service in memory with a 1 s grace period and its timer running.
+    fn service_with_timer() -> Running {
+        let rules = Rules {
+            grace: Duration::from_secs(1),
+            ..Rules::default()
+        };
+        LockService::start(Engine::new(rules), Arc::new(SystemClock), None)
+    }
+
+    /// A service saving to a new state directory.
+    fn service_with_store(dir: &std::path::Path) -> Running {
+        let (store, _) = Store::open(dir, crate::store::Batching::default()).unwrap();
+        let engine = Engine::new(Rules::default());
+        LockService::start(engine, Arc::new(SystemClock), Some(store))
+    }
+
+    /// What a restart would find in `dir` (while no service uses it).
+    fn saved_in(dir: &std::path::Path) -> crate::engine::SavedState {
+        let (_, loaded) = Store::open(dir, crate::store::Batching::default()).unwrap();
+        match loaded.found {
+            crate::engine::Found::Saved(state) => state,
+            other => panic!("expected saved state, found {other:?}"),
+        }
+    }
+
+    fn saved_jobs(dir: &std::path::Path) -> Vec<String> {
+        let state: crate::engine::SavedState =
+            serde_json::from_slice(&std::fs::read(dir.join(crate::store::STATE_FILE)).unwrap())
+                .unwrap();
+        state.leases.into_iter().map(|l| l.job).collect()
+    }
+
+    #[tokio::test]
+    async fn grants_and_releases_are_on_disk_when_they_return() {
+        let dir = tempfile::tempdir().unwrap();
+        let running = service_with_store(dir.path());
+        let service = running.service().clone();
+        service
+            .acquire("j", "a", Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert_eq!(saved_jobs(dir.path()), ["j"]);
+        service.release("j", "a").await.unwrap();
+        assert!(saved_jobs(dir.path()).is_empty());
+        running.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn shutdown_makes_the_final_write_and_frees_the_state_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let running = service_with_store(dir.path());
+        let service = running.service().clone();
+        service
+            .acquire("long", "a", Duration::from_secs(600))
+            .await
+            .unwrap();
+        service.release("long", "a").await.unwrap();
+        service
+            .acquire("short", "a", Duration::from_secs(1))
+            .await
+            .unwrap();
+        running.shutdown().await;
+        let saved = saved_in(dir.path());
+        assert_eq!(saved.last_token, 2);
+        let marks: crate::engine::Watermarks = serde_json::from_slice(
+            &std::fs::read(dir.path().join(crate::store::WATERMARKS_FILE)).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            marks.max_ttl_ms, 1000,
+            "the final write lowers the watermark"
         );
-        let shutdown = CancellationToken::new();
-        tokio::spawn(service.clone().run_timer(shutdown.clone()));
-        (service, shutdown)
     }
 
     #[tokio::test]
     async fn expiry_event_fires_at_the_deadline_without_a_request() {
-        let (service, shutdown) = service_with_timer();
+        let running = service_with_timer();
+        let service = running.service().clone();
         let mut events = service.subscribe();
         let started = Instant::now();
         service
@@ -527,12 +603,13 @@ mod tests {
             .unwrap();
         assert_eq!(expired.kind, EventKind::Expired);
         assert!(started.elapsed() >= Duration::from_millis(500));
-        shutdown.cancel();
+        running.shutdown().await;
     }
 
     #[tokio::test]
     async fn waiter_is_served_by_the_timer_when_grace_ends() {
-        let (service, shutdown) = service_with_timer();
+        let running = service_with_timer();
+        let service = running.service().clone();
         service
             .acquire("j", "a", Duration::from_millis(300))
             .await
@@ -548,7 +625,7 @@ mod tests {
             .await
             .expect("granted after grace");
         assert_eq!(grant.lease.holder, "b");
-        shutdown.cancel();
+        running.shutdown().await;
     }
 
     #[tokio::test]
