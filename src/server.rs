@@ -16,10 +16,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tower_http::timeout::TimeoutLayer;
-
-/// How long a request may take beyond the longest allowed wait before it is cut off.
-const REQUEST_SLACK: Duration = Duration::from_secs(30);
 
 /// A bound, not yet serving, lock server.
 pub struct Server {
@@ -66,17 +62,14 @@ impl Server {
     }
 
     /// Serves until `shutdown` is cancelled, then stops accepting, lets in-flight requests
-    /// finish, and stops the service (its final state write included).
+    /// finish, and stops the service (its final state write included). Requests that can wait
+    /// are bounded by the API itself (`api::REQUEST_SLACK`).
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let app = api::router(AppState {
             service: self.running.service().clone(),
             max_wait: self.max_wait,
             shutdown: shutdown.clone(),
-        })
-        .layer(TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            self.max_wait + REQUEST_SLACK,
-        ));
+        });
         let result = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown.clone().cancelled_owned())
             .await

@@ -36,6 +36,8 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("not found")]
     NotFound,
+    #[error("request timed out")]
+    Timeout,
 }
 
 impl ApiError {
@@ -52,6 +54,7 @@ impl ApiError {
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::Timeout => StatusCode::REQUEST_TIMEOUT,
         }
     }
 }

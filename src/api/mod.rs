@@ -19,6 +19,8 @@ use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
 pub use error::ApiError;
+use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use wire::{LockReply, LockRow, LocksReply, Message};
@@ -34,6 +36,14 @@ pub struct AppState {
     pub shutdown: CancellationToken,
 }
 
+/// How long a request that waits (`wait=`, or for the disk) may take beyond the longest
+/// allowed wait before it is cut off with a 408.
+pub const REQUEST_SLACK: Duration = Duration::from_secs(30);
+
+/// The state as handlers see it: shared, so each request clones one pointer (cloning the
+/// cancellation token itself would take its lock, twice per request).
+type App = State<Arc<AppState>>;
+
 /// The API's routes. Requests to other paths get a JSON 404.
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -47,7 +57,22 @@ pub fn router(state: AppState) -> Router {
         .route("/locks", get(get_locks).fallback(method_not_allowed))
         .route("/healthz", get(healthz).fallback(method_not_allowed))
         .fallback(not_found)
-        .with_state(state)
+        .with_state(Arc::new(state))
+}
+
+/// Runs `work` (a call that may wait for a queue or the disk), cutting it off with a 408 after
+/// `max_wait` plus [`REQUEST_SLACK`]. Most calls finish without waiting, so the timer is only
+/// armed once `work` has had to wait: a per-request timer wheel entry would cost more than the
+/// rest of a renewal's bookkeeping.
+async fn bounded<F: Future>(app: &AppState, work: F) -> Result<F::Output, ApiError> {
+    let mut work = std::pin::pin!(work);
+    let first = std::future::poll_fn(|cx| Poll::Ready(work.as_mut().poll(cx))).await;
+    match first {
+        Poll::Ready(done) => Ok(done),
+        Poll::Pending => tokio::time::timeout(app.max_wait + REQUEST_SLACK, work)
+            .await
+            .map_err(|_| ApiError::Timeout),
+    }
 }
 
 /// Query parameters, first value wins (as Go's `Query().Get`). Unknown ones are ignored.
@@ -115,7 +140,7 @@ fn decode(component: &str) -> Result<String, ApiError> {
 }
 
 async fn post_lock(
-    State(app): State<AppState>,
+    State(app): App,
     RawQuery(raw): RawQuery,
 ) -> Result<(StatusCode, Json<LockReply>), ApiError> {
     let p = Params::parse(raw.as_deref())?;
@@ -146,13 +171,12 @@ async fn post_lock(
         }
     };
     let result = if wait.is_zero() {
-        app.service.acquire(&job, &client, ttl).await
+        bounded(&app, app.service.acquire(&job, &client, ttl)).await?
     } else {
-        match app
+        let waiting = app
             .service
-            .acquire_waiting(&job, &client, ttl, wait, &app.shutdown)
-            .await
-        {
+            .acquire_waiting(&job, &client, ttl, wait, &app.shutdown);
+        match bounded(&app, waiting).await? {
             Ok(grant) => Ok(grant),
             Err(WaitError::Denied(denied)) => Err(denied),
             Err(WaitError::Stopped) => {
@@ -204,15 +228,14 @@ async fn post_lock(
 }
 
 async fn delete_lock(
-    State(app): State<AppState>,
+    State(app): App,
     RawQuery(raw): RawQuery,
 ) -> Result<Json<LockReply>, ApiError> {
     let p = Params::parse(raw.as_deref())?;
     let client = p.client()?;
     let job = p.job()?;
-    app.service
-        .release(&job, &client)
-        .await
+    bounded(&app, app.service.release(&job, &client))
+        .await?
         .map_err(|_| ApiError::NotHolder)?;
     Ok(Json(LockReply {
         success: Some(true),
@@ -223,10 +246,7 @@ async fn delete_lock(
     }))
 }
 
-async fn get_lock(
-    State(app): State<AppState>,
-    RawQuery(raw): RawQuery,
-) -> Result<Json<LockReply>, ApiError> {
+async fn get_lock(State(app): App, RawQuery(raw): RawQuery) -> Result<Json<LockReply>, ApiError> {
     let p = Params::parse(raw.as_deref())?;
     let job = p.job()?;
     let status = app.service.status(&job);
@@ -255,7 +275,7 @@ async fn get_lock(
     }))
 }
 
-async fn get_locks(State(app): State<AppState>) -> Json<LocksReply> {
+async fn get_locks(State(app): App) -> Json<LocksReply> {
     let (all, now) = app.service.list();
     Json(LocksReply {
         locks: all
