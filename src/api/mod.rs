@@ -14,11 +14,12 @@ mod tests;
 use crate::engine::{Denied, GrantKind, validate_name};
 use crate::service::{LockService, WaitError};
 use crate::time::parse_go_duration;
-use axum::extract::{RawQuery, State};
-use axum::http::StatusCode;
+use axum::extract::State;
+use axum::http::{StatusCode, Uri};
 use axum::routing::get;
 use axum::{Json, Router};
 pub use error::ApiError;
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
@@ -75,21 +76,23 @@ async fn bounded<F: Future>(app: &AppState, work: F) -> Result<F::Output, ApiErr
     }
 }
 
-/// Query parameters, first value wins (as Go's `Query().Get`). Unknown ones are ignored.
+/// Query parameters, first value wins (as Go's `Query().Get`). Unknown ones are ignored. They
+/// borrow from the query string unless they had to be decoded: most requests name plain
+/// jobs and clients, and copying each would cost more than the rest of parsing.
 #[derive(Default)]
-struct Params {
-    client: Option<String>,
-    job: Option<String>,
-    ttl: Option<String>,
-    wait: Option<String>,
+struct Params<'q> {
+    client: Option<Cow<'q, str>>,
+    job: Option<Cow<'q, str>>,
+    ttl: Option<Cow<'q, str>>,
+    wait: Option<Cow<'q, str>>,
 }
 
-impl Params {
-    fn parse(raw: Option<&str>) -> Result<Params, ApiError> {
+impl<'q> Params<'q> {
+    fn parse(raw: Option<&'q str>) -> Result<Params<'q>, ApiError> {
         let mut p = Params::default();
         for pair in raw.unwrap_or("").split('&').filter(|pair| !pair.is_empty()) {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let slot = match decode(key)?.as_str() {
+            let slot = match &*decode(key)? {
                 "client" => &mut p.client,
                 "job" => &mut p.job,
                 "ttl" => &mut p.ttl,
@@ -104,7 +107,7 @@ impl Params {
     }
 
     /// The job name; absent or empty means `default`, as in the original.
-    fn job(&self) -> Result<String, ApiError> {
+    fn job(&self) -> Result<&str, ApiError> {
         let job = match self.job.as_deref() {
             None | Some("") => "default",
             Some(job) => job,
@@ -113,10 +116,10 @@ impl Params {
             param: "job",
             reason: e.to_string(),
         })?;
-        Ok(job.to_owned())
+        Ok(job)
     }
 
-    fn client(&self) -> Result<String, ApiError> {
+    fn client(&self) -> Result<&str, ApiError> {
         let client = match self.client.as_deref() {
             None | Some("") => return Err(ApiError::MissingClient),
             Some(c) => c,
@@ -125,25 +128,25 @@ impl Params {
             param: "client",
             reason: e.to_string(),
         })?;
-        Ok(client.to_owned())
+        Ok(client)
     }
 }
 
 /// Decodes one query component as form data (`+` is a space), refusing invalid UTF-8 rather
-/// than silently naming a different job.
-fn decode(component: &str) -> Result<String, ApiError> {
+/// than silently naming a different job. Borrows when there is nothing to decode.
+fn decode(component: &str) -> Result<Cow<'_, str>, ApiError> {
+    if !component.contains(['+', '%']) {
+        return Ok(Cow::Borrowed(component));
+    }
     let spaced = component.replace('+', " ");
     percent_encoding::percent_decode_str(&spaced)
         .decode_utf8()
-        .map(|s| s.into_owned())
+        .map(|s| Cow::Owned(s.into_owned()))
         .map_err(|_| ApiError::InvalidQuery("parameters must be valid UTF-8".into()))
 }
 
-async fn post_lock(
-    State(app): App,
-    RawQuery(raw): RawQuery,
-) -> Result<(StatusCode, Json<LockReply>), ApiError> {
-    let p = Params::parse(raw.as_deref())?;
+async fn post_lock(State(app): App, uri: Uri) -> Result<(StatusCode, Json<LockReply>), ApiError> {
+    let p = Params::parse(uri.query())?;
     let client = p.client()?;
     let job = p.job()?;
     let rules = app.service.rules();
@@ -171,11 +174,11 @@ async fn post_lock(
         }
     };
     let result = if wait.is_zero() {
-        bounded(&app, app.service.acquire(&job, &client, ttl)).await?
+        bounded(&app, app.service.acquire(job, client, ttl)).await?
     } else {
         let waiting = app
             .service
-            .acquire_waiting(&job, &client, ttl, wait, &app.shutdown);
+            .acquire_waiting(job, client, ttl, wait, &app.shutdown);
         match bounded(&app, waiting).await? {
             Ok(grant) => Ok(grant),
             Err(WaitError::Denied(denied)) => Err(denied),
@@ -200,13 +203,13 @@ async fn post_lock(
             Ok((StatusCode::OK, Json(body)))
         }
         Err(Denied::Held(lease)) => {
-            let mut body = LockReply::for_lease(&job, &lease, &now);
+            let mut body = LockReply::for_lease(job, &lease, &now);
             body.success = Some(false);
             body.message = Some(Message::HeldByAnother);
             Ok((StatusCode::CONFLICT, Json(body)))
         }
         Err(Denied::Grace(lease)) => {
-            let mut body = LockReply::for_lease(&job, &lease, &now);
+            let mut body = LockReply::for_lease(job, &lease, &now);
             body.success = Some(false);
             body.error = Some(Message::Grace.to_string());
             body.message = Some(Message::Grace);
@@ -227,39 +230,36 @@ async fn post_lock(
     }
 }
 
-async fn delete_lock(
-    State(app): App,
-    RawQuery(raw): RawQuery,
-) -> Result<Json<LockReply>, ApiError> {
-    let p = Params::parse(raw.as_deref())?;
+async fn delete_lock(State(app): App, uri: Uri) -> Result<Json<LockReply>, ApiError> {
+    let p = Params::parse(uri.query())?;
     let client = p.client()?;
     let job = p.job()?;
-    bounded(&app, app.service.release(&job, &client))
+    bounded(&app, app.service.release(job, client))
         .await?
         .map_err(|_| ApiError::NotHolder)?;
     Ok(Json(LockReply {
         success: Some(true),
-        job: Some(job),
+        job: Some(job.to_owned()),
         message: Some(Message::Released),
         status: Some(Message::Released),
         ..LockReply::default()
     }))
 }
 
-async fn get_lock(State(app): App, RawQuery(raw): RawQuery) -> Result<Json<LockReply>, ApiError> {
-    let p = Params::parse(raw.as_deref())?;
+async fn get_lock(State(app): App, uri: Uri) -> Result<Json<LockReply>, ApiError> {
+    let p = Params::parse(uri.query())?;
     let job = p.job()?;
-    let status = app.service.status(&job);
+    let status = app.service.status(job);
     let (lease, now) = (status.lease, status.now);
     let body = match lease {
         Some(lease) => {
-            let mut body = LockReply::for_lease(&job, &lease, &now);
+            let mut body = LockReply::for_lease(job, &lease, &now);
             body.message = Some(Message::Held);
             body.is_expired = Some(now.mono >= lease.expires);
             body
         }
         None => LockReply {
-            job: Some(job),
+            job: Some(job.to_owned()),
             holder: Some(String::new()),
             message: Some(Message::Free),
             // The original reports a job nobody holds as expired; scripts test for it.
