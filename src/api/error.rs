@@ -1,10 +1,10 @@
 //! Errors the HTTP API reports. Each maps to one status and a JSON `{"error": …}` body;
 //! nothing internal is ever echoed to the client.
 
+use super::Reply;
 use super::wire::LockReply;
 use crate::engine::TtlOutOfRange;
 use crate::time::Compact;
-use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use std::time::Duration;
@@ -70,7 +70,7 @@ impl IntoResponse for ApiError {
             }
             _ => {}
         }
-        let mut response = (self.status(), Json(body)).into_response();
+        let mut response = Reply(self.status(), body).into_response();
         if let ApiError::Unavailable {
             retry_after_ms: Some(ms),
             ..
