@@ -15,10 +15,10 @@ use crate::engine::{Denied, GrantKind, validate_name};
 use crate::service::{LockService, WaitError};
 use crate::time::parse_go_duration;
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::HeaderValue;
+use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
-use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 pub use error::ApiError;
@@ -170,7 +170,7 @@ impl<'q> Params<'q> {
 /// Decodes one query component as form data (`+` is a space), refusing invalid UTF-8 rather
 /// than silently naming a different job. Borrows when there is nothing to decode.
 fn decode(component: &str) -> Result<Cow<'_, str>, ApiError> {
-    if !component.contains(['+', '%']) {
+    if !component.bytes().any(|b| b == b'+' || b == b'%') {
         return Ok(Cow::Borrowed(component));
     }
     let spaced = component.replace('+', " ");
@@ -180,8 +180,8 @@ fn decode(component: &str) -> Result<Cow<'_, str>, ApiError> {
         .map_err(|_| ApiError::InvalidQuery("parameters must be valid UTF-8".into()))
 }
 
-async fn post_lock(State(app): App, uri: Uri) -> Result<Reply<LockReply>, ApiError> {
-    let p = Params::parse(uri.query())?;
+async fn post_lock(State(app): App, request: Request) -> Result<Reply<LockReply>, ApiError> {
+    let p = Params::parse(request.uri().query())?;
     let client = p.client()?;
     let job = p.job()?;
     let rules = app.service.rules();
@@ -265,8 +265,8 @@ async fn post_lock(State(app): App, uri: Uri) -> Result<Reply<LockReply>, ApiErr
     }
 }
 
-async fn delete_lock(State(app): App, uri: Uri) -> Result<Reply<LockReply>, ApiError> {
-    let p = Params::parse(uri.query())?;
+async fn delete_lock(State(app): App, request: Request) -> Result<Reply<LockReply>, ApiError> {
+    let p = Params::parse(request.uri().query())?;
     let client = p.client()?;
     let job = p.job()?;
     bounded(&app, app.service.release(job, client))
@@ -284,8 +284,8 @@ async fn delete_lock(State(app): App, uri: Uri) -> Result<Reply<LockReply>, ApiE
     ))
 }
 
-async fn get_lock(State(app): App, uri: Uri) -> Result<Reply<LockReply>, ApiError> {
-    let p = Params::parse(uri.query())?;
+async fn get_lock(State(app): App, request: Request) -> Result<Reply<LockReply>, ApiError> {
+    let p = Params::parse(request.uri().query())?;
     let job = p.job()?;
     let status = app.service.status(job);
     let (lease, now) = (status.lease, status.now);

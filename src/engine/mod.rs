@@ -402,17 +402,28 @@ impl Engine {
 
     /// Every job with a recorded holder, sorted by job name.
     pub fn list(&mut self, now: Now) -> Vec<JobLease> {
+        let mut all = self.leases(now);
+        all.sort_unstable_by(|a, b| a.job.cmp(&b.job));
+        all
+    }
+
+    /// Every job with a recorded holder, in no particular order (for callers that sort
+    /// later, outside a lock).
+    pub fn leases(&mut self, now: Now) -> Vec<JobLease> {
         self.advance(now);
-        let mut all: Vec<JobLease> = self
-            .jobs
+        self.jobs
             .iter()
             .map(|(job, e)| JobLease {
                 job: job.clone(),
                 lease: e.lease.clone(),
             })
-            .collect();
-        all.sort_unstable_by(|a, b| a.job.cmp(&b.job));
-        all
+            .collect()
+    }
+
+    /// The lease recorded for `job` as the table last saw it (before any
+    /// [`advance`](Self::advance)), without copying it.
+    pub fn peek(&self, job: &str) -> Option<&Lease> {
+        self.jobs.get(job).map(|e| &e.lease)
     }
 
     /// When the table next changes by itself (a lease expires, a grace period ends, an
@@ -444,11 +455,16 @@ impl Engine {
     /// `Expired`, serving waiters, evicting old entries). Every operation calls it first.
     pub fn advance(&mut self, now: Now) {
         self.notice_sleep(now);
-        while let Some((at, job)) = self.deadlines.first().cloned() {
-            if at > now.mono {
+        // Look before taking: most calls find nothing due, and cloning the first key to look
+        // at it would copy a job name on every operation.
+        while self
+            .deadlines
+            .first()
+            .is_some_and(|(at, _)| *at <= now.mono)
+        {
+            let Some((_, job)) = self.deadlines.pop_first() else {
                 break;
-            }
-            self.deadlines.pop_first();
+            };
             let Some(entry) = self.jobs.get_mut(&job) else {
                 continue;
             };
