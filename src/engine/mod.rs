@@ -224,6 +224,17 @@ struct Entry {
     phase: Phase,
 }
 
+impl Entry {
+    /// When the phase the table has processed ends.
+    fn deadline(&self, retention: Duration) -> Mono {
+        match self.phase {
+            Phase::Held => self.lease.expires,
+            Phase::Grace => self.lease.grace_until,
+            Phase::Expired => self.lease.grace_until + retention,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Waiter {
     id: WaiterId,
@@ -446,6 +457,17 @@ impl Engine {
         std::mem::take(&mut self.events)
     }
 
+    /// Events not yet taken, oldest first.
+    pub fn events(&self) -> &[Event] {
+        &self.events
+    }
+
+    /// Takes the events out like [`take_events`](Self::take_events) but keeps their buffer for
+    /// the next ones (the service drains after every operation).
+    pub fn drain_events(&mut self) -> std::vec::Drain<'_, Event> {
+        self.events.drain(..)
+    }
+
     /// Waiters granted since the last call.
     pub fn take_woken(&mut self) -> Vec<Woken> {
         std::mem::take(&mut self.woken)
@@ -555,15 +577,22 @@ impl Engine {
     }
 
     fn renew(&mut self, job: &str, ttl: Duration, now: Now) -> Grant {
-        self.unschedule(job);
-        let grace = self.rules.grace;
+        let (grace, retention) = (self.rules.grace, self.rules.retention);
         let entry = self.jobs.get_mut(job).expect("caller checked");
+        // Renewal is the most frequent change: one lookup, and one copy of the name that is
+        // taken out of the deadline set at the old deadline and put back at the new one.
+        let mut key = (entry.deadline(retention), job.to_owned());
+        self.deadlines.remove(&key);
+        if entry.phase == Phase::Expired {
+            self.expired.remove(&(entry.lease.expires, key.1.clone()));
+        }
         entry.lease.ttl = ttl;
         entry.lease.expires = now.mono + ttl;
         entry.lease.grace_until = entry.lease.expires + grace;
         entry.phase = Phase::Held;
+        key.0 = entry.deadline(retention);
         let lease = entry.lease.clone();
-        self.schedule(job);
+        self.deadlines.insert(key);
         self.emit(EventKind::Renewed, job, &lease, now);
         Grant {
             job: job.to_owned(),
@@ -667,22 +696,14 @@ impl Engine {
         entry.lease
     }
 
-    fn deadline_of(&self, entry: &Entry) -> Mono {
-        match entry.phase {
-            Phase::Held => entry.lease.expires,
-            Phase::Grace => entry.lease.grace_until,
-            Phase::Expired => entry.lease.grace_until + self.rules.retention,
-        }
-    }
-
     fn schedule(&mut self, job: &str) {
-        let at = self.deadline_of(&self.jobs[job]);
+        let at = self.jobs[job].deadline(self.rules.retention);
         self.deadlines.insert((at, job.to_owned()));
     }
 
     fn unschedule(&mut self, job: &str) {
         if let Some(entry) = self.jobs.get(job) {
-            let at = self.deadline_of(entry);
+            let at = entry.deadline(self.rules.retention);
             self.deadlines.remove(&(at, job.to_owned()));
             if entry.phase == Phase::Expired {
                 self.expired.remove(&(entry.lease.expires, job.to_owned()));

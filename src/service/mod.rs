@@ -373,13 +373,12 @@ impl LockService {
                 }
             }
         }
-        let events = state.engine.take_events();
         let must_save = std::mem::take(&mut state.pending.must_save);
         let seq = match &self.inner.saver {
-            Some(saver) => saver.record(&mut state.pending, &events, must_save),
+            Some(saver) => saver.record(&mut state.pending, state.engine.events(), must_save),
             None => None,
         };
-        for event in events {
+        for event in state.engine.drain_events() {
             log_event(&event);
             // No receivers is fine: nobody is listening yet.
             let _ = self.inner.events.send(event);

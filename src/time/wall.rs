@@ -29,26 +29,29 @@ impl Rfc3339 {
     /// `secs` after the Unix epoch, at most [`LAST_SECOND_OF_9999`].
     fn from_unix_seconds(secs: u64) -> Rfc3339 {
         let (year, month, day) = civil_from_days(secs / 86_400);
-        let of_day = secs % 86_400;
+        let of_day = (secs % 86_400) as u32;
         let mut out = *b"0000-00-00T00:00:00Z";
-        let mut put = |at: usize, width: usize, mut value: u64| {
-            for i in (at..at + width).rev() {
-                out[i] = b'0' + (value % 10) as u8;
-                value /= 10;
-            }
-        };
-        put(0, 4, year);
-        put(5, 2, month);
-        put(8, 2, day);
-        put(11, 2, of_day / 3600);
-        put(14, 2, of_day / 60 % 60);
-        put(17, 2, of_day % 60);
+        // Every field's place is fixed, so each digit is one store.
+        let year = year as u32;
+        put_two(&mut out, 0, year / 100);
+        put_two(&mut out, 2, year % 100);
+        put_two(&mut out, 5, month as u32);
+        put_two(&mut out, 8, day as u32);
+        put_two(&mut out, 11, of_day / 3600);
+        put_two(&mut out, 14, of_day / 60 % 60);
+        put_two(&mut out, 17, of_day % 60);
         Rfc3339(out)
     }
 
     fn as_str(&self) -> &str {
         std::str::from_utf8(&self.0).expect("only ASCII digits and separators")
     }
+}
+
+/// Writes `value` (below 100) as two digits at `at`.
+fn put_two(out: &mut [u8; 20], at: usize, value: u32) {
+    out[at] = b'0' + (value / 10) as u8;
+    out[at + 1] = b'0' + (value % 10) as u8;
 }
 
 /// The Gregorian (year, month, day) of the day `days` after 1970-01-01, counted in 400-year
