@@ -258,6 +258,9 @@ struct Tray {
     no_locks: MenuItem,
     no_locks_shown: bool,
     jobs: Vec<JobWidgets>,
+    /// "…and N more" after the listed jobs, when there are more than the menu lists.
+    more: MenuItem,
+    more_shown: bool,
     pause: CheckMenuItem,
     login: CheckMenuItem,
     open_config: MenuItem,
@@ -310,6 +313,7 @@ impl Tray {
     fn new(icons: &Icons, start_at_login: bool) -> anyhow::Result<Tray> {
         let header = MenuItem::new("Starting…", false, None);
         let no_locks = MenuItem::new(NO_LOCKS, false, None);
+        let more = MenuItem::new("", false, None);
         let pause = CheckMenuItem::new("Pause notifications", true, false, None);
         let login = CheckMenuItem::new("Start at login", true, start_at_login, None);
         let open_config = MenuItem::new("Open config file", true, None);
@@ -337,6 +341,8 @@ impl Tray {
             no_locks,
             no_locks_shown: true,
             jobs: Vec::new(),
+            more,
+            more_shown: false,
             pause,
             login,
             open_config,
@@ -364,6 +370,7 @@ impl Tray {
         } else {
             self.replace_jobs(&model.jobs);
         }
+        self.show_more(model.more.as_deref());
         if self.shown_icon != model.icon {
             icons.set(&self.icon, model.icon);
             self.shown_icon = model.icon;
@@ -371,6 +378,28 @@ impl Tray {
         if self.shown_tooltip != model.tooltip {
             let _ = self.icon.set_tooltip(Some(&model.tooltip));
             self.shown_tooltip.clone_from(&model.tooltip);
+        }
+    }
+
+    /// Shows `text` after the job entries, or removes the line.
+    fn show_more(&mut self, text: Option<&str>) {
+        match text {
+            Some(text) => {
+                if self.more.text() != text {
+                    self.more.set_text(text);
+                }
+                if !self.more_shown {
+                    let _ = self
+                        .menu
+                        .insert(&self.more, FIRST_JOB_POS + self.jobs.len());
+                    self.more_shown = true;
+                }
+            }
+            None if self.more_shown => {
+                let _ = self.menu.remove(&self.more);
+                self.more_shown = false;
+            }
+            None => {}
         }
     }
 
