@@ -15,6 +15,7 @@ use crate::engine::{Denied, GrantKind, validate_name};
 use crate::service::{LockService, WaitError};
 use crate::time::parse_go_duration;
 use axum::Router;
+use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::HeaderValue;
 use axum::http::StatusCode;
@@ -97,12 +98,16 @@ impl<T: Serialize> IntoResponse for Reply<T> {
 fn json_response<T: Serialize>(status: StatusCode, body: &T, capacity: usize) -> Response {
     let mut buf = Vec::with_capacity(capacity);
     match serde_json::to_writer(&mut buf, body) {
-        Ok(()) => (
-            status,
-            [(CONTENT_TYPE, HeaderValue::from_static("application/json"))],
-            buf,
-        )
-            .into_response(),
+        Ok(()) => {
+            // Built directly: converting the bytes with `into_response` would first set an
+            // octet-stream content type, only for it to be replaced.
+            let mut response = Response::new(Body::from(buf));
+            *response.status_mut() = status;
+            response
+                .headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            response
+        }
         // Our wire types always serialize; should one not, say so without details.
         Err(err) => {
             tracing::error!("cannot serialize a reply: {err}");
