@@ -340,6 +340,7 @@ mod tests {
             leases: vec![SavedLease {
                 job: "j".into(),
                 holder: "a".into(),
+                run: None,
                 token,
                 ttl_ms,
                 acquired_at_ms: 1,

@@ -52,9 +52,12 @@ hurl --test --jobs 4 --variable "base=http://$addr" hurl/*.hurl
 kill "$server_pid"
 wait "$server_pid" 2>/dev/null || true
 
-if [ -x packaging/ci-deb.sh ]; then
-    step "Debian package"
-    bash packaging/ci-deb.sh
-fi
+step "status page in a real browser (Debian's Chromium and chromedriver, headless)"
+/usr/bin/python3 tests/browser/status_page.py target/debug/foolock
+
+# Run through bash, not by its run bit: a lost bit must not skip the check (a missing script
+# fails it).
+step "Debian package"
+bash packaging/ci-deb.sh
 
 step "all tests passed"

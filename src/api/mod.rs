@@ -1,28 +1,30 @@
-//! The HTTP API: `/lock` (acquire, renew, release, status), `/locks`, `/healthz`.
+//! The HTTP API: `/lock` (acquire, renew, release, status), `/locks`, `/healthz`, and the
+//! admin action `/admin/force-release` ([`admin`]).
 //!
 //! Handlers only parse the query, call the [`LockService`], and map results to wire types;
 //! the rules live in the engine. Each returns `Result<_, ApiError>`: a refusal is an
 //! [`ApiError`] (its status and a JSON `error`), while a 409 for a held job is an ordinary
 //! reply that names the holder.
 
+pub mod admin;
 pub mod error;
 pub mod wire;
 
 #[cfg(test)]
 mod tests;
 
-use crate::engine::{Denied, GrantKind, validate_name};
+use crate::engine::{Denied, GrantKind, Who, validate_name};
 use crate::service::{LockService, WaitError};
 use crate::time::parse_go_duration;
+pub use admin::admin_allowed;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::HeaderValue;
-use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-pub use error::ApiError;
+use axum::routing::{get, post};
+pub use error::{ApiError, ErrorReason, Refusal};
 use serde::Serialize;
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -48,7 +50,7 @@ pub const REQUEST_SLACK: Duration = Duration::from_secs(30);
 
 /// The state as handlers see it: shared, so each request clones one pointer (cloning the
 /// cancellation token itself would take its lock, twice per request).
-type App = State<Arc<AppState>>;
+pub(crate) type App = State<Arc<AppState>>;
 
 /// The API's routes. Requests to other paths get a JSON 404.
 pub fn router(state: AppState) -> Router {
@@ -62,6 +64,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/locks", get(get_locks).fallback(method_not_allowed))
         .route("/healthz", get(healthz).fallback(method_not_allowed))
+        .route(
+            "/admin/force-release",
+            post(admin::force_release).fallback(method_not_allowed),
+        )
         .fallback(not_found)
         .with_state(Arc::new(state))
 }
@@ -70,7 +76,7 @@ pub fn router(state: AppState) -> Router {
 /// `max_wait` plus [`REQUEST_SLACK`]. Most calls finish without waiting, so the timer is only
 /// armed once `work` has had to wait: a per-request timer wheel entry would cost more than the
 /// rest of a renewal's bookkeeping.
-async fn bounded<F: Future>(app: &AppState, work: F) -> Result<F::Output, ApiError> {
+pub(crate) async fn bounded<F: Future>(app: &AppState, work: F) -> Result<F::Output, ApiError> {
     let mut work = std::pin::pin!(work);
     let first = std::future::poll_fn(|cx| Poll::Ready(work.as_mut().poll(cx))).await;
     match first {
@@ -116,6 +122,13 @@ fn json_response<T: Serialize>(status: StatusCode, body: &T, capacity: usize) ->
     }
 }
 
+/// A 409 for `body`, marked with why for the metrics layer.
+fn refused(body: LockReply, why: Refusal) -> Response {
+    let mut response = Reply(StatusCode::CONFLICT, body).into_response();
+    response.extensions_mut().insert(why);
+    response
+}
+
 /// Query parameters, first value wins (as Go's `Query().Get`). Unknown ones are ignored. They
 /// borrow from the query string unless they had to be decoded: most requests name plain
 /// jobs and clients, and copying each would cost more than the rest of parsing.
@@ -125,6 +138,7 @@ struct Params<'q> {
     job: Option<Cow<'q, str>>,
     ttl: Option<Cow<'q, str>>,
     wait: Option<Cow<'q, str>>,
+    run: Option<Cow<'q, str>>,
 }
 
 impl<'q> Params<'q> {
@@ -137,6 +151,7 @@ impl<'q> Params<'q> {
                 "job" => &mut p.job,
                 "ttl" => &mut p.ttl,
                 "wait" => &mut p.wait,
+                "run" => &mut p.run,
                 _ => continue,
             };
             if slot.is_none() {
@@ -170,6 +185,21 @@ impl<'q> Params<'q> {
         })?;
         Ok(client)
     }
+
+    /// Which run of the client asks (`run=`, see [`crate::engine::Who`]); absent or empty
+    /// means the client as a whole, as in the original API.
+    fn run(&self) -> Result<Option<&str>, ApiError> {
+        match self.run.as_deref() {
+            None | Some("") => Ok(None),
+            Some(run) => {
+                validate_name(run).map_err(|e| ApiError::InvalidName {
+                    param: "run",
+                    reason: e.to_string(),
+                })?;
+                Ok(Some(run))
+            }
+        }
+    }
 }
 
 /// Decodes one query component as form data (`+` is a space), refusing invalid UTF-8 rather
@@ -185,9 +215,11 @@ fn decode(component: &str) -> Result<Cow<'_, str>, ApiError> {
         .map_err(|_| ApiError::InvalidQuery("parameters must be valid UTF-8".into()))
 }
 
-async fn post_lock(State(app): App, request: Request) -> Result<Reply<LockReply>, ApiError> {
+async fn post_lock(State(app): App, request: Request) -> Result<Response, ApiError> {
     let p = Params::parse(request.uri().query())?;
     let client = p.client()?;
+    let run = p.run()?;
+    let who = Who { client, run };
     let job = p.job()?;
     let rules = app.service.rules();
     let ttl = match p.ttl.as_deref() {
@@ -214,11 +246,11 @@ async fn post_lock(State(app): App, request: Request) -> Result<Reply<LockReply>
         }
     };
     let result = if wait.is_zero() {
-        bounded(&app, app.service.acquire(job, client, ttl)).await?
+        bounded(&app, app.service.acquire(job, who, ttl)).await?
     } else {
         let waiting = app
             .service
-            .acquire_waiting(job, client, ttl, wait, &app.shutdown);
+            .acquire_waiting(job, who, ttl, wait, &app.shutdown);
         match bounded(&app, waiting).await? {
             Ok(grant) => Ok(grant),
             Err(WaitError::Denied(denied)) => Err(denied),
@@ -240,20 +272,20 @@ async fn post_lock(State(app): App, request: Request) -> Result<Reply<LockReply>
                 GrantKind::Renewed => Message::Renewed,
                 GrantKind::TookOver { previous, .. } => Message::AcquiredFrom(previous),
             });
-            Ok(Reply(StatusCode::OK, body))
+            Ok(Reply(StatusCode::OK, body).into_response())
         }
         Err(Denied::Held(lease)) => {
             let mut body = LockReply::for_lease(job.to_owned(), lease, &now);
             body.success = Some(false);
             body.message = Some(Message::HeldByAnother);
-            Ok(Reply(StatusCode::CONFLICT, body))
+            Ok(refused(body, Refusal::Held))
         }
         Err(Denied::Grace(lease)) => {
             let mut body = LockReply::for_lease(job.to_owned(), lease, &now);
             body.success = Some(false);
             body.error = Some(Message::Grace.to_string());
             body.message = Some(Message::Grace);
-            Ok(Reply(StatusCode::CONFLICT, body))
+            Ok(refused(body, Refusal::Grace))
         }
         Err(denied @ (Denied::Full { .. } | Denied::TooManyWaiters { .. })) => {
             Err(ApiError::Unavailable {
@@ -273,8 +305,10 @@ async fn post_lock(State(app): App, request: Request) -> Result<Reply<LockReply>
 async fn delete_lock(State(app): App, request: Request) -> Result<Reply<LockReply>, ApiError> {
     let p = Params::parse(request.uri().query())?;
     let client = p.client()?;
+    let run = p.run()?;
     let job = p.job()?;
-    bounded(&app, app.service.release(job, client))
+    let who = Who { client, run };
+    bounded(&app, app.service.release(job, who))
         .await?
         .map_err(|_| ApiError::NotHolder)?;
     Ok(Reply(

@@ -23,7 +23,7 @@ pub enum LeaseState {
 }
 
 impl LeaseState {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             LeaseState::Held => "held",
             LeaseState::Grace => "grace",
@@ -153,6 +153,9 @@ pub struct LockReply {
     pub job: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub holder: Option<String>,
+    /// The holder's run, when it was granted with `run=` (see [`crate::engine::Who`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<Message>,
     /// The original's release reply carried its message here; kept for old scripts.
@@ -193,12 +196,14 @@ pub struct LockReply {
 impl LockReply {
     /// A reply describing `lease` on `job` as of `now`: the fields of its [`LockRow`] plus
     /// the lease's ttl.
-    pub fn for_lease(job: String, lease: Lease, now: &Now) -> LockReply {
+    pub fn for_lease(job: String, mut lease: Lease, now: &Now) -> LockReply {
         let ttl_ms = u64::try_from(lease.ttl.as_millis()).unwrap_or(u64::MAX);
+        let run = lease.run.take();
         let row = LockRow::new(job, lease, now);
         LockReply {
             job: Some(row.job),
             holder: Some(row.holder),
+            run,
             token: Some(row.token),
             acquired_at: Some(row.acquired_at),
             expires_at: Some(row.expires_at),
@@ -210,7 +215,7 @@ impl LockReply {
         }
     }
 
-    pub fn error(message: impl Into<String>) -> LockReply {
+    pub(crate) fn error(message: impl Into<String>) -> LockReply {
         LockReply {
             error: Some(message.into()),
             ..LockReply::default()

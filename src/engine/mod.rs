@@ -54,11 +54,11 @@ impl Default for Rules {
 }
 
 /// The longest name a job or client may have, in bytes of UTF-8.
-pub const MAX_NAME_BYTES: usize = 256;
+pub(crate) const MAX_NAME_BYTES: usize = 256;
 
 /// Why a job or client name is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum NameError {
+pub(crate) enum NameError {
     #[error("must not be empty")]
     Empty,
     #[error("must be at most {MAX_NAME_BYTES} bytes of UTF-8")]
@@ -68,7 +68,7 @@ pub enum NameError {
 }
 
 /// Checks a job or client name: 1–256 bytes of UTF-8 without control characters.
-pub fn validate_name(name: &str) -> Result<(), NameError> {
+pub(crate) fn validate_name(name: &str) -> Result<(), NameError> {
     if name.is_empty() {
         Err(NameError::Empty)
     } else if name.len() > MAX_NAME_BYTES {
@@ -115,10 +115,48 @@ impl LeaseState {
     }
 }
 
+/// Who asks: a client id and, optionally, which run of that client (`run=` in the API).
+///
+/// The rules: a request *without* a run is the client as a whole, as in the original API (it
+/// renews and releases the client's lease whatever run holds it). A request *with* a run is a
+/// holder of its own: it renews and releases only a lease granted to that same run, and is
+/// treated like another client otherwise (it queues, gets "held", waits out a grace period,
+/// and takes over a lapsed lease as a fresh grant with a new token). So two runs on one
+/// machine take turns, and a crashed run's lapsed lease is taken over rather than renewed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Who<'a> {
+    pub client: &'a str,
+    pub run: Option<&'a str>,
+}
+
+impl<'a> From<&'a str> for Who<'a> {
+    fn from(client: &'a str) -> Who<'a> {
+        Who { client, run: None }
+    }
+}
+
+impl<'a> From<&'a String> for Who<'a> {
+    fn from(client: &'a String) -> Who<'a> {
+        Who::from(client.as_str())
+    }
+}
+
+impl Who<'_> {
+    /// Whether this requester is `lease`'s holder: the same client, and the same run if it
+    /// names one.
+    pub fn holds(&self, lease: &Lease) -> bool {
+        lease.holder == self.client && self.run.is_none_or(|run| lease.run.as_deref() == Some(run))
+    }
+}
+
 /// A job's current holder and the terms of its lease.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
+    /// The client id: the machine's name, as the tray and status show it.
     pub holder: String,
+    /// The run of the holder's that was granted the lease (`run=` in the API), if it said.
+    /// Two runs under one client id are two holders; see [`Who`].
+    pub run: Option<String>,
     pub token: u64,
     pub ttl: Duration,
     /// Wall-clock time of the grant to this holder (renewals keep it), for display.
@@ -239,6 +277,7 @@ impl Entry {
 struct Waiter {
     id: WaiterId,
     client: String,
+    run: Option<String>,
     ttl: Duration,
 }
 
@@ -306,28 +345,29 @@ impl Engine {
     }
 
     /// Acquires or renews `job` for `client`; see the module docs for the rules.
-    pub fn acquire(
+    pub fn acquire<'a>(
         &mut self,
         job: &str,
-        client: &str,
+        who: impl Into<Who<'a>>,
         ttl: Duration,
         now: Now,
     ) -> Result<Grant, Denied> {
         self.advance(now);
-        self.try_grant(job, client, ttl, now)
+        self.try_grant(job, who.into(), ttl, now)
     }
 
     /// Like [`acquire`](Self::acquire), but when the job is busy (held or in grace) the client
     /// joins the job's queue instead of being refused.
-    pub fn acquire_or_wait(
+    pub fn acquire_or_wait<'a>(
         &mut self,
         job: &str,
-        client: &str,
+        who: impl Into<Who<'a>>,
         ttl: Duration,
         now: Now,
     ) -> WaitOutcome {
         self.advance(now);
-        match self.try_grant(job, client, ttl, now) {
+        let who = who.into();
+        match self.try_grant(job, who, ttl, now) {
             Ok(grant) => WaitOutcome::Granted(grant),
             Err(Denied::Held(_) | Denied::Grace(_))
                 if self.waiter_jobs.len() < self.rules.max_waiters =>
@@ -339,7 +379,8 @@ impl Engine {
                     .or_default()
                     .push_back(Waiter {
                         id,
-                        client: client.to_owned(),
+                        client: who.client.to_owned(),
+                        run: who.run.map(str::to_owned),
                         ttl,
                     });
                 self.waiter_jobs.insert(id, job.to_owned());
@@ -379,11 +420,18 @@ impl Engine {
         self.waiters.get(job).map_or(0, VecDeque::len)
     }
 
-    /// Releases `job` if `client` holds it (in any state). The job is free at once: no grace.
-    pub fn release(&mut self, job: &str, client: &str, now: Now) -> Result<Lease, NotHolder> {
+    /// Releases `job` if `who` holds it (in any state; see [`Who`] for runs). The job is free
+    /// at once: no grace.
+    pub fn release<'a>(
+        &mut self,
+        job: &str,
+        who: impl Into<Who<'a>>,
+        now: Now,
+    ) -> Result<Lease, NotHolder> {
         self.advance(now);
+        let who = who.into();
         match self.jobs.get(job) {
-            Some(entry) if entry.lease.holder == client => {}
+            Some(entry) if who.holds(&entry.lease) => {}
             _ => return Err(NotHolder),
         }
         Ok(self.free(job, EventKind::Released, now))
@@ -548,7 +596,7 @@ impl Engine {
     fn try_grant(
         &mut self,
         job: &str,
-        client: &str,
+        who: Who<'_>,
         ttl: Duration,
         now: Now,
     ) -> Result<Grant, Denied> {
@@ -556,7 +604,7 @@ impl Engine {
             return Err(Denied::Quarantined { until });
         }
         let previous = match self.jobs.get(job) {
-            Some(entry) if entry.lease.holder == client => {
+            Some(entry) if who.holds(&entry.lease) => {
                 return Ok(self.renew(job, ttl, now));
             }
             Some(entry) => match entry.lease.state(now.mono) {
@@ -573,7 +621,7 @@ impl Engine {
                 None
             }
         };
-        Ok(self.grant_new(job, client, ttl, previous, now))
+        Ok(self.grant_new(job, who, ttl, previous, now))
     }
 
     fn renew(&mut self, job: &str, ttl: Duration, now: Now) -> Grant {
@@ -604,7 +652,7 @@ impl Engine {
     fn grant_new(
         &mut self,
         job: &str,
-        client: &str,
+        who: Who<'_>,
         ttl: Duration,
         previous: Option<Lease>,
         now: Now,
@@ -612,7 +660,8 @@ impl Engine {
         self.last_token += 1;
         let expires = now.mono + ttl;
         let lease = Lease {
-            holder: client.to_owned(),
+            holder: who.client.to_owned(),
+            run: who.run.map(str::to_owned),
             token: self.last_token,
             ttl,
             acquired_at: now.wall,
@@ -670,7 +719,11 @@ impl Engine {
         }
         self.waiter_jobs.remove(&waiter.id);
         let previous = self.jobs.contains_key(job).then(|| self.remove(job));
-        let grant = self.grant_new(job, &waiter.client, waiter.ttl, previous, now);
+        let who = Who {
+            client: &waiter.client,
+            run: waiter.run.as_deref(),
+        };
+        let grant = self.grant_new(job, who, waiter.ttl, previous, now);
         self.woken.push(Woken {
             waiter: waiter.id,
             grant,

@@ -14,7 +14,7 @@ mod saving;
 
 use crate::engine::{
     Denied, Engine, Event, EventKind, Grant, JobLease, Lease, NotHolder, Rules, WaitOutcome,
-    WaiterId,
+    WaiterId, Who,
 };
 use crate::store::Store;
 use crate::time::{Clock, Mono, Now};
@@ -22,7 +22,7 @@ use saving::{Pending, Saver, note_longer_ttl};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-use tokio::sync::{Notify, broadcast, oneshot};
+use tokio::sync::{Notify, broadcast, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 /// While leases are held or in grace the timer re-checks at least this often, because
@@ -66,6 +66,9 @@ struct Inner {
     events: broadcast::Sender<Event>,
     /// Wakes the timer task when an earlier deadline may exist.
     timer: Notify,
+    /// Bumped when the number of queued waiters changes (queueing and giving up publish no
+    /// lock event, yet the status page shows the number).
+    waiters: watch::Sender<u64>,
     /// Present when changes are saved: wakes the writer, tells replies what is on disk.
     saver: Option<Saver>,
 }
@@ -77,6 +80,8 @@ struct State {
     /// Whether the timer's current sleep is capped at [`TIMER_MAX_SLEEP`] (it is only while
     /// leases are live); a new live lease must wake an uncapped timer.
     timer_capped: bool,
+    /// Queued waiters as of the last change, to tell when the number moves.
+    waiting: usize,
     /// What must be saved, and what is on disk.
     pending: Pending,
 }
@@ -158,11 +163,13 @@ impl LockService {
                     waiters: HashMap::new(),
                     timer_target: None,
                     timer_capped: false,
+                    waiting: 0,
                     pending,
                 }),
                 clock,
                 events,
                 timer: Notify::new(),
+                waiters: watch::Sender::new(0),
                 saver: saves.then(Saver::new),
             }),
         }
@@ -174,6 +181,12 @@ impl LockService {
         self.inner.events.subscribe()
     }
 
+    /// Changes whenever the number of queued waiters changes; closed when the service is
+    /// dropped.
+    pub fn waiters_changed(&self) -> watch::Receiver<u64> {
+        self.inner.waiters.subscribe()
+    }
+
     pub fn rules(&self) -> &Rules {
         &self.inner.rules
     }
@@ -183,10 +196,16 @@ impl LockService {
     }
 
     /// Acquires or renews at once; a grant is on disk before this returns.
-    pub async fn acquire(&self, job: &str, client: &str, ttl: Duration) -> Result<Grant, Denied> {
+    pub async fn acquire<'a>(
+        &self,
+        job: &str,
+        who: impl Into<Who<'a>>,
+        ttl: Duration,
+    ) -> Result<Grant, Denied> {
+        let who = who.into();
         let ((result, renewal), seq) = self.with_state_seq(|state, now| {
             let ttl_before = state.engine.peek(job).map(|lease| lease.ttl);
-            let result = state.engine.acquire(job, client, ttl, now);
+            let result = state.engine.acquire(job, who, ttl, now);
             note_longer_ttl(&mut state.pending, ttl_before, &result);
             // Under the same lock: the change a renewal's reply must wait for, if any.
             let renewal = match &result {
@@ -206,18 +225,19 @@ impl LockService {
     /// grant that raced with the drop is released again, so nobody holds a lock unknowingly.
     /// When `stop` is cancelled (the server is shutting down) a queued waiter leaves the
     /// queue at once and gets [`WaitError::Stopped`], unless it was granted first.
-    pub async fn acquire_waiting(
+    pub async fn acquire_waiting<'a>(
         &self,
         job: &str,
-        client: &str,
+        who: impl Into<Who<'a>>,
         ttl: Duration,
         wait: Duration,
         stop: &CancellationToken,
     ) -> Result<Grant, WaitError> {
+        let who = who.into();
         let (tx, rx) = oneshot::channel();
         let (outcome, seq) = self.with_state_seq(|state, now| {
             let ttl_before = state.engine.peek(job).map(|lease| lease.ttl);
-            let outcome = state.engine.acquire_or_wait(job, client, ttl, now);
+            let outcome = state.engine.acquire_or_wait(job, who, ttl, now);
             match &outcome {
                 WaitOutcome::Queued(id) => {
                     state.waiters.insert(*id, tx);
@@ -241,7 +261,7 @@ impl LockService {
             service: self,
             id,
             job,
-            client,
+            who,
             rx: Some(rx),
             unsaved: None,
         };
@@ -267,17 +287,19 @@ impl LockService {
         match granted {
             Some(grant) => Ok(guard.save_grant(grant).await),
             None if stop.is_cancelled() => Err(WaitError::Stopped),
-            None => self
-                .acquire(job, client, ttl)
-                .await
-                .map_err(WaitError::Denied),
+            None => self.acquire(job, who, ttl).await.map_err(WaitError::Denied),
         }
     }
 
-    /// Releases `job` held by `client`; the release is on disk before this returns.
-    pub async fn release(&self, job: &str, client: &str) -> Result<Lease, NotHolder> {
-        let (result, seq) =
-            self.with_state_seq(|state, now| state.engine.release(job, client, now));
+    /// Releases `job` held by `who` (see [`Who`] for runs); the release is on disk before this
+    /// returns.
+    pub async fn release<'a>(
+        &self,
+        job: &str,
+        who: impl Into<Who<'a>>,
+    ) -> Result<Lease, NotHolder> {
+        let who = who.into();
+        let (result, seq) = self.with_state_seq(|state, now| state.engine.release(job, who, now));
         self.durable(seq).await;
         result
     }
@@ -383,6 +405,11 @@ impl LockService {
             // No receivers is fine: nobody is listening yet.
             let _ = self.inner.events.send(event);
         }
+        let waiting = state.engine.waiting();
+        if waiting != state.waiting {
+            state.waiting = waiting;
+            self.inner.waiters.send_modify(|n| *n += 1);
+        }
         let next = state.engine.next_deadline();
         let earlier = next.is_some_and(|n| state.timer_target.is_none_or(|t| n < t));
         let uncapped_but_live = !state.timer_capped && state.engine.live_jobs() > 0;
@@ -393,8 +420,8 @@ impl LockService {
     }
 
     /// Releases without waiting for the disk (for drop guards, which cannot wait).
-    fn release_now(&self, job: &str, client: &str) -> Result<Lease, NotHolder> {
-        self.with_engine(|engine, now| engine.release(job, client, now))
+    fn release_now(&self, job: &str, who: Who<'_>) -> Result<Lease, NotHolder> {
+        self.with_engine(|engine, now| engine.release(job, who, now))
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -447,7 +474,7 @@ struct WaitGuard<'a> {
     service: &'a LockService,
     id: WaiterId,
     job: &'a str,
-    client: &'a str,
+    who: Who<'a>,
     rx: Option<oneshot::Receiver<Grant>>,
     unsaved: Option<Grant>,
 }
@@ -470,10 +497,10 @@ impl Drop for WaitGuard<'_> {
         if let Some(grant) = self.unsaved.take() {
             tracing::info!(
                 job = self.job,
-                client = self.client,
+                client = self.who.client,
                 "waiter disconnected; releasing its grant"
             );
-            let _ = self.service.release_now(&grant.job, &grant.lease.holder);
+            let _ = self.service.release_now(&grant.job, self.who);
             return;
         }
         let Some(mut rx) = self.rx.take() else {
@@ -485,10 +512,10 @@ impl Drop for WaitGuard<'_> {
             } else if let Ok(grant) = rx.try_recv() {
                 tracing::info!(
                     job = self.job,
-                    client = self.client,
+                    client = self.who.client,
                     "waiter disconnected; releasing its grant"
                 );
-                let _ = state.engine.release(&grant.job, &grant.lease.holder, now);
+                let _ = state.engine.release(&grant.job, self.who, now);
             }
         });
     }

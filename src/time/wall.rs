@@ -1,5 +1,5 @@
-//! Wall-clock time as foolock writes it: RFC 3339 for people and the wire, Unix milliseconds in
-//! the state file.
+//! Wall-clock time as foolock writes it: RFC 3339 for people and the wire (with milliseconds
+//! where a countdown needs them), Unix milliseconds in the state file.
 
 use std::time::{Duration, SystemTime};
 
@@ -76,6 +76,25 @@ fn civil_from_days(days: u64) -> (u64, u64, u64) {
     (year, month, day)
 }
 
+/// Clamps to the years RFC 3339 can write, like [`rfc3339`] does.
+fn clamp(t: SystemTime) -> SystemTime {
+    let last = SystemTime::UNIX_EPOCH + Duration::from_millis(LAST_SECOND_OF_9999 * 1000 + 999);
+    t.clamp(SystemTime::UNIX_EPOCH, last)
+}
+
+/// RFC 3339 in UTC with milliseconds (`2026-11-23T12:19:43.042Z`), for the event stream and
+/// the status page, whose countdowns need better than whole seconds. Clamped like [`rfc3339`].
+pub fn rfc3339_millis(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(clamp(t)).to_string()
+}
+
+/// `2026-11-23 12:19:43 UTC`: what the status page shows readers without JavaScript (whose
+/// script shows local time instead). Clamped like [`rfc3339`].
+pub fn readable_utc(t: SystemTime) -> String {
+    let s = humantime::format_rfc3339_seconds(clamp(t)).to_string();
+    format!("{} UTC", s.replace('T', " ").trim_end_matches('Z'))
+}
+
 /// Milliseconds since the Unix epoch (0 before it), as saved.
 pub fn unix_ms(t: SystemTime) -> u64 {
     t.duration_since(SystemTime::UNIX_EPOCH)
@@ -139,6 +158,17 @@ mod tests {
                 "{s}"
             );
         }
+    }
+
+    #[test]
+    fn millisecond_and_readable_forms_are_utc_and_clamped_like_rfc3339() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_436_383_042);
+        assert_eq!(rfc3339_millis(t), "2026-11-23T12:19:43.042Z");
+        assert_eq!(readable_utc(t), "2026-11-23 12:19:43 UTC");
+        let far = SystemTime::UNIX_EPOCH + Duration::from_secs(400_000_000_000);
+        assert_eq!(rfc3339_millis(far), "9999-12-31T23:59:59.999Z");
+        let before = SystemTime::UNIX_EPOCH - Duration::from_secs(1);
+        assert_eq!(rfc3339_millis(before), "1970-01-01T00:00:00.000Z");
     }
 
     #[test]
