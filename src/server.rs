@@ -18,10 +18,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tower_http::timeout::TimeoutLayer;
-
-/// How long a request may take beyond the longest allowed wait before it is cut off.
-const REQUEST_SLACK: Duration = Duration::from_secs(30);
 
 /// A bound, not yet serving, lock server.
 pub struct Server {
@@ -103,18 +99,12 @@ impl Server {
 }
 
 /// Everything the server answers: the API, the status page and its event stream, and (if
-/// on) the metrics, behind the request timeout and (if on) the metrics middleware, which is
-/// outermost so that it also times and counts the replies of the layers inside it. Requests
+/// on) the metrics, behind (if on) the metrics middleware, which is outermost so that it also times and counts the replies of the layers inside it. Requests
 /// must carry their peer address (`ConnectInfo`): the admin rule reads it.
 pub fn app(api: AppState, web: WebState) -> Router {
-    let timeout = api.max_wait + REQUEST_SLACK;
-    let app =
-        api::router(api)
-            .merge(web::router(web.clone()))
-            .layer(TimeoutLayer::with_status_code(
-                axum::http::StatusCode::REQUEST_TIMEOUT,
-                timeout,
-            ));
+    // No timeout layer: only requests that wait (`wait=`, the disk) can be slow, and the API
+    // bounds those itself (`api::REQUEST_SLACK`), without a timer for every other request.
+    let app = api::router(api).merge(web::router(web.clone()));
     if web.serve_metrics {
         app.layer(axum::middleware::from_fn_with_state(
             web.metrics,

@@ -749,6 +749,40 @@ fn menu_shows_each_job_holder_and_countdown_and_counts_down() {
     assert!((1..=30).contains(&seconds_in(short)), "{short}");
 }
 
+/// Thousands of held jobs made thousands of submenus (over a gigabyte, and a redraw at every
+/// second boundary of any of them); the menu lists 20 and counts the rest in one line.
+#[test]
+fn menu_lists_twenty_jobs_and_counts_the_rest_in_one_line() {
+    let Some(desktop) = desktop::start() else {
+        return;
+    };
+    let agent = Agent::serving(&desktop, &[], "");
+    let conn = dbusmenu::connect(&desktop.bus_address);
+    let tray = dbusmenu::wait_for_tray(&conn, agent.pid());
+    for i in 0..25 {
+        acquire(agent.addr(), &format!("job{i:02}"), "laptop", "5m");
+    }
+    let menu = wait_for("the count of unlisted jobs", PROMPT, || {
+        let menu = dbusmenu::layout(&conn, &tray);
+        menu.find("…and 5 more — open the status page")
+            .is_some()
+            .then_some(menu)
+    });
+    let labels = menu.labels();
+    let jobs: Vec<&String> = labels
+        .iter()
+        .filter(|l| l.contains(" — laptop · "))
+        .collect();
+    assert_eq!(jobs.len(), 20, "{labels:?}");
+    assert!(
+        jobs[0].starts_with("job00 — ") && jobs[19].starts_with("job19 — "),
+        "{labels:?}"
+    );
+    let more = labels.iter().position(|l| l.starts_with("…and ")).unwrap();
+    assert_eq!(more, 2 + 20, "right after the listed jobs: {labels:?}");
+    assert_eq!(dbusmenu::tooltip(&conn, &tray), "foolock — 25 jobs held");
+}
+
 #[test]
 fn open_status_page_hands_the_local_page_url_to_the_opener() {
     let Some(desktop) = desktop::start() else {

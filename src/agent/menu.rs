@@ -14,6 +14,10 @@ use std::time::{Duration, SystemTime};
 /// Longest job or holder name shown before it is cut with `…` (in characters).
 pub const MAX_NAME_CHARS: usize = 32;
 
+/// Most jobs the menu lists (the first by name); the rest are counted in one note. A menu of
+/// thousands of submenus took the agent over a gigabyte, and their countdowns kept it redrawing.
+pub const MAX_JOB_ENTRIES: usize = 20;
+
 /// Where the server stands, as the header shows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Listening {
@@ -41,15 +45,17 @@ pub enum IconKind {
 pub struct MenuModel {
     /// The disabled first entry: where to point clients, or why the server is not running.
     pub header: String,
-    /// One entry per job that is held or in grace, sorted by job name.
+    /// One entry per job that is held or in grace, sorted by job name, at most
+    /// [`MAX_JOB_ENTRIES`] of them.
     pub jobs: Vec<JobEntry>,
-    /// Disabled lines shown after the jobs: "No locks held" when there are none, or what is
-    /// wrong with the config file.
+    /// Disabled lines shown after the jobs: "No locks held" when there are none, how many
+    /// more are held than listed, or what is wrong with the config file.
     pub notes: Vec<String>,
     pub icon: IconKind,
     pub tooltip: String,
-    /// How long until some label changes (a countdown ticks or a lease lapses); `None` when
-    /// nothing will change without a new event, so the UI can sleep indefinitely.
+    /// How long until some listed label changes (a countdown ticks or a lease lapses); `None`
+    /// when nothing will change without a new event, so the UI can sleep indefinitely. Jobs
+    /// that are only counted in a note do not wake it.
     pub next_change: Option<Duration>,
 }
 
@@ -96,7 +102,14 @@ pub fn build(
             LeaseState::Expired => None,
         })
         .collect();
-    shown.sort_by(|a, b| a.0.job.cmp(&b.0.job));
+    let live = shown.len();
+    let by_name = |a: &(&JobLease, Mono, bool), b: &(&JobLease, Mono, bool)| a.0.job.cmp(&b.0.job);
+    if live > MAX_JOB_ENTRIES {
+        // The first MAX_JOB_ENTRIES by name, without sorting all of them.
+        shown.select_nth_unstable_by(MAX_JOB_ENTRIES - 1, by_name);
+        shown.truncate(MAX_JOB_ENTRIES);
+    }
+    shown.sort_by(by_name);
 
     let entries: Vec<JobEntry> = shown
         .iter()
@@ -130,6 +143,7 @@ pub fn build(
     let notes = match listening {
         Listening::BadConfig { problem, reloads } => config_notes(problem, *reloads),
         _ if entries.is_empty() => vec![NO_LOCKS.to_owned()],
+        _ if live > MAX_JOB_ENTRIES => vec![more_jobs(live - MAX_JOB_ENTRIES)],
         _ => Vec::new(),
     };
     let (header, icon, tooltip) = match listening {
@@ -150,12 +164,12 @@ pub fn build(
         ),
         Listening::On(addrs) => {
             let list: Vec<String> = addrs.iter().map(ToString::to_string).collect();
-            let icon = if entries.is_empty() {
+            let icon = if live == 0 {
                 IconKind::Idle
             } else {
                 IconKind::Held
             };
-            let held = match entries.len() {
+            let held = match live {
                 0 => "no jobs held".to_owned(),
                 1 => "1 job held".to_owned(),
                 n => format!("{n} jobs held"),
@@ -176,6 +190,11 @@ pub fn build(
         tooltip,
         next_change,
     }
+}
+
+/// The note for jobs held beyond those listed.
+fn more_jobs(unlisted: usize) -> String {
+    format!("…and {unlisted} more — open the status page")
 }
 
 /// The lines saying what is wrong with the config file: the file (its end, if the path is
@@ -389,6 +408,42 @@ mod tests {
         let names: Vec<&str> = m.jobs.iter().map(|j| j.job.as_str()).collect();
         assert_eq!(names, ["backup", "sync"]);
         assert_eq!(m.tooltip, "foolock — 2 jobs held");
+    }
+
+    #[test]
+    fn many_jobs_list_the_first_by_name_and_count_the_rest() {
+        let many: Vec<JobLease> = (0..MAX_JOB_ENTRIES + 5)
+            .rev()
+            .map(|i| job(&format!("job{i:03}"), "h", i as u64, 30, 5))
+            .collect();
+        let m = build(&lan(), &many, &now_at(0.25), &utc);
+        let names: Vec<&str> = m.jobs.iter().map(|j| j.job.as_str()).collect();
+        let first: Vec<String> = (0..MAX_JOB_ENTRIES).map(|i| format!("job{i:03}")).collect();
+        assert_eq!(names, first);
+        assert_eq!(m.notes, ["…and 5 more — open the status page"]);
+        assert_eq!(
+            m.tooltip,
+            format!("foolock — {} jobs held", MAX_JOB_ENTRIES + 5)
+        );
+        let few = build(&lan(), &many[5..], &now_at(0.25), &utc);
+        assert_eq!(few.jobs.len(), MAX_JOB_ENTRIES);
+        assert!(few.notes.is_empty());
+    }
+
+    #[test]
+    fn only_listed_jobs_schedule_a_redraw() {
+        // The listed jobs' countdowns change on whole seconds; an unlisted one, granted a
+        // quarter second later, would change a quarter second earlier, and must not wake the UI.
+        let mut jobs: Vec<JobLease> = (0..MAX_JOB_ENTRIES)
+            .map(|i| job(&format!("a{i:02}"), "h", 1, 30, 5))
+            .collect();
+        let mut late = job("z", "h", 2, 30, 5);
+        late.lease.expires = late.lease.expires - Duration::from_millis(250);
+        late.lease.grace_until = late.lease.grace_until - Duration::from_millis(250);
+        jobs.push(late);
+        let m = build(&lan(), &jobs, &now_at(5.5), &utc);
+        assert!(m.jobs.iter().all(|j| j.job != "z"));
+        assert_eq!(m.next_change, Some(Duration::from_millis(500)));
     }
 
     #[test]

@@ -12,7 +12,7 @@
 //! the request's extensions; without one, no token is configured.
 
 use super::wire::{LockReply, Message};
-use super::{ApiError, AppState, Params};
+use super::{ApiError, App, Params, bounded};
 use axum::Json;
 use axum::extract::{ConnectInfo, FromRequestParts, RawQuery, State};
 use axum::http::request::Parts;
@@ -101,7 +101,7 @@ pub fn admin_allowed(caller: &Caller) -> bool {
 /// hurt). The status page's form (a browser without JavaScript, which accepts HTML) is sent
 /// back to the page instead.
 pub async fn force_release(
-    State(app): State<AppState>,
+    State(app): App,
     caller: Caller,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
@@ -114,12 +114,12 @@ pub async fn force_release(
     if p.job.as_deref().is_none_or(str::is_empty) {
         return Err(ApiError::MissingJob);
     }
-    let job = p.job()?;
+    let job = p.job()?.to_owned();
     let from_form = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("text/html"));
-    match app.service.force_release(&job).await {
+    match bounded(&app, app.service.force_release(&job)).await? {
         Some(lease) => {
             tracing::warn!(job, holder = lease.holder, peer = ?caller.peer, "force release over HTTP");
             if from_form {

@@ -4,10 +4,10 @@
 //! Replies also carry, as response extensions, why a request was refused ([`ErrorReason`],
 //! [`Refusal`]), for the metrics layer to count without parsing bodies.
 
+use super::Reply;
 use super::wire::LockReply;
 use crate::engine::TtlOutOfRange;
 use crate::time::Compact;
-use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use std::time::Duration;
@@ -47,6 +47,8 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("not found")]
     NotFound,
+    #[error("request timed out")]
+    Timeout,
 }
 
 impl ApiError {
@@ -65,6 +67,7 @@ impl ApiError {
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::Timeout => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
@@ -85,6 +88,7 @@ impl ApiError {
             ApiError::Unavailable { .. } => "unavailable",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::NotFound => "not_found",
+            ApiError::Timeout => "timeout",
         })
     }
 }
@@ -116,8 +120,8 @@ impl IntoResponse for ApiError {
             }
             _ => {}
         }
-        let mut response =
-            (self.status(), axum::Extension(self.reason()), Json(body)).into_response();
+        let mut response = Reply(self.status(), body).into_response();
+        response.extensions_mut().insert(self.reason());
         if let ApiError::Unavailable {
             retry_after_ms: Some(ms),
             ..

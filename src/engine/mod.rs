@@ -262,6 +262,17 @@ struct Entry {
     phase: Phase,
 }
 
+impl Entry {
+    /// When the phase the table has processed ends.
+    fn deadline(&self, retention: Duration) -> Mono {
+        match self.phase {
+            Phase::Held => self.lease.expires,
+            Phase::Grace => self.lease.grace_until,
+            Phase::Expired => self.lease.grace_until + retention,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Waiter {
     id: WaiterId,
@@ -450,17 +461,28 @@ impl Engine {
 
     /// Every job with a recorded holder, sorted by job name.
     pub fn list(&mut self, now: Now) -> Vec<JobLease> {
+        let mut all = self.leases(now);
+        all.sort_unstable_by(|a, b| a.job.cmp(&b.job));
+        all
+    }
+
+    /// Every job with a recorded holder, in no particular order (for callers that sort
+    /// later, outside a lock).
+    pub fn leases(&mut self, now: Now) -> Vec<JobLease> {
         self.advance(now);
-        let mut all: Vec<JobLease> = self
-            .jobs
+        self.jobs
             .iter()
             .map(|(job, e)| JobLease {
                 job: job.clone(),
                 lease: e.lease.clone(),
             })
-            .collect();
-        all.sort_unstable_by(|a, b| a.job.cmp(&b.job));
-        all
+            .collect()
+    }
+
+    /// The lease recorded for `job` as the table last saw it (before any
+    /// [`advance`](Self::advance)), without copying it.
+    pub fn peek(&self, job: &str) -> Option<&Lease> {
+        self.jobs.get(job).map(|e| &e.lease)
     }
 
     /// When the table next changes by itself (a lease expires, a grace period ends, an
@@ -483,6 +505,17 @@ impl Engine {
         std::mem::take(&mut self.events)
     }
 
+    /// Events not yet taken, oldest first.
+    pub fn events(&self) -> &[Event] {
+        &self.events
+    }
+
+    /// Takes the events out like [`take_events`](Self::take_events) but keeps their buffer for
+    /// the next ones (the service drains after every operation).
+    pub fn drain_events(&mut self) -> std::vec::Drain<'_, Event> {
+        self.events.drain(..)
+    }
+
     /// Waiters granted since the last call.
     pub fn take_woken(&mut self) -> Vec<Woken> {
         std::mem::take(&mut self.woken)
@@ -492,11 +525,16 @@ impl Engine {
     /// `Expired`, serving waiters, evicting old entries). Every operation calls it first.
     pub fn advance(&mut self, now: Now) {
         self.notice_sleep(now);
-        while let Some((at, job)) = self.deadlines.first().cloned() {
-            if at > now.mono {
+        // Look before taking: most calls find nothing due, and cloning the first key to look
+        // at it would copy a job name on every operation.
+        while self
+            .deadlines
+            .first()
+            .is_some_and(|(at, _)| *at <= now.mono)
+        {
+            let Some((_, job)) = self.deadlines.pop_first() else {
                 break;
-            }
-            self.deadlines.pop_first();
+            };
             let Some(entry) = self.jobs.get_mut(&job) else {
                 continue;
             };
@@ -587,15 +625,22 @@ impl Engine {
     }
 
     fn renew(&mut self, job: &str, ttl: Duration, now: Now) -> Grant {
-        self.unschedule(job);
-        let grace = self.rules.grace;
+        let (grace, retention) = (self.rules.grace, self.rules.retention);
         let entry = self.jobs.get_mut(job).expect("caller checked");
+        // Renewal is the most frequent change: one lookup, and one copy of the name that is
+        // taken out of the deadline set at the old deadline and put back at the new one.
+        let mut key = (entry.deadline(retention), job.to_owned());
+        self.deadlines.remove(&key);
+        if entry.phase == Phase::Expired {
+            self.expired.remove(&(entry.lease.expires, key.1.clone()));
+        }
         entry.lease.ttl = ttl;
         entry.lease.expires = now.mono + ttl;
         entry.lease.grace_until = entry.lease.expires + grace;
         entry.phase = Phase::Held;
+        key.0 = entry.deadline(retention);
         let lease = entry.lease.clone();
-        self.schedule(job);
+        self.deadlines.insert(key);
         self.emit(EventKind::Renewed, job, &lease, now);
         Grant {
             job: job.to_owned(),
@@ -704,22 +749,14 @@ impl Engine {
         entry.lease
     }
 
-    fn deadline_of(&self, entry: &Entry) -> Mono {
-        match entry.phase {
-            Phase::Held => entry.lease.expires,
-            Phase::Grace => entry.lease.grace_until,
-            Phase::Expired => entry.lease.grace_until + self.rules.retention,
-        }
-    }
-
     fn schedule(&mut self, job: &str) {
-        let at = self.deadline_of(&self.jobs[job]);
+        let at = self.jobs[job].deadline(self.rules.retention);
         self.deadlines.insert((at, job.to_owned()));
     }
 
     fn unschedule(&mut self, job: &str) {
         if let Some(entry) = self.jobs.get(job) {
-            let at = self.deadline_of(entry);
+            let at = entry.deadline(self.rules.retention);
             self.deadlines.remove(&(at, job.to_owned()));
             if entry.phase == Phase::Expired {
                 self.expired.remove(&(entry.lease.expires, job.to_owned()));

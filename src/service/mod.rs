@@ -60,6 +60,8 @@ pub struct LockService {
 
 struct Inner {
     state: Mutex<State>,
+    /// The engine's rules, which never change: read without the lock.
+    rules: Rules,
     clock: Arc<dyn Clock>,
     events: broadcast::Sender<Event>,
     /// Wakes the timer task when an earlier deadline may exist.
@@ -152,8 +154,10 @@ impl LockService {
     fn build(engine: Engine, clock: Arc<dyn Clock>, saves: bool) -> Self {
         let (events, _) = broadcast::channel(1024);
         let pending = Pending::new(engine.last_token());
+        let rules = engine.rules().clone();
         LockService {
             inner: Arc::new(Inner {
+                rules,
                 state: Mutex::new(State {
                     engine,
                     waiters: HashMap::new(),
@@ -183,8 +187,8 @@ impl LockService {
         self.inner.waiters.subscribe()
     }
 
-    pub fn rules(&self) -> Rules {
-        self.lock().engine.rules().clone()
+    pub fn rules(&self) -> &Rules {
+        &self.inner.rules
     }
 
     pub fn now(&self) -> Now {
@@ -199,14 +203,19 @@ impl LockService {
         ttl: Duration,
     ) -> Result<Grant, Denied> {
         let who = who.into();
-        let (result, seq) = self.with_state_seq(|state, now| {
-            let before = state.engine.get(job, now);
+        let ((result, renewal), seq) = self.with_state_seq(|state, now| {
+            let ttl_before = state.engine.peek(job).map(|lease| lease.ttl);
             let result = state.engine.acquire(job, who, ttl, now);
-            note_longer_ttl(&mut state.pending, before.as_ref(), &result);
-            result
+            note_longer_ttl(&mut state.pending, ttl_before, &result);
+            // Under the same lock: the change a renewal's reply must wait for, if any.
+            let renewal = match &result {
+                Ok(grant) => state.pending.change_for_renewal(grant),
+                Err(_) => None,
+            };
+            (result, renewal)
         });
-        if let Ok(grant) = &result {
-            self.grant_durable(grant, seq).await;
+        if result.is_ok() {
+            self.durable(seq.or(renewal)).await;
         }
         result
     }
@@ -227,14 +236,14 @@ impl LockService {
         let who = who.into();
         let (tx, rx) = oneshot::channel();
         let (outcome, seq) = self.with_state_seq(|state, now| {
-            let before = state.engine.get(job, now);
+            let ttl_before = state.engine.peek(job).map(|lease| lease.ttl);
             let outcome = state.engine.acquire_or_wait(job, who, ttl, now);
             match &outcome {
                 WaitOutcome::Queued(id) => {
                     state.waiters.insert(*id, tx);
                 }
                 WaitOutcome::Granted(grant) => {
-                    note_longer_ttl(&mut state.pending, before.as_ref(), &Ok(grant.clone()));
+                    note_longer_ttl(&mut state.pending, ttl_before, &Ok(grant.clone()));
                 }
                 WaitOutcome::Denied(_) => {}
             }
@@ -337,8 +346,11 @@ impl LockService {
     }
 
     /// Every job with a recorded holder, sorted by name, with the instant it was read at.
+    /// Sorted after the lock is released, so a long listing holds up other requests less.
     pub fn list(&self) -> (Vec<JobLease>, Now) {
-        self.with_engine(|engine, now| (engine.list(now), now))
+        let (mut all, now) = self.with_engine(|engine, now| (engine.leases(now), now));
+        all.sort_unstable_by(|a, b| a.job.cmp(&b.job));
+        (all, now)
     }
 
     /// Runs `f` on the engine at the current instant, then publishes what changed. Crate-only:
@@ -383,13 +395,12 @@ impl LockService {
                 }
             }
         }
-        let events = state.engine.take_events();
         let must_save = std::mem::take(&mut state.pending.must_save);
         let seq = match &self.inner.saver {
-            Some(saver) => saver.record(&mut state.pending, &events, must_save),
+            Some(saver) => saver.record(&mut state.pending, state.engine.events(), must_save),
             None => None,
         };
-        for event in events {
+        for event in state.engine.drain_events() {
             log_event(&event);
             // No receivers is fine: nobody is listening yet.
             let _ = self.inner.events.send(event);

@@ -21,7 +21,7 @@ use crate::service::LockService;
 use crate::time::{rfc3339_millis, unix_ms};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime};
 use tokio::sync::broadcast::{self, error::RecvError, error::TryRecvError};
 use tokio::sync::watch;
@@ -69,11 +69,64 @@ struct State {
     recent: VecDeque<Recent>,
 }
 
-/// One numbered message of the stream, serialised once for all subscribers.
+/// One numbered message of the stream, serialised once for all subscribers, when the first
+/// one needs it: with nobody watching the stream (the usual case) an event costs no JSON.
 #[derive(Debug)]
 pub struct Entry {
     pub seq: u64,
-    pub json: String,
+    /// What a lock event entry says, until it is serialised.
+    event: Option<EventEntry>,
+    json: OnceLock<String>,
+}
+
+impl Entry {
+    /// The entry as the stream sends it.
+    pub fn json(&self) -> &str {
+        self.json.get_or_init(|| {
+            self.event
+                .as_ref()
+                .map(EventEntry::to_json)
+                .unwrap_or_default()
+        })
+    }
+}
+
+/// A lock event as an entry of the stream describes it (see [`EventJson`]).
+#[derive(Debug)]
+struct EventEntry {
+    kind: &'static str,
+    job: String,
+    holder: String,
+    token: u64,
+    at: SystemTime,
+    acquired_at: SystemTime,
+    expires_at: SystemTime,
+    grace_until: SystemTime,
+    waiting: usize,
+    count: Option<u64>,
+    previous: Option<String>,
+    previous_token: Option<u64>,
+    lapsed_ms: Option<u64>,
+}
+
+impl EventEntry {
+    fn to_json(&self) -> String {
+        to_json(&EventJson {
+            kind: self.kind,
+            job: &self.job,
+            holder: &self.holder,
+            token: self.token,
+            at: rfc3339_millis(self.at),
+            acquired_at: rfc3339_millis(self.acquired_at),
+            expires_at: rfc3339_millis(self.expires_at),
+            grace_until: rfc3339_millis(self.grace_until),
+            waiting: self.waiting,
+            count: self.count,
+            previous: self.previous.as_deref(),
+            previous_token: self.previous_token,
+            lapsed_ms: self.lapsed_ms,
+        })
+    }
 }
 
 /// What the live channel carries.
@@ -189,6 +242,9 @@ impl EventLog {
             return;
         };
         let mut batch = Vec::with_capacity(BATCH);
+        // Made once: a fresh one per event would register with the token each time.
+        let stopped = shutdown.cancelled();
+        tokio::pin!(stopped);
         let mut open = true;
         while open {
             let waiters_changed = async {
@@ -207,14 +263,14 @@ impl EventLog {
                     }
                     continue;
                 }
-                _ = shutdown.cancelled() => break,
+                _ = &mut stopped => break,
             };
             let mut received = Some(first);
             while let Some(r) = received {
                 match r {
                     Ok(event) => batch.push(event),
                     Err(RecvError::Lagged(missed)) => {
-                        self.record(std::mem::take(&mut batch));
+                        self.record(&mut batch);
                         tracing::warn!(missed, "the event log fell behind; resynchronising");
                         self.inner.metrics.events_missed(missed);
                         source = self.resync();
@@ -235,7 +291,7 @@ impl EventLog {
                     }
                 };
             }
-            self.record(std::mem::take(&mut batch));
+            self.record(&mut batch);
         }
         self.inner.closed.cancel();
     }
@@ -310,30 +366,35 @@ impl EventLog {
                     at: rfc3339_millis(at),
                     waiting,
                 });
-                self.push(&mut state, json);
+                self.push(&mut state, None, OnceLock::from(json));
             }
         }
     }
 
     /// Applies a batch of the service's events, oldest first.
-    fn record(&self, events: Vec<Event>) {
-        if events.is_empty() {
+    /// Takes the events out of `batch`, which keeps its buffer for the next ones.
+    fn record(&self, batch: &mut Vec<Event>) {
+        if batch.is_empty() {
             return;
         }
         // Waiter counts change with grants and releases, never with a renewal, so only those
-        // read the engine (renewals are the hot path).
-        let waiting: Vec<Option<usize>> = if events.iter().all(|e| e.kind == EventKind::Renewed) {
-            vec![None; events.len()]
+        // read the engine (renewals are the hot path: they allocate nothing here).
+        let waiting: Vec<Option<usize>> = if batch.iter().all(|e| e.kind == EventKind::Renewed) {
+            Vec::new()
         } else {
             self.inner.service.with_engine(|engine, _| {
-                events
+                batch
                     .iter()
                     .map(|e| (e.kind != EventKind::Renewed).then(|| engine.waiting_for(&e.job)))
                     .collect()
             })
         };
         let mut state = self.state();
-        let mut events = events.into_iter().zip(waiting).peekable();
+        let mut waiting = waiting.into_iter();
+        let mut events = batch
+            .drain(..)
+            .map(|event| (event, waiting.next().flatten()))
+            .peekable();
         while let Some((mut event, waiting)) = events.next() {
             // Renewals of one lease in a row become one entry that counts them: a stream
             // reader needs the newest deadline, not every step to it.
@@ -369,29 +430,42 @@ impl EventLog {
         let waiting = waiting
             .or_else(|| state.jobs.get(&event.job).map(|j| j.waiting))
             .unwrap_or(0);
-        match &event.kind {
-            EventKind::Released | EventKind::ForceReleased => {
-                state.jobs.remove(&event.job);
-            }
-            EventKind::Acquired
-            | EventKind::Renewed
-            | EventKind::TakenOver { .. }
-            | EventKind::Expired => {
-                if event.kind == EventKind::Expired {
-                    state.grace_ends.insert((grace_until, event.job.clone()));
+        // The hot path: a renewal only moves the deadlines of a job the mirror has already.
+        let renewed_in_place = event.kind == EventKind::Renewed
+            && match state.jobs.get_mut(&event.job) {
+                Some(view) if view.token == event.token => {
+                    view.expires_at = event.expires_at;
+                    view.grace_until = grace_until;
+                    view.waiting = waiting;
+                    true
                 }
-                state.jobs.insert(
-                    event.job.clone(),
-                    JobView {
-                        job: event.job.clone(),
-                        holder: event.holder.clone(),
-                        token: event.token,
-                        acquired_at: event.acquired_at,
-                        expires_at: event.expires_at,
-                        grace_until,
-                        waiting,
-                    },
-                );
+                _ => false,
+            };
+        if !renewed_in_place {
+            match &event.kind {
+                EventKind::Released | EventKind::ForceReleased => {
+                    state.jobs.remove(&event.job);
+                }
+                EventKind::Acquired
+                | EventKind::Renewed
+                | EventKind::TakenOver { .. }
+                | EventKind::Expired => {
+                    if event.kind == EventKind::Expired {
+                        state.grace_ends.insert((grace_until, event.job.clone()));
+                    }
+                    state.jobs.insert(
+                        event.job.clone(),
+                        JobView {
+                            job: event.job.clone(),
+                            holder: event.holder.clone(),
+                            token: event.token,
+                            acquired_at: event.acquired_at,
+                            expires_at: event.expires_at,
+                            grace_until,
+                            waiting,
+                        },
+                    );
+                }
             }
         }
         let (previous, previous_token, lapsed_ms) = match &event.kind {
@@ -407,21 +481,21 @@ impl EventLog {
             _ => (None, None, None),
         };
         let renewed = event.kind == EventKind::Renewed;
-        let json = to_json(&EventJson {
+        let entry = EventEntry {
             kind: event.kind.name(),
-            job: &event.job,
-            holder: &event.holder,
+            job: event.job.clone(),
+            holder: event.holder.clone(),
             token: event.token,
-            at: rfc3339_millis(event.at),
-            acquired_at: rfc3339_millis(event.acquired_at),
-            expires_at: rfc3339_millis(event.expires_at),
-            grace_until: rfc3339_millis(grace_until),
+            at: event.at,
+            acquired_at: event.acquired_at,
+            expires_at: event.expires_at,
+            grace_until,
             waiting,
             count: renewed.then_some(count),
-            previous,
+            previous: previous.map(str::to_owned),
             previous_token,
             lapsed_ms,
-        });
+        };
         let mut total = count;
         if renewed
             && let Some(i) = state
@@ -442,13 +516,15 @@ impl EventLog {
             count: total,
         });
         state.recent.truncate(RECENT);
-        self.push(state, json);
+        self.push(state, Some(entry), OnceLock::new());
     }
 
-    fn push(&self, state: &mut State, json: String) {
+    /// Numbers and publishes an entry: a lock event (serialised when first sent), or `json`.
+    fn push(&self, state: &mut State, event: Option<EventEntry>, json: OnceLock<String>) {
         state.last += 1;
         let entry = Arc::new(Entry {
             seq: state.last,
+            event,
             json,
         });
         if state.ring.len() == RING {
@@ -601,8 +677,13 @@ impl Subscription {
 }
 
 fn to_json(value: &impl Serialize) -> String {
-    // Plain structs of strings and numbers always serialise.
-    serde_json::to_string(value).unwrap_or_default()
+    // Room for an event's entry (about 350 bytes), so the buffer is not grown five times.
+    let mut json = Vec::with_capacity(512);
+    // Plain structs of strings and numbers always serialise, into UTF-8.
+    match serde_json::to_writer(&mut json, value) {
+        Ok(()) => String::from_utf8(json).unwrap_or_default(),
+        Err(_) => String::new(),
+    }
 }
 
 impl View {

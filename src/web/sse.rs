@@ -45,7 +45,7 @@ async fn next_event(
     let mut event = match &message {
         Message::Snapshot { id, json } => Event::default().event("snapshot").id(id).data(json),
         Message::Hello { json } => Event::default().event("hello").data(json),
-        Message::Entry { id, entry } => Event::default().id(id).data(&entry.json),
+        Message::Entry { id, entry } => Event::default().id(id).data(entry.json()),
     };
     if first {
         event = event.retry(RETRY);

@@ -117,7 +117,7 @@ async fn settle(h: &Harness) {
             .expect("log running");
         match next {
             Message::Entry { entry, .. }
-                if entry.json.contains("\"released\"") && entry.json.contains("__settle__") =>
+                if entry.json().contains("\"released\"") && entry.json().contains("__settle__") =>
             {
                 return;
             }
@@ -614,12 +614,12 @@ async fn a_change_of_waiters_is_published_without_a_reader_asking() {
             .expect("published within 5 s")
             .unwrap();
         if let Message::Entry { entry, .. } = next
-            && entry.json.contains("\"waiting\",")
+            && entry.json().contains("\"waiting\",")
         {
             break entry;
         }
     };
-    let data: serde_json::Value = serde_json::from_str(&entry.json).unwrap();
+    let data: serde_json::Value = serde_json::from_str(entry.json()).unwrap();
     assert_eq!(
         (data["job"].as_str(), data["waiting"].as_u64()),
         (Some("build"), Some(1))
@@ -650,7 +650,7 @@ async fn expired_lease_shows_grace_then_leaves_the_table() {
         else {
             continue;
         };
-        if entry.json.contains("\"expired\"") {
+        if entry.json().contains("\"expired\"") {
             break;
         }
     }
@@ -818,7 +818,7 @@ async fn a_grace_refusal_and_a_force_release_are_counted() {
             tokio::time::timeout(Duration::from_secs(5), sub.next())
                 .await
                 .expect("expiry within 5 s")
-            && entry.json.contains("\"expired\"")
+            && entry.json().contains("\"expired\"")
         {
             break;
         }
