@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Builds the .deb with `cargo deb` and checks that every file is in its place, with the right
-# mode, and that the shipped desktop entry and unit are the checked-in ones. Called by .ci/run;
-# exits non-zero on anything missing or wrong.
+# Builds the .deb and checks that every file is in its place, with the right mode, and that the
+# shipped desktop entry and unit are the checked-in ones. Called by .ci/run; exits non-zero on
+# anything missing or wrong. This is also how to build the package yourself.
 #
 #   bash packaging/ci-deb.sh [--no-build]    (--no-build: reuse target/release/foolock)
+#
+# The man page and shell completions are made by the built binary itself (`foolock man`,
+# `foolock completions SHELL`) into target/assets/, which Cargo.toml's deb assets name; so the
+# binary is built first and `cargo deb` then packages it without building again.
 #
 # Needs: cargo-deb, dpkg-deb, desktop-file-validate (Debian desktop-file-utils).
 set -euo pipefail
@@ -12,7 +16,16 @@ cd "$(dirname "$0")/.."
 out=target/debian/ci
 rm -rf "$out"
 mkdir -p "$out"
-cargo deb --locked --output "$out/" "$@"
+if [[ ${1:-} != --no-build ]]; then
+    cargo build --release --locked
+fi
+bin=target/release/foolock
+mkdir -p target/assets
+"$bin" man | gzip -9n >target/assets/foolock.1.gz
+"$bin" completions bash >target/assets/foolock.bash
+"$bin" completions zsh >target/assets/_foolock
+"$bin" completions fish >target/assets/foolock.fish
+cargo deb --locked --no-build --output "$out/"
 
 debs=("$out"/*.deb)
 [[ ${#debs[@]} -eq 1 && -f ${debs[0]} ]] || { echo "ci-deb: expected one .deb in $out, found: ${debs[*]}" >&2; exit 1; }
@@ -27,6 +40,10 @@ expected=(
     "-rw-r--r-- ./usr/share/icons/hicolor/scalable/apps/foolock.svg"
     "-rw-r--r-- ./usr/share/doc/foolock/README.md"
     "-rw-r--r-- ./usr/share/doc/foolock/copyright"
+    "-rw-r--r-- ./usr/share/man/man1/foolock.1.gz"
+    "-rw-r--r-- ./usr/share/bash-completion/completions/foolock"
+    "-rw-r--r-- ./usr/share/zsh/vendor-completions/_foolock"
+    "-rw-r--r-- ./usr/share/fish/vendor_completions.d/foolock.fish"
 )
 for size in 16 22 24 32 48 64 128 256 512; do
     expected+=("-rw-r--r-- ./usr/share/icons/hicolor/${size}x${size}/apps/foolock.png")
@@ -66,4 +83,7 @@ cmp packaging/linux/foolock.desktop "$unpacked/usr/share/applications/foolock.de
 cmp packaging/linux/foolock.service "$unpacked/usr/lib/systemd/user/foolock.service"
 desktop-file-validate "$unpacked/usr/share/applications/foolock.desktop"
 "$unpacked/usr/bin/foolock" --version
+# The man page is the shipped binary's own and reads as one.
+gzip -dc "$unpacked/usr/share/man/man1/foolock.1.gz" | grep -q '^\.TH foolock 1' ||
+    { echo "ci-deb: the man page is not a foolock(1) page" >&2; exit 1; }
 echo "ci-deb: ok"

@@ -9,8 +9,9 @@ use std::time::Duration;
 /// Server settings that flags may override (they win over the config file).
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ServerFlags {
-    /// Address to listen on, e.g. 0.0.0.0:8080 [config: listen]
-    #[arg(long, value_name = "ADDR")]
+    /// Address to listen on: 0.0.0.0:8080 or :8080 (every interface), localhost:8080 (this
+    /// machine only) [config: listen]
+    #[arg(long, value_name = "ADDR", value_parser = crate::config::parse_listen)]
     pub listen: Option<SocketAddr>,
     /// Lease length when a client sends no ttl, e.g. 30s [config: default_ttl]
     #[arg(long, value_name = "DURATION", value_parser = parse_positive)]
@@ -55,7 +56,7 @@ impl ServerFlags {
             config.max_wait = v;
         }
         if let Some(v) = &self.state_dir {
-            config.state_dir = Some(v.clone());
+            config.state_dir = Some(crate::config::expand_home(v)?);
         }
         config.validate().map_err(OutOfRange::as_flag)?;
         Ok(config)

@@ -17,7 +17,8 @@ pub const MAX_GRACE: Duration = Duration::from_secs(60);
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// Address the HTTP server listens on.
+    /// Address the HTTP server listens on (`:8080` and `localhost:8080` are read too).
+    #[serde(deserialize_with = "deserialize_listen")]
     pub listen: SocketAddr,
     /// Lease length when a client sends no `ttl`.
     #[serde(with = "serde_go")]
@@ -52,6 +53,11 @@ pub struct Config {
     /// A file holding the access token (readable by its owner only), instead of `auth_token`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth_token_file: Option<PathBuf>,
+    /// Whether the server answers `GET /metrics` (Prometheus). Off, it also skips the
+    /// per-request timing.
+    pub metrics: bool,
+    /// The desktop agent holds off idle sleep while at least one lease is held.
+    pub keep_awake: bool,
     pub notifications: Notifications,
 }
 
@@ -144,6 +150,8 @@ impl Default for Config {
             client: None,
             auth_token: None,
             auth_token_file: None,
+            metrics: true,
+            keep_awake: true,
             notifications: Notifications::default(),
         }
     }
@@ -160,7 +168,16 @@ pub enum ConfigError {
     },
     /// Not TOML, an unknown key or a value of the wrong type; toml's message says where.
     #[error("config file {path}: {message}")]
-    Syntax { path: PathBuf, message: String },
+    Syntax {
+        path: PathBuf,
+        /// toml's whole message, with the offending line quoted.
+        message: String,
+        /// Where it is, as far as the parser's span tells.
+        line: Option<usize>,
+        key: Option<String>,
+        /// What is wrong, on one line.
+        problem: String,
+    },
     /// A value out of its range or at odds with another; `line` is where the key is set.
     #[error("config file {path}: {}key `{key}`: {problem}", line_prefix(.line))]
     Invalid {
@@ -172,12 +189,81 @@ pub enum ConfigError {
     /// A flag's value out of its range or at odds with another setting (`flag` without `--`).
     #[error("--{flag}: {problem}")]
     Flag { flag: String, problem: String },
+    /// A path starts with `~` but there is no home directory to put in its place.
+    #[error("cannot find the home directory that `~` in {0} stands for")]
+    Home(PathBuf),
     /// No `--config` was given and there is no home directory to find the default file in.
     #[error(
         "config file config.toml: cannot find the home directory to locate the config file; \
          pass --config"
     )]
     NoHome,
+}
+
+/// A config error in parts short enough for one line each (the agent's menu): which file,
+/// where in it and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// The config file; `None` for a flag's value.
+    pub path: Option<PathBuf>,
+    pub line: Option<usize>,
+    /// The key (`table.key` inside a table), or the flag as `--flag`.
+    pub key: Option<String>,
+    pub problem: String,
+}
+
+impl Problem {
+    /// `line 2, key `grace`` (whichever are known), or `None` if neither is.
+    pub fn location(&self) -> Option<String> {
+        let line = self.line.map(|n| format!("line {n}"));
+        let key = self.key.as_ref().map(|k| format!("key `{k}`"));
+        match (line, key) {
+            (Some(l), Some(k)) => Some(format!("{l}, {k}")),
+            (l, k) => l.or(k),
+        }
+    }
+}
+
+impl ConfigError {
+    /// This error as a [`Problem`]: file, line, key and what is wrong, each on its own.
+    pub fn problem(&self) -> Problem {
+        let in_file = |path: &PathBuf, line, key, problem| Problem {
+            path: Some(path.clone()),
+            line,
+            key,
+            problem,
+        };
+        match self {
+            ConfigError::Read { path, source } => {
+                in_file(path, None, None, format!("cannot read it: {source}"))
+            }
+            ConfigError::Syntax {
+                path,
+                line,
+                key,
+                problem,
+                ..
+            } => in_file(path, *line, key.clone(), problem.clone()),
+            ConfigError::Invalid {
+                path,
+                line,
+                key,
+                problem,
+            } => in_file(path, *line, Some((*key).to_owned()), problem.clone()),
+            ConfigError::Flag { flag, problem } => Problem {
+                path: None,
+                line: None,
+                key: Some(format!("--{flag}")),
+                problem: problem.clone(),
+            },
+            ConfigError::Home(_) | ConfigError::NoHome => Problem {
+                path: None,
+                line: None,
+                key: None,
+                problem: self.to_string(),
+            },
+        }
+    }
 }
 
 fn line_prefix(line: &Option<usize>) -> String {
@@ -233,12 +319,31 @@ impl Config {
         Ok(config)
     }
 
-    /// Parses and validates config text; `path` is only used in messages.
+    /// Parses and validates config text; `path` is only used in messages. A `state_dir`
+    /// starting with `~` is in the home directory.
     pub fn parse(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Syntax {
-            path: path.to_owned(),
-            message: describe_toml_error(&e),
+        let mut config: Config = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|span| line_at(text, span.start));
+            ConfigError::Syntax {
+                path: path.to_owned(),
+                message: describe_toml_error(&e, text),
+                line,
+                key: line.and_then(|n| key_on_line(text, n)),
+                problem: e
+                    .message()
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_owned(),
+            }
         })?;
+        config.state_dir = config.state_dir.as_deref().map(expand_home).transpose()?;
+        config.auth_token_file = config
+            .auth_token_file
+            .as_deref()
+            .map(expand_home)
+            .transpose()?;
         // Checked here, not in `validate`: once loaded, `auth_token` holds the file's token too.
         let both =
             (config.auth_token.is_some() && config.auth_token_file.is_some()).then(|| OutOfRange {
@@ -324,15 +429,127 @@ fn read_token_file(path: &Path) -> Result<AuthToken, String> {
     AuthToken::try_from(text.trim().to_owned()).map_err(|e| format!("{shown}: {e}"))
 }
 
-/// toml's messages already carry line, column and key; keep them on one readable block.
-fn describe_toml_error(e: &toml::de::Error) -> String {
-    let mut out = String::new();
-    if let Some(span) = e.span() {
-        out.push_str(&format!("at byte {}: ", span.start));
+/// A toml error in the user's terms, each thing once: the line, the key and what it must be
+/// (`line 3: max_jobs = "ten": must be a whole number, like 10000`), rather than serde's
+/// "expected usize" followed by the same message again in toml's own layout.
+fn describe_toml_error(e: &toml::de::Error, text: &str) -> String {
+    let message = e.message().trim();
+    let Some(span) = e.span() else {
+        return message.to_owned();
+    };
+    let line_no = text[..span.start.min(text.len())].matches('\n').count() + 1;
+    let line = text.lines().nth(line_no - 1).unwrap_or("").trim();
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        let key = rest.split('`').next().unwrap_or(rest);
+        let known: Vec<&str> = rest
+            .split('`')
+            .skip(1)
+            .filter(|part| !part.contains([',', ' ']) && !part.is_empty())
+            .collect();
+        return format!(
+            "line {line_no}: unknown key `{key}` (the keys here are: {})",
+            known.join(", ")
+        );
     }
-    out.push_str(e.message());
-    // The Display form includes "line N, column M" and the offending source line.
-    format!("{}\n{e}", out.trim_end())
+    let key = line
+        .split_once('=')
+        .map(|(k, _)| k.trim().trim_matches('"'))
+        .filter(|k| !k.is_empty() && !k.starts_with('['));
+    match key.and_then(expected_value) {
+        Some(expected) => format!("line {line_no}: {line}: must be {expected}"),
+        None => format!("line {line_no}: {message}"),
+    }
+}
+
+/// What a key's value must look like, in words.
+fn expected_value(key: &str) -> Option<&'static str> {
+    Some(match key {
+        "listen" => "an address in quotes, like \"0.0.0.0:8080\", \":8080\" or \"localhost:8080\"",
+        "default_ttl" | "grace_period" | "max_ttl" | "retention" | "max_wait" => {
+            "a duration in quotes, like \"30s\", \"5m\" or \"1h30m\""
+        }
+        "max_jobs" => "a whole number, like 10000",
+        "state_dir" | "server" | "client" | "auth_token_file" => "text in quotes",
+        "takeover" | "force_release" | "acquire" | "release" | "expire" => "true or false",
+        _ => return None,
+    })
+}
+
+/// Reads an address to listen on: `HOST:PORT` with an IP address, or as Go programs write it,
+/// `:8080` (every interface), or `localhost:8080` (this machine only).
+pub(crate) fn parse_listen(input: &str) -> Result<SocketAddr, String> {
+    let text = input.trim();
+    if let Some(Ok(port)) = text.strip_prefix(':').map(str::parse::<u16>) {
+        return Ok(SocketAddr::from(([0, 0, 0, 0], port)));
+    }
+    if let Some(Ok(port)) = text.strip_prefix("localhost:").map(str::parse::<u16>) {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    text.parse().map_err(|_| {
+        format!(
+            "{input:?} is not an address to listen on: use HOST:PORT with an IP address, like \
+             0.0.0.0:8080 (every interface), 127.0.0.1:8080 or localhost:8080 (this machine \
+             only), or :8080"
+        )
+    })
+}
+
+fn deserialize_listen<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    let text = String::deserialize(d)?;
+    parse_listen(&text).map_err(serde::de::Error::custom)
+}
+
+/// `~` or `~/…` at the start of a path stands for the home directory, as in a shell (a service
+/// or a quoted flag would otherwise create a directory named `~`).
+pub fn expand_home(path: &Path) -> Result<PathBuf, ConfigError> {
+    let mut parts = path.components();
+    match parts.next() {
+        Some(std::path::Component::Normal(first)) if first == "~" => {
+            let home = directories::BaseDirs::new()
+                .map(|b| b.home_dir().to_owned())
+                .ok_or_else(|| ConfigError::Home(path.to_owned()))?;
+            Ok(home.join(parts.as_path()))
+        }
+        _ => Ok(path.to_owned()),
+    }
+}
+
+/// The 1-based line that byte `offset` of `text` is on.
+fn line_at(text: &str, offset: usize) -> usize {
+    let end = offset.min(text.len());
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+/// The key set on line `line` (1-based), as `table.key` inside a `[table]`; for a table header
+/// line, the table's name. `None` for anything else (a comment, a line that is not `key = …`).
+fn key_on_line(text: &str, line: usize) -> Option<String> {
+    let mut table: Option<&str> = None;
+    for (i, raw) in text.lines().enumerate() {
+        let trimmed = raw.trim();
+        let header = trimmed
+            .strip_prefix('[')
+            .and_then(|rest| rest.split(']').next())
+            .map(|name| name.trim_matches(|c| c == '[' || c == ' '));
+        if i + 1 == line {
+            if let Some(name) = header {
+                return Some(name.to_owned());
+            }
+            let (key, _) = trimmed.split_once('=')?;
+            let key = key.trim();
+            return (!key.is_empty() && !key.starts_with('#')).then(|| match table {
+                Some(t) => format!("{t}.{key}"),
+                None => key.to_owned(),
+            });
+        }
+        if header.is_some() {
+            table = header;
+        }
+    }
+    None
 }
 
 /// The 1-based line on which `key = …` is set, if it is set at all.
@@ -364,7 +581,7 @@ fn project_dirs() -> Option<directories::ProjectDirs> {
 /// Where the config file is: `--config`/`FOOLOCK_CONFIG` if given, else the default.
 pub fn resolve_path(explicit: Option<&Path>) -> Result<PathBuf, ConfigError> {
     match explicit {
-        Some(p) => Ok(p.to_owned()),
+        Some(p) => expand_home(p),
         None => default_path().ok_or(ConfigError::NoHome),
     }
 }
@@ -415,6 +632,14 @@ max_wait = "{max_wait}"
 # auth_token = "{token}"
 # auth_token_file = "/path/to/token"
 
+# Serve Prometheus metrics at /metrics (and time every request for them).
+metrics = {metrics}
+
+# The desktop agent keeps this machine from going to sleep when idle while at least one job is
+# held, so other devices can still renew and release (a closed lid still sleeps it). The
+# agent's menu can switch it off until foolock restarts. `foolock serve` never does this.
+keep_awake = {keep_awake}
+
 [notifications]
 # Desktop notifications posted by the agent.
 takeover = {takeover}
@@ -431,6 +656,8 @@ expire = {expire}
         retention = Compact(d.retention),
         max_wait = Compact(d.max_wait),
         token = suggested_token.expose(),
+        metrics = d.metrics,
+        keep_awake = d.keep_awake,
         takeover = n.takeover,
         force_release = n.force_release,
         acquire = n.acquire,
@@ -503,6 +730,14 @@ mod tests {
         assert_eq!(c.grace_period, Duration::ZERO);
         assert!(c.notifications.acquire);
         assert!(c.notifications.takeover);
+        assert!(c.keep_awake, "on unless switched off");
+        assert!(!parse("keep_awake = false\n").unwrap().keep_awake);
+    }
+
+    #[test]
+    fn metrics_are_on_unless_turned_off() {
+        assert!(Config::default().metrics);
+        assert!(!parse("metrics = false\n").unwrap().metrics);
     }
 
     #[test]
@@ -540,6 +775,57 @@ mod tests {
         );
     }
 
+    fn problem(text: &str) -> Problem {
+        Config::parse(text, Path::new("/etc/foolock.toml"))
+            .unwrap_err()
+            .problem()
+    }
+
+    #[test]
+    fn every_file_error_has_a_one_line_problem_with_its_line_and_key() {
+        let unknown = problem("listen = \"0.0.0.0:1\"\ngrace = \"5s\"\n");
+        assert_eq!(
+            unknown.path.as_deref(),
+            Some(Path::new("/etc/foolock.toml"))
+        );
+        assert_eq!(unknown.location().as_deref(), Some("line 2, key `grace`"));
+        assert!(
+            unknown.problem.starts_with("unknown field `grace`"),
+            "{unknown:?}"
+        );
+        assert!(!unknown.problem.contains('\n'), "{unknown:?}");
+
+        let in_table = problem("# x\n[notifications]\ntakeover = \"yes\"\n");
+        assert_eq!(
+            in_table.location().as_deref(),
+            Some("line 3, key `notifications.takeover`")
+        );
+
+        let range = problem("max_jobs = 0\n");
+        assert_eq!(range.location().as_deref(), Some("line 1, key `max_jobs`"));
+        assert_eq!(range.problem, "must be at least 1");
+
+        let not_toml = problem("listen = \n");
+        assert_eq!(not_toml.line, Some(1));
+        assert!(!not_toml.problem.is_empty() && !not_toml.problem.contains('\n'));
+    }
+
+    #[test]
+    fn an_unreadable_file_and_a_flag_are_problems_too() {
+        let dir = tempfile::tempdir().unwrap();
+        // A directory where the file should be cannot be read as one.
+        let err = Config::load(dir.path()).unwrap_err().problem();
+        assert_eq!(err.path.as_deref(), Some(dir.path()));
+        assert_eq!(err.location(), None);
+        assert!(err.problem.starts_with("cannot read it: "), "{err:?}");
+        let flag = OutOfRange {
+            key: "grace_period",
+            problem: "must be between 0s and 1m".into(),
+        };
+        let flag = flag.as_flag().problem();
+        assert_eq!(flag.location().as_deref(), Some("key `--grace-period`"));
+    }
+
     #[test]
     fn a_flag_out_of_range_is_named_as_the_flag() {
         let config = Config {
@@ -548,6 +834,59 @@ mod tests {
         };
         let err = config.validate().unwrap_err().as_flag();
         assert_eq!(err.to_string(), "--grace-period: must be between 0s and 1m");
+    }
+
+    #[test]
+    fn type_errors_say_what_the_value_must_be_once() {
+        let err = parse("# c\n\nmax_jobs = \"ten\"\n").unwrap_err();
+        assert_eq!(
+            err,
+            "config file /etc/foolock.toml: line 3: max_jobs = \"ten\": must be a whole number, \
+             like 10000"
+        );
+        assert!(!err.contains("usize"), "{err}");
+        let err = parse("default_ttl = 30\n").unwrap_err();
+        assert!(err.contains("must be a duration in quotes"), "{err}");
+        assert_eq!(err.matches("line 1").count(), 1, "{err}");
+        let err = parse("[notifications]\ntakeover = \"yes\"\n").unwrap_err();
+        assert!(
+            err.ends_with("line 2: takeover = \"yes\": must be true or false"),
+            "{err}"
+        );
+        let err = parse("listn = \":1\"\n").unwrap_err();
+        assert!(
+            err.contains("line 1: unknown key `listn` (the keys here are: listen,"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn listen_takes_go_style_and_localhost_addresses() {
+        assert_eq!(parse_listen(":8080"), Ok("0.0.0.0:8080".parse().unwrap()));
+        assert_eq!(
+            parse_listen("localhost:9000"),
+            Ok("127.0.0.1:9000".parse().unwrap())
+        );
+        assert_eq!(parse_listen("[::1]:80"), Ok("[::1]:80".parse().unwrap()));
+        for bad in ["8080", ":", ":99999", "nas.local:8080", "localhost"] {
+            let err = parse_listen(bad).unwrap_err();
+            assert!(err.contains(":8080"), "{bad}: {err}");
+        }
+        let c = parse("listen = \":7000\"\n").unwrap();
+        assert_eq!(c.listen, "0.0.0.0:7000".parse().unwrap());
+    }
+
+    #[test]
+    fn a_tilde_in_a_path_is_the_home_directory() {
+        let home = directories::BaseDirs::new().unwrap().home_dir().to_owned();
+        let c = parse("state_dir = \"~/foolock-state\"\n").unwrap();
+        assert_eq!(c.state_dir, Some(home.join("foolock-state")));
+        assert_eq!(expand_home(Path::new("~")).unwrap(), home);
+        assert_eq!(
+            expand_home(Path::new("/srv/~x")).unwrap(),
+            Path::new("/srv/~x")
+        );
+        assert_eq!(expand_home(Path::new("~x/y")).unwrap(), Path::new("~x/y"));
     }
 
     #[test]

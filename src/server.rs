@@ -1,5 +1,5 @@
 //! Runtime wiring for the lock server: bind, load and restore the saved state, start the lock
-//! service (its timer and writer), serve the API, shut down.
+//! service (its timer and writer), serve the API and the status page ([`app`]), shut down.
 //!
 //! `foolock serve` and the desktop agent both call [`Server::open`] and [`Server::run`], so they
 //! serve exactly the same API.
@@ -13,16 +13,14 @@ use crate::engine::{Engine, Restored};
 use crate::service::{LockService, Running};
 use crate::store::{Batching, Loaded, Store};
 use crate::time::{Clock, SystemClock};
+use crate::web::{self, ServerInfo, WebState};
 use anyhow::Context;
+use axum::Router;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tower_http::timeout::TimeoutLayer;
-
-/// How long a request may take beyond the longest allowed wait before it is cut off.
-const REQUEST_SLACK: Duration = Duration::from_secs(30);
 
 /// A bound, not yet serving, lock server.
 pub struct Server {
@@ -30,16 +28,20 @@ pub struct Server {
     running: Running,
     max_wait: Duration,
     auth: Auth,
+    metrics: bool,
 }
 
 impl Server {
     /// Loads the saved state, starts the lock service for `config` and binds its address:
     /// everything `foolock serve` and the agent need before serving. A state directory that
-    /// cannot be written is an error.
+    /// cannot be written is an error; one another foolock uses is [`StoreError::InUse`]
+    /// (findable with `downcast_ref`).
+    ///
+    /// [`StoreError::InUse`]: crate::store::StoreError::InUse
     pub async fn open(config: &Config) -> anyhow::Result<Server> {
-        // Bind first: if the port is taken, the state directory is never locked and no writer
-        // thread is started for a server that will not run.
-        let listener = listen(config).await?;
+        // Lock the state directory before binding: a second foolock for the same directory
+        // (and so, usually, the same port) is then told "already running", not "port in use",
+        // and the agent can bow out quietly. The writer only starts once both succeeded.
         let dir = match &config.state_dir {
             Some(dir) => dir.clone(),
             None => config::default_state_dir()
@@ -49,6 +51,7 @@ impl Server {
             tokio::task::spawn_blocking(move || Store::open(&dir, Batching::default()))
                 .await
                 .context("state loader failed")??;
+        let listener = listen(config).await?;
         let clock = Arc::new(SystemClock);
         let engine = restore(config, &store, loaded, clock.now());
         let running = LockService::start(engine, clock, Some(store));
@@ -63,6 +66,7 @@ impl Server {
             running,
             max_wait: config.max_wait,
             auth,
+            metrics: config.metrics,
         })
     }
 
@@ -75,25 +79,50 @@ impl Server {
     }
 
     /// Serves until `shutdown` is cancelled, then stops accepting, lets in-flight requests
-    /// finish, and stops the service (its final state write included).
+    /// finish (event streams end at once), and stops the service (its final state write
+    /// included).
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let app = api::router(AppState {
-            service: self.running.service().clone(),
+        let service = self.running.service().clone();
+        let info = ServerInfo::starting_now(reachable_addrs(self.listener.local_addr()?));
+        let web = WebState::new(service.clone(), info, self.metrics);
+        let log = tokio::spawn(
+            web.log
+                .clone()
+                .run(shutdown.clone(), Some(service.waiters_changed())),
+        );
+        let api = AppState {
+            service,
             max_wait: self.max_wait,
             shutdown: shutdown.clone(),
-        })
-        .layer(TimeoutLayer::with_status_code(
-            axum::http::StatusCode::REQUEST_TIMEOUT,
-            self.max_wait + REQUEST_SLACK,
-        ));
-        let app = self.auth.protect(app);
+        };
+        let app = app(api, web.clone(), &self.auth);
         let limits =
             connections::Limits::for_open_files(crate::platform::socket::raise_open_file_limit());
         tracing::debug!(?limits, "connection limits");
-        connections::serve(self.listener, app, limits, shutdown.clone()).await;
+        connections::serve(self.listener, app, limits, web.metrics, shutdown.clone()).await;
         shutdown.cancel();
+        let _ = log.await;
         self.running.shutdown().await;
         Ok(())
+    }
+}
+
+/// Everything the server answers: the API, the status page and its event stream, and (if
+/// on) the metrics, behind the access token check (if a token is configured), behind (if on)
+/// the metrics middleware, which is outermost so that it also times and counts the replies of
+/// the layers inside it (401s included). Requests must carry their peer address
+/// (`ConnectInfo`): the admin rule reads it.
+pub fn app(api: AppState, web: WebState, auth: &Auth) -> Router {
+    // No timeout layer: only requests that wait (`wait=`, the disk) can be slow, and the API
+    // bounds those itself (`api::REQUEST_SLACK`), without a timer for every other request.
+    let app = auth.protect(api::router(api).merge(web::router(web.clone())));
+    if web.serve_metrics {
+        app.layer(axum::middleware::from_fn_with_state(
+            web.metrics,
+            web::metrics::track,
+        ))
+    } else {
+        app
     }
 }
 
@@ -180,21 +209,48 @@ pub async fn cancel_on_signal(token: CancellationToken) {
 }
 
 /// The line `foolock serve` and the agent print first: where they listen and where other
-/// devices should point their clients. Scripts and tests read the port from it.
+/// devices should point their clients. Scripts and tests read the address from its start
+/// (`foolock listening on ADDR;`). Bound to loopback, it says that only this machine can
+/// connect, and how to let the LAN in, rather than send other devices to 127.0.0.1.
 pub fn announcement(bound: SocketAddr) -> String {
+    if bound.ip().is_loopback() {
+        return format!(
+            "foolock listening on {bound}; only this machine can connect (to let other devices \
+             in, listen on the LAN: --listen :{port}, or listen = \":{port}\" in the config file)",
+            port = bound.port()
+        );
+    }
     let urls: Vec<String> = reachable_addrs(bound)
         .iter()
+        .filter(|a| !a.ip().is_loopback())
         .map(|a| format!("http://{a}"))
         .collect();
+    if urls.is_empty() {
+        return format!(
+            "foolock listening on {bound}; this machine has no network address other devices \
+             could use yet (only this machine can connect for now)"
+        );
+    }
     format!(
         "foolock listening on {bound}; other devices can use {}",
         urls.join(", ")
     )
 }
 
-/// The addresses other devices can use to reach a server bound to `bound`: the machine's
-/// non-loopback IPv4 addresses when bound to the unspecified address, else `bound` itself.
-pub fn reachable_addrs(bound: SocketAddr) -> Vec<SocketAddr> {
+/// The status page's address for a browser on this machine: loopback when the server listens
+/// on every address (so the page also offers this machine's admin controls), else `bound`.
+pub fn local_page_url(bound: SocketAddr) -> String {
+    let ip = match bound.ip() {
+        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::from([127, 0, 0, 1]),
+        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+        ip => ip,
+    };
+    format!("http://{}/", SocketAddr::new(ip, bound.port()))
+}
+
+/// The addresses to reach a server bound to `bound` at: the machine's non-loopback IPv4
+/// addresses when bound to the unspecified address (127.0.0.1 if it has none), else `bound`.
+pub(crate) fn reachable_addrs(bound: SocketAddr) -> Vec<SocketAddr> {
     if !bound.ip().is_unspecified() {
         return vec![bound];
     }
@@ -258,14 +314,35 @@ mod tests {
 
     #[test]
     fn specific_bind_address_is_reported_as_is() {
-        let a: SocketAddr = "127.0.0.1:9999".parse().unwrap();
+        let a: SocketAddr = "192.168.1.20:9999".parse().unwrap();
         assert_eq!(reachable_addrs(a), vec![a]);
+    }
+
+    #[test]
+    fn the_local_page_url_uses_loopback_for_an_unspecified_bind() {
+        let url = |a: &str| local_page_url(a.parse().unwrap());
+        assert_eq!(url("0.0.0.0:8080"), "http://127.0.0.1:8080/");
+        assert_eq!(url("[::]:8080"), "http://[::1]:8080/");
+        assert_eq!(url("192.168.1.20:9000"), "http://192.168.1.20:9000/");
+        assert_eq!(url("[fd00::2]:9000"), "http://[fd00::2]:9000/");
+    }
+
+    #[test]
+    fn a_loopback_bind_never_sends_other_devices_to_127_0_0_1() {
+        let a: SocketAddr = "127.0.0.1:9999".parse().unwrap();
+        let line = announcement(a);
+        assert!(
+            line.starts_with("foolock listening on 127.0.0.1:9999;"),
+            "{line}"
+        );
+        assert!(line.contains("only this machine can connect"), "{line}");
+        assert!(line.contains("--listen :9999"), "{line}");
+        assert!(!line.contains("http://127.0.0.1"), "{line}");
     }
 
     #[test]
     fn unspecified_bind_lists_non_loopback_ipv4_with_port() {
         let addrs = reachable_addrs("0.0.0.0:8080".parse().unwrap());
-        assert!(!addrs.is_empty());
         for a in addrs {
             assert_eq!(a.port(), 8080);
             assert!(a.is_ipv4());

@@ -15,10 +15,18 @@
 //!   among its leases, and a token ceiling at or above its token counter (raised in blocks of
 //!   [`TOKEN_BLOCK`], so it costs one extra write per block). If `state.json` is ever lost to
 //!   corruption, the quarantine lasts long enough and tokens still never go backwards.
+//!
+//! Every file operation goes through [`Disk`], so that tests can cut the power between any two
+//! of them (`power_cut.rs`).
+
+mod disk;
+#[cfg(test)]
+mod power_cut;
 
 use crate::engine::{Found, SavedState, Watermarks};
+use disk::{Disk, RealDisk};
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -81,13 +89,14 @@ pub enum Batching {
 /// The state directory, locked for as long as this lives.
 pub struct Store {
     dir: PathBuf,
+    disk: Box<dyn Disk>,
     batching: Batching,
     /// The watermarks as on disk.
     on_disk: Watermarks,
     /// When `max_ttl_ms` was last allowed to go down.
     lowered_at: Instant,
     /// Keeps the directory's lock for as long as the store lives.
-    _lock: File,
+    _lock: Option<File>,
 }
 
 impl Store {
@@ -100,15 +109,32 @@ impl Store {
         })?;
         // Lock first: the write check below uses the file a running server writes.
         let lock = lock_dir(dir)?;
-        check_writable(dir).map_err(|source| StoreError::NotWritable {
+        Store::open_on(Box::new(RealDisk), dir, batching, Some(lock))
+    }
+
+    /// [`open`](Self::open) on `disk`, with the directory's lock (if any) already taken.
+    fn open_on(
+        mut disk: Box<dyn Disk>,
+        dir: &Path,
+        batching: Batching,
+        lock: Option<File>,
+    ) -> Result<(Store, Loaded), StoreError> {
+        disk.create_dir_all(dir)
+            .map_err(|source| StoreError::CreateDir {
+                path: dir.to_owned(),
+                source,
+            })?;
+        check_writable(&mut *disk, dir).map_err(|source| StoreError::NotWritable {
             path: dir.to_owned(),
             source,
         })?;
-        let loaded = load(dir)?;
+        let loaded = load(&mut *disk, dir)?;
+        let on_disk = read_watermarks(&mut *disk, dir).unwrap_or_default();
         let store = Store {
             dir: dir.to_owned(),
+            disk,
             batching,
-            on_disk: read_watermarks(dir).unwrap_or_default(),
+            on_disk,
             lowered_at: Instant::now(),
             _lock: lock,
         };
@@ -130,7 +156,7 @@ impl Store {
     pub fn write(&mut self, state: &SavedState, last: bool) -> io::Result<()> {
         let result = self.write_with_watermarks(state, last);
         if result.is_err() {
-            let _ = fs::create_dir_all(&self.dir);
+            let _ = self.disk.create_dir_all(&self.dir);
         }
         result
     }
@@ -156,12 +182,12 @@ impl Store {
         // The watermarks must never claim less than the state on disk: raise them before the
         // state, lower them after.
         if raised != self.on_disk {
-            write_watermarks(&self.dir, raised)?;
+            write_watermarks(&mut *self.disk, &self.dir, raised)?;
             self.on_disk = raised;
         }
-        write_state(&self.dir, state)?;
+        write_state(&mut *self.disk, &self.dir, state)?;
         if settled != self.on_disk {
-            write_watermarks(&self.dir, settled)?;
+            write_watermarks(&mut *self.disk, &self.dir, settled)?;
             self.on_disk = settled;
         }
         if lower {
@@ -185,13 +211,11 @@ fn max_ttl_ms(state: &SavedState) -> u64 {
 
 /// Proves the directory takes a new file and an fsync, so a read-only or full disk is a
 /// startup error instead of the first grant failing.
-fn check_writable(dir: &Path) -> io::Result<()> {
+fn check_writable(disk: &mut dyn Disk, dir: &Path) -> io::Result<()> {
     let probe = dir.join(format!("{STATE_FILE}{PARTIAL_SUFFIX}"));
-    let mut f = File::create(&probe)?;
-    f.write_all(b"{}")?;
-    f.sync_all()?;
-    drop(f);
-    fs::remove_file(&probe)
+    disk.write(&probe, b"{}")?;
+    disk.sync_file(&probe)?;
+    disk.remove_file(&probe)
 }
 
 /// Takes the directory's lock: two servers writing one state file would each overwrite the
@@ -225,15 +249,15 @@ fn lock_dir(dir: &Path) -> Result<File, StoreError> {
     Ok(file)
 }
 
-fn load(dir: &Path) -> Result<Loaded, StoreError> {
+fn load(disk: &mut dyn Disk, dir: &Path) -> Result<Loaded, StoreError> {
     let path = dir.join(STATE_FILE);
-    let reason = match fs::read(&path) {
+    let reason = match disk.read(&path) {
         // A lost state file after an earlier run is not a first start: its holders may still
         // be working, and tokens must stay above the ones it handed out.
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Ok(if dir.join(WATERMARKS_FILE).exists() {
+            return Ok(if disk.exists(&dir.join(WATERMARKS_FILE)) {
                 Loaded {
-                    found: Found::Lost(read_watermarks(dir)),
+                    found: Found::Lost(read_watermarks(disk, dir)),
                     lost: Some(Lost {
                         reason: format!(
                             "{STATE_FILE} is missing, but {WATERMARKS_FILE} shows that this \
@@ -260,12 +284,12 @@ fn load(dir: &Path) -> Result<Loaded, StoreError> {
             Err(e) => format!("it is not valid saved state: {e}"),
         },
     };
-    let moved_to = move_aside(&path).map_err(|source| StoreError::MoveAside {
+    let moved_to = move_aside(disk, &path).map_err(|source| StoreError::MoveAside {
         path: path.clone(),
         source,
     })?;
     Ok(Loaded {
-        found: Found::Lost(read_watermarks(dir)),
+        found: Found::Lost(read_watermarks(disk, dir)),
         lost: Some(Lost {
             reason,
             moved_to: Some(moved_to),
@@ -275,7 +299,7 @@ fn load(dir: &Path) -> Result<Loaded, StoreError> {
 
 /// Renames `path` to `<path>.corrupt-<UTC time>` (with a counter if taken) and syncs the
 /// directory, so the next write cannot destroy the evidence.
-fn move_aside(path: &Path) -> io::Result<PathBuf> {
+fn move_aside(disk: &mut dyn Disk, path: &Path) -> io::Result<PathBuf> {
     let stamp: String = crate::time::rfc3339(SystemTime::now())
         .chars()
         .filter(|c| *c != '-' && *c != ':')
@@ -283,52 +307,41 @@ fn move_aside(path: &Path) -> io::Result<PathBuf> {
     let base = format!("{}.corrupt-{stamp}", path.display());
     let mut target = PathBuf::from(&base);
     let mut n = 1;
-    while target.exists() {
+    while disk.exists(&target) {
         n += 1;
         target = PathBuf::from(format!("{base}-{n}"));
     }
-    fs::rename(path, &target)?;
+    disk.rename(path, &target)?;
     if let Some(dir) = path.parent() {
-        sync_dir(dir)?;
+        disk.sync_dir(dir)?;
     }
     Ok(target)
 }
 
-/// Writes `bytes` as `dir/name` atomically and durably.
-fn replace_file(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+/// Writes `bytes` as `dir/name` atomically and durably: the whole new file is durable before
+/// the rename makes it the file, and the rename is durable before this returns.
+fn replace_file(disk: &mut dyn Disk, dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
     let partial = dir.join(format!("{name}{PARTIAL_SUFFIX}"));
-    let mut f = File::create(&partial)?;
-    f.write_all(bytes)?;
-    // On macOS std's sync_all is F_FULLFSYNC, which also flushes the drive's cache.
-    f.sync_all()?;
-    drop(f);
-    fs::rename(&partial, dir.join(name))?;
-    sync_dir(dir)
+    disk.write(&partial, bytes)?;
+    disk.sync_file(&partial)?;
+    disk.rename(&partial, &dir.join(name))?;
+    disk.sync_dir(dir)
 }
 
-/// Makes a rename in `dir` durable.
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    match File::open(dir).and_then(|d| d.sync_all()) {
-        // Some file systems cannot sync a directory; their renames are as durable as it gets.
-        Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ENOTSUP)) => Ok(()),
-        other => other,
-    }
-}
-
-fn write_state(dir: &Path, state: &SavedState) -> io::Result<()> {
+fn write_state(disk: &mut dyn Disk, dir: &Path, state: &SavedState) -> io::Result<()> {
     let mut bytes = serde_json::to_vec_pretty(state).map_err(io::Error::other)?;
     bytes.push(b'\n');
-    replace_file(dir, STATE_FILE, &bytes)
+    replace_file(disk, dir, STATE_FILE, &bytes)
 }
 
-fn write_watermarks(dir: &Path, marks: Watermarks) -> io::Result<()> {
+fn write_watermarks(disk: &mut dyn Disk, dir: &Path, marks: Watermarks) -> io::Result<()> {
     let mut bytes = serde_json::to_vec(&marks).map_err(io::Error::other)?;
     bytes.push(b'\n');
-    replace_file(dir, WATERMARKS_FILE, &bytes)
+    replace_file(disk, dir, WATERMARKS_FILE, &bytes)
 }
 
-fn read_watermarks(dir: &Path) -> Option<Watermarks> {
-    serde_json::from_slice(&fs::read(dir.join(WATERMARKS_FILE)).ok()?).ok()
+fn read_watermarks(disk: &mut dyn Disk, dir: &Path) -> Option<Watermarks> {
+    serde_json::from_slice(&disk.read(&dir.join(WATERMARKS_FILE)).ok()?).ok()
 }
 
 #[cfg(test)]
@@ -342,6 +355,7 @@ mod tests {
             leases: vec![SavedLease {
                 job: "j".into(),
                 holder: "a".into(),
+                run: None,
                 token,
                 ttl_ms,
                 acquired_at_ms: 1,
@@ -350,6 +364,79 @@ mod tests {
             quarantine_until_ms: None,
             quarantine_left_ms: None,
         }
+    }
+
+    #[test]
+    fn a_store_keeps_the_batching_it_was_opened_with() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(dir.path(), Batching::PerChange).unwrap();
+        assert_eq!(store.batching(), Batching::PerChange);
+    }
+
+    #[test]
+    fn an_unreadable_state_file_is_a_loss_not_a_first_start() {
+        // A directory where the file should be: reading it fails with something other than
+        // "not found", and no watermarks say the directory held state before.
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join(STATE_FILE)).unwrap();
+        let (_, loaded) = Store::open(dir.path(), Batching::default()).unwrap();
+        assert_eq!(loaded.found, Found::Lost(None));
+        let lost = loaded.lost.expect("a loss is reported");
+        assert!(lost.reason.contains("cannot read it"), "{}", lost.reason);
+        assert!(lost.moved_to.is_some_and(|to| to.is_dir()));
+        assert!(!dir.path().join(STATE_FILE).exists());
+    }
+
+    #[test]
+    fn files_moved_aside_in_one_second_get_numbered_names_without_colons() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(STATE_FILE);
+        // Three in a row, until all three fall in one second (almost always the first try).
+        let names = loop {
+            let names: Vec<String> = (0..3)
+                .map(|_| {
+                    fs::write(&path, b"bad").unwrap();
+                    let to = move_aside(&mut RealDisk, &path).unwrap();
+                    to.file_name().unwrap().to_str().unwrap().to_owned()
+                })
+                .collect();
+            if names[2].starts_with(&names[0]) {
+                break names;
+            }
+        };
+        // state.json.corrupt-20261201T030405Z: no ':' (not allowed in names everywhere).
+        let stamp = names[0].strip_prefix("state.json.corrupt-").unwrap();
+        assert_eq!(stamp.len(), "20261201T030405Z".len(), "{stamp}");
+        assert!(
+            stamp
+                .chars()
+                .all(|c| c.is_ascii_digit() || c == 'T' || c == 'Z'),
+            "{stamp}"
+        );
+        assert_eq!(names[1], format!("{}-2", names[0]));
+        assert_eq!(names[2], format!("{}-3", names[0]));
+    }
+
+    #[test]
+    fn a_state_directory_removed_while_running_is_made_again_for_the_retry() {
+        let parent = tempfile::tempdir().unwrap();
+        let dir = parent.path().join("state");
+        let (mut store, _) = Store::open(&dir, Batching::default()).unwrap();
+        fs::remove_dir_all(&dir).unwrap();
+        assert!(store.write(&state(1, 1000), false).is_err());
+        store
+            .write(&state(1, 1000), false)
+            .expect("the retry succeeds");
+        assert!(dir.join(STATE_FILE).exists());
+    }
+
+    #[test]
+    fn the_real_disk_reports_what_it_cannot_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing");
+        assert!(RealDisk.sync_file(&missing).is_err());
+        assert!(RealDisk.sync_dir(&missing).is_err());
+        assert!(RealDisk.sync_dir(dir.path()).is_ok());
     }
 
     #[test]
@@ -363,7 +450,7 @@ mod tests {
     #[test]
     fn written_state_loads_back_and_leaves_no_partial_file() {
         let dir = tempfile::tempdir().unwrap();
-        write_state(dir.path(), &state(7, 5000)).unwrap();
+        write_state(&mut RealDisk, dir.path(), &state(7, 5000)).unwrap();
         let (_, loaded) = Store::open(dir.path(), Batching::default()).unwrap();
         assert_eq!(loaded.found, Found::Saved(state(7, 5000)));
         let names: Vec<_> = fs::read_dir(dir.path())
@@ -391,12 +478,12 @@ mod tests {
     #[test]
     fn truncated_file_is_moved_aside_with_the_max_ttl_kept() {
         let dir = tempfile::tempdir().unwrap();
-        write_state(dir.path(), &state(7, 5000)).unwrap();
+        write_state(&mut RealDisk, dir.path(), &state(7, 5000)).unwrap();
         let marks = Watermarks {
             max_ttl_ms: 90_000,
             token_ceiling: 1007,
         };
-        write_watermarks(dir.path(), marks).unwrap();
+        write_watermarks(&mut RealDisk, dir.path(), marks).unwrap();
         let full = fs::read(dir.path().join(STATE_FILE)).unwrap();
         fs::write(dir.path().join(STATE_FILE), &full[..full.len() / 2]).unwrap();
         let (_, loaded) = Store::open(dir.path(), Batching::default()).unwrap();
@@ -419,7 +506,7 @@ mod tests {
             max_ttl_ms: 60_000,
             token_ceiling: 1002,
         };
-        write_watermarks(dir.path(), marks).unwrap();
+        write_watermarks(&mut RealDisk, dir.path(), marks).unwrap();
         let (_, loaded) = Store::open(dir.path(), Batching::default()).unwrap();
         assert_eq!(loaded.found, Found::Lost(Some(marks)));
         let lost = loaded.lost.expect("a loss is reported");
@@ -434,18 +521,18 @@ mod tests {
         store.write(&state(1, 60_000), false).unwrap();
         let on_disk: SavedState = serde_json::from_slice(&fs::read(store.path()).unwrap()).unwrap();
         assert_eq!(on_disk, state(1, 60_000));
-        let marks = read_watermarks(dir.path()).unwrap();
+        let marks = read_watermarks(&mut RealDisk, dir.path()).unwrap();
         assert_eq!(marks.max_ttl_ms, 60_000);
         assert_eq!(marks.token_ceiling, 1 + TOKEN_BLOCK);
 
         store.write(&state(2, 1000), false).unwrap();
-        let marks = read_watermarks(dir.path()).unwrap();
+        let marks = read_watermarks(&mut RealDisk, dir.path()).unwrap();
         assert_eq!(marks.max_ttl_ms, 60_000, "not lowered on every write");
 
         store.write(&state(2, 1000), true).unwrap();
         let on_disk: SavedState = serde_json::from_slice(&fs::read(store.path()).unwrap()).unwrap();
         assert_eq!(on_disk.last_token, 2);
-        let marks = read_watermarks(dir.path()).unwrap();
+        let marks = read_watermarks(&mut RealDisk, dir.path()).unwrap();
         assert_eq!(
             marks.max_ttl_ms, 1000,
             "lowered once the long lease is gone"

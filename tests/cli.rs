@@ -6,16 +6,20 @@ mod support;
 use std::io::Read;
 use std::process::{Child, Stdio};
 use std::time::{Duration, SystemTime};
-use support::{
-    Server, alive, connected_to, eventually, log_time, path_str, read_pid, signal, wait_exit,
-};
+use support::{Proxy, Server, alive, eventually, log_time, path_str, read_pid, signal, wait_exit};
 
 const SECOND: Duration = Duration::from_secs(1);
 
 /// Starts `foolock lock` with `args` in the background, stderr captured.
 fn spawn_lock(server: &Server, args: &[&str]) -> Child {
+    spawn_lock_at(server, &server.url, args)
+}
+
+/// Like [`spawn_lock`], talking to the server at `url` (a [`Proxy`] in front of it).
+fn spawn_lock_at(server: &Server, url: &str, args: &[&str]) -> Child {
     server
         .cli()
+        .env("FOOLOCK_SERVER", url)
         .arg("lock")
         .args(args)
         .stdout(Stdio::null())
@@ -256,26 +260,36 @@ fn lost_lock_when_the_server_stops_answering_stops_the_command_before_the_lease_
     );
 }
 
+/// Someone frees `job` under `client`'s id and `thief` takes it, while the renewals of the
+/// `foolock lock` behind `proxy` are held: one landing in between would take the free job
+/// back, and the thief would be refused.
+fn steal(server: &Server, proxy: &Proxy, job: &str, client: &str, thief: &str) {
+    proxy.hold("POST");
+    assert_eq!(server.run(&["release", job, "--client", client]).0, 0);
+    assert_eq!(
+        server
+            .run(&["acquire", job, "--client", thief, "--ttl", "60s"])
+            .0,
+        0
+    );
+}
+
 #[test]
 fn lost_lock_when_a_renewal_is_refused_stops_the_command_and_exits_75() {
     let server = Server::start(&[]);
+    let proxy = Proxy::start(server.addr);
     let dir = server.dir().to_owned();
     let script = trapping_script(&dir, 9);
-    let mut run = spawn_lock(
+    let mut run = spawn_lock_at(
         &server,
+        &proxy.url,
         &[
             "job", "--ttl", "3s", "--client", "laptop", "--", "sh", "-c", &script,
         ],
     );
     let (pid, grandchild) = started_pids(&dir);
-    // Someone frees the job under our id and another device takes it.
-    assert_eq!(server.run(&["release", "job", "--client", "laptop"]).0, 0);
-    assert_eq!(
-        server
-            .run(&["acquire", "job", "--client", "thief", "--ttl", "60s"])
-            .0,
-        0
-    );
+    steal(&server, &proxy, "job", "laptop", "thief");
+    proxy.let_through();
     let exit = wait_exit(&mut run, Duration::from_secs(15));
     let err = stderr_of(&mut run);
     assert_eq!(exit.code(), Some(75), "{err}");
@@ -291,13 +305,88 @@ fn lost_lock_when_a_renewal_is_refused_stops_the_command_and_exits_75() {
 }
 
 #[test]
+fn a_command_that_ignores_sigterm_is_killed_when_the_lock_is_lost() {
+    let server = Server::start(&[]);
+    let proxy = Proxy::start(server.addr);
+    let dir = server.dir().to_owned();
+    // SIGTERM stays ignored in `sleep` (exec keeps the disposition): only SIGKILL ends it.
+    let script = format!(
+        "trap '' TERM; echo $$ > {d}/pid.tmp; mv {d}/pid.tmp {d}/pid; exec sleep 60",
+        d = dir.display()
+    );
+    let mut run = spawn_lock_at(
+        &server,
+        &proxy.url,
+        &[
+            "job", "--ttl", "3s", "--client", "laptop", "--", "sh", "-c", &script,
+        ],
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || dir.join("pid").exists()),
+        "the command did not start"
+    );
+    let pid = read_pid(&dir.join("pid")).expect("pid");
+    steal(&server, &proxy, "job", "laptop", "thief");
+    proxy.let_through();
+    let exit = wait_exit(&mut run, Duration::from_secs(15));
+    let err = stderr_of(&mut run);
+    assert_eq!(exit.code(), Some(75), "{err}");
+    assert!(err.contains("it ended by SIGKILL"), "{err}");
+    assert!(!alive(pid), "the command outlived the lock");
+}
+
+/// A command that writes which of SIGINT, SIGHUP or SIGTERM it got to `dir/got` and exits
+/// with 5, 6 or 7; it writes `dir/ready` once its traps are set.
+fn reporting_script(dir: &std::path::Path) -> String {
+    format!(
+        "trap 'echo INT > {d}/got; exit 5' INT; trap 'echo HUP > {d}/got; exit 6' HUP; \
+         trap 'echo TERM > {d}/got; exit 7' TERM; touch {d}/ready; \
+         while :; do sleep 0.1; done",
+        d = dir.display()
+    )
+}
+
+#[test]
+fn sigint_and_sighup_are_passed_on_to_the_command_as_themselves() {
+    let server = Server::start(&[]);
+    for (signo, name, code) in [(libc::SIGINT, "INT", 5), (libc::SIGHUP, "HUP", 6)] {
+        let dir = tempfile::tempdir().unwrap();
+        let script = reporting_script(dir.path());
+        let mut run = spawn_lock(
+            &server,
+            &["job", "--client", "laptop", "--", "sh", "-c", &script],
+        );
+        assert!(
+            eventually(Duration::from_secs(10), || dir
+                .path()
+                .join("ready")
+                .exists()),
+            "the command did not start"
+        );
+        // To foolock only: the command runs in a process group of its own.
+        signal(run.id() as libc::pid_t, signo);
+        let exit = wait_exit(&mut run, Duration::from_secs(10));
+        assert_eq!(exit.code(), Some(code), "{name}: {}", stderr_of(&mut run));
+        let got = std::fs::read_to_string(dir.path().join("got")).unwrap_or_default();
+        assert_eq!(got.trim(), name);
+        assert_eq!(server.status("job")["holder"], "", "released after {name}");
+    }
+}
+
+#[test]
 fn lock_refuses_to_run_alongside_a_lock_under_the_same_client_id() {
     let server = Server::start(&[]);
     assert_eq!(server.run(&["acquire", "job", "--client", "laptop"]).0, 0);
+    let token = server.status("job")["token"].clone();
     let (code, _, err) = server.run(&["lock", "job", "--client", "laptop", "--", "true"]);
     assert_eq!(code, 1);
-    assert!(err.contains("already held by this client id"), "{err}");
-    assert_eq!(server.status("job")["holder"], "laptop", "not released");
+    assert!(
+        err.contains("`foolock release job --client laptop`"),
+        "{err}"
+    );
+    let after = server.status("job");
+    assert_eq!(after["holder"], "laptop", "not released");
+    assert_eq!(after["token"], token, "not taken over");
 }
 
 #[test]
@@ -490,23 +579,27 @@ fn h1_wait_ending_during_a_503_pause_does_not_panic() {
 #[test]
 fn m2_lock_lost_between_renewals_exits_75_even_if_the_command_finished() {
     let server = Server::start(&[]);
-    // The default 30s ttl renews only after 10s: nothing notices the loss until the release.
-    let mut run = spawn_lock(&server, &["j", "--client", "x", "--", "sleep", "3"]);
+    let proxy = Proxy::start(server.addr);
+    // The command runs until the test says so, and the renewals are held meanwhile: nothing
+    // can notice the loss but the final release.
+    let go = server.dir().join("go");
+    let script = format!("while [ ! -e {} ]; do sleep 0.1; done", path_str(&go));
+    let mut run = spawn_lock_at(
+        &server,
+        &proxy.url,
+        &["j", "--client", "x", "--", "sh", "-c", &script],
+    );
     assert!(eventually(
         Duration::from_secs(10),
         || server.status("j")["holder"] == "x"
     ));
-    assert_eq!(server.run(&["release", "j", "--client", "x"]).0, 0);
-    assert_eq!(
-        server
-            .run(&["acquire", "j", "--client", "y", "--ttl", "60s"])
-            .0,
-        0
-    );
+    steal(&server, &proxy, "j", "x", "y");
+    std::fs::write(&go, b"").unwrap();
     let exit = wait_exit(&mut run, Duration::from_secs(15));
     let err = stderr_of(&mut run);
     assert_eq!(exit.code(), Some(75), "{err}");
     assert!(err.contains("lost the lock on j"), "{err}");
+    assert!(err.contains("when the command finished"), "{err}");
     assert_eq!(server.status("j")["holder"], "y", "y's lease is untouched");
 }
 
@@ -557,18 +650,18 @@ fn interrupted_run_under_a_busy_client_id_leaves_the_other_runs_lease_alone() {
         == "x"));
     let token = server.status("job")["token"].clone();
 
-    signal(server.pid(), libc::SIGSTOP);
-    let mut second = spawn_lock(&server, &["job", "--client", "x", "--", "true"]);
-    // Interrupt it only once its request is out (its signal handlers are set up by then).
-    let second_pid = second.id() as libc::pid_t;
-    assert!(eventually(Duration::from_secs(20), || connected_to(
-        second_pid,
-        server.addr.port()
-    )));
-    signal(second_pid, libc::SIGINT);
-    signal(server.pid(), libc::SIGCONT);
+    let proxy = Proxy::start(server.addr);
+    proxy.hold("GET");
+    let mut second = spawn_lock_at(&server, &proxy.url, &["job", "--client", "x", "--", "true"]);
+    // Interrupt it once its first request is out (its signal handlers are set up by then).
+    assert!(
+        eventually(Duration::from_secs(20), || proxy.held() == 1),
+        "the second run sent no request"
+    );
+    signal(second.id() as libc::pid_t, libc::SIGINT);
     let status = wait_exit(&mut second, Duration::from_secs(10));
     assert_eq!(status.code(), Some(130), "{}", stderr_of(&mut second));
+    proxy.let_through();
 
     let after = server.status("job");
     assert_eq!(after["holder"], "x");
@@ -579,6 +672,59 @@ fn interrupted_run_under_a_busy_client_id_leaves_the_other_runs_lease_alone() {
     assert!(alive(first.id() as libc::pid_t), "the first run goes on");
     signal(first.id() as libc::pid_t, libc::SIGTERM);
     wait_exit(&mut first, Duration::from_secs(10));
+}
+
+#[test]
+fn an_interrupted_request_gives_back_only_a_lease_granted_after_it_was_sent() {
+    // A lease under our id that existed before our request (left by a run that was killed)
+    // is not ours to give back, though its holder name is ours: its token is not above the
+    // newest token from before the request.
+    let server = Server::start(&["--grace-period", "1s"]);
+    assert_eq!(
+        server
+            .run(&["acquire", "job", "--client", "x", "--ttl", "1s"])
+            .0,
+        0
+    );
+    let token = server.status("job")["token"].clone();
+    // Expired, so the new run's check before asking does not refuse it.
+    assert!(eventually(Duration::from_secs(10), || server.status("job")
+        ["state"]
+        == "expired"));
+
+    let proxy = Proxy::start(server.addr);
+    proxy.hold("POST");
+    let marker = server.dir().join("ran");
+    let mut run = spawn_lock_at(
+        &server,
+        &proxy.url,
+        &["job", "--client", "x", "--", "touch", path_str(&marker)],
+    );
+    assert!(
+        eventually(Duration::from_secs(20), || proxy.held() == 1),
+        "the run never asked for the job"
+    );
+    signal(run.id() as libc::pid_t, libc::SIGINT);
+    let status = wait_exit(&mut run, Duration::from_secs(10));
+    assert_eq!(status.code(), Some(130), "{}", stderr_of(&mut run));
+
+    // It looked (the status check after the interrupted request), and left the lease alone.
+    let seen = proxy.seen();
+    let asked = seen.iter().position(|r| r.method == "POST").unwrap();
+    assert!(
+        seen[asked..].iter().any(|r| r.method == "GET"),
+        "no check of the lease after the interrupted request: {seen:?}"
+    );
+    assert!(
+        !seen.iter().any(|r| r.method == "DELETE"),
+        "released a lease it was not granted: {seen:?}"
+    );
+    let after = server.status("job");
+    assert_eq!(
+        (after["holder"].clone(), after["token"].clone()),
+        ("x".into(), token)
+    );
+    assert!(!marker.exists());
 }
 
 #[test]

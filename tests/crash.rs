@@ -2,7 +2,9 @@
 //! HTTP while the server is killed with SIGKILL at random moments. After every restart each
 //! lease a client was told it holds (a 200 with no release sent since) is still its own with
 //! the same token, nobody else was granted it in between, and every new token is larger than
-//! every token handed out before the crash.
+//! every token handed out before the crash. A released job stays released, and a renewal is
+//! accepted only for a lease the client was granted (or may have been, by a request whose
+//! reply was lost), with that lease's token.
 
 mod support;
 
@@ -28,8 +30,22 @@ enum Known {
     Unsure { op: u64 },
 }
 
+/// What one client may hold of one job, as far as the replies it got allow.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Claim {
+    /// Nothing: it never got the job, or released it and was told so.
+    None,
+    /// It was granted the lease with this token and has not been told of a release since.
+    Exact(u64),
+    /// A request whose reply was lost may have granted it a lease, with a token above this
+    /// (every token issued after the request was sent is above every token seen before).
+    Above(u64),
+}
+
 struct Model {
     jobs: Vec<Known>,
+    /// `claims[job][client]`
+    claims: Vec<[Claim; CLIENTS]>,
     /// Largest token in any 200 from earlier server lives.
     max_before_crash: u64,
     /// Largest token in any 200 from this server life.
@@ -43,6 +59,11 @@ impl Model {
     fn violation(&mut self, what: String) {
         eprintln!("VIOLATION: {what}");
         self.violations.push(what);
+    }
+
+    /// The largest token any reply has shown so far.
+    fn max_seen(&self) -> u64 {
+        self.max_before_crash.max(self.max_this_life)
     }
 }
 
@@ -86,6 +107,7 @@ fn step(addr: SocketAddr, me: usize, rng: &mut Rng, model: &Mutex<Model>) -> boo
                 if m.jobs[j] == (Known::Unsure { op }) {
                     m.jobs[j] = Known::Free;
                 }
+                m.claims[j][me] = Claim::None;
             }
             Ok(r) => m.violation(format!("c{me} held {job} but release got {r:?}")),
             Err(_) => return false,
@@ -101,12 +123,16 @@ fn step(addr: SocketAddr, me: usize, rng: &mut Rng, model: &Mutex<Model>) -> boo
     } else {
         ""
     };
+    let seen_before = model.lock().unwrap().max_seen();
     let reply = request(
         addr,
         "POST",
         &format!("/lock?client=c{me}&job={job}&ttl={TTL}{wait}"),
     );
     let mut m = model.lock().unwrap();
+    if reply.is_err() && m.claims[j][me] == Claim::None {
+        m.claims[j][me] = Claim::Above(seen_before);
+    }
     match reply {
         Ok(r) if r.status == 200 => record_grant(&mut m, me, j, &r),
         Ok(r) if r.status == 409 => {
@@ -124,6 +150,23 @@ fn step(addr: SocketAddr, me: usize, rng: &mut Rng, model: &Mutex<Model>) -> boo
 fn record_grant(m: &mut Model, me: usize, j: usize, r: &Reply) {
     let token = r.token();
     let job = job_name(j);
+    if r.message() == "renewed" {
+        let claim = m.claims[j][me];
+        let ok = match claim {
+            Claim::None => false,
+            Claim::Exact(t) => token == t,
+            Claim::Above(t) => token > t,
+        };
+        if !ok {
+            m.violation(format!(
+                "c{me} renewed {job} with token {token}, but its claim on it was {claim:?}"
+            ));
+        }
+    } else {
+        // A new holder: nobody else can still hold the job.
+        m.claims[j] = [Claim::None; CLIENTS];
+    }
+    m.claims[j][me] = Claim::Exact(token);
     match m.jobs[j].clone() {
         Known::Held { client, token: t } if client == me => {
             if r.message() != "renewed" || token != t {
@@ -148,9 +191,22 @@ fn record_grant(m: &mut Model, me: usize, j: usize, r: &Reply) {
     m.jobs[j] = Known::Held { client: me, token };
 }
 
-/// Right after a restart: every known holder still holds its job, and nobody else gets it.
+/// Right after a restart: every known holder still holds its job, and nobody else gets it;
+/// a job whose release was acknowledged, with no unanswered request since, is free.
 fn check_after_restart(addr: SocketAddr, model: &Mutex<Model>) {
     let mut m = model.lock().unwrap();
+    for j in 0..JOBS {
+        if m.jobs[j] == Known::Free && m.claims[j].iter().all(|c| *c == Claim::None) {
+            let job = job_name(j);
+            let status = request(addr, "GET", &format!("/lock?job={job}")).unwrap();
+            if status.body["holder"] != "" {
+                m.violation(format!(
+                    "after restart {job} should be free (its release was acknowledged), \
+                     but: {status:?}"
+                ));
+            }
+        }
+    }
     for j in 0..JOBS {
         let Known::Held { client, token } = m.jobs[j].clone() else {
             continue;
@@ -190,6 +246,7 @@ fn holders_survive_sigkill_at_random_moments_and_tokens_keep_rising() {
     let state = tmp.path().join("state");
     let model = Arc::new(Mutex::new(Model {
         jobs: vec![Known::Free; JOBS],
+        claims: vec![[Claim::None; CLIENTS]; JOBS],
         max_before_crash: 0,
         max_this_life: 0,
         next_op: 0,

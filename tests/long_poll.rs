@@ -69,9 +69,13 @@ async fn waiters_are_served_in_arrival_order() {
     until_waiting(&api, "job", 1).await;
     let c = wait_for(&api, "job", "c", 30 * SECOND);
     until_waiting(&api, "job", 2).await;
+    // A third waiter: with two, a queue that serves the first and moves the last into its
+    // place would still look fair.
+    let d = wait_for(&api, "job", "d", 30 * SECOND);
+    until_waiting(&api, "job", 3).await;
     assert!(
-        !b.is_finished() && !c.is_finished(),
-        "both wait while a holds the job"
+        !b.is_finished() && !c.is_finished() && !d.is_finished(),
+        "all wait while a holds the job"
     );
 
     release(&api, "job", "a").await;
@@ -92,6 +96,15 @@ async fn waiters_are_served_in_arrival_order() {
         .unwrap();
     assert_eq!(got.status, StatusCode::OK);
     assert_eq!(got.body.holder.as_deref(), Some("c"));
+    tokio::time::sleep(SECOND).await;
+    assert!(!d.is_finished(), "d still waits while c holds the job");
+
+    release(&api, "job", "c").await;
+    let got = tokio::time::timeout(5 * SECOND, d)
+        .await
+        .expect("d is served")
+        .unwrap();
+    assert_eq!(got.body.holder.as_deref(), Some("d"));
 }
 
 #[tokio::test]
@@ -201,5 +214,92 @@ async fn a_waiter_is_not_granted_during_the_previous_holders_grace_period() {
         started.elapsed() >= 3 * SECOND,
         "granted after {:?}",
         started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn the_expiry_timer_serves_a_waiter_when_the_grace_ends_not_when_its_wait_does() {
+    // Nothing but the server's own timer can notice that a's grace ended: no other request
+    // arrives while b waits. Without the timer, b would be served only when its 60 s wait
+    // ran out (and the server then retried the grant).
+    let server = Server::start(&["--grace-period", "1s"]);
+    let api = api(&server);
+    let reply = api
+        .acquire("job", "a", Some(SECOND), None, 5 * SECOND)
+        .await
+        .expect("acquire");
+    assert_eq!(reply.status, StatusCode::OK);
+    let started = Instant::now();
+    let got = api
+        .acquire("job", "b", TTL, Some(60 * SECOND), 70 * SECOND)
+        .await
+        .expect("long-poll");
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(got.body.holder.as_deref(), Some("b"));
+    // The grace ends about 2 s after a's grant; a generous bound, far below the 60 s wait.
+    assert!(
+        started.elapsed() < 20 * SECOND,
+        "served only after {:?}",
+        started.elapsed()
+    );
+}
+
+/// The token of `job`'s lease in the state file, if it holds one for `holder`.
+fn saved_token(state: &std::path::Path, job: &str, holder: &str) -> Option<u64> {
+    let bytes = std::fs::read(state.join("state.json")).ok()?;
+    let saved: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    saved["leases"]
+        .as_array()?
+        .iter()
+        .find(|l| l["job"] == job && l["holder"] == holder)?["token"]
+        .as_u64()
+}
+
+#[tokio::test]
+async fn a_long_poll_grant_is_on_disk_before_the_waiter_is_told() {
+    // A waiter told "yours" must still hold the job after a crash, so the state file has to
+    // name it by the time its reply arrives: both when a release hands the job over and when
+    // the timer does at the end of a grace period.
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let server = Server::builder()
+        .state_dir(&state)
+        .args(&["--grace-period", "1s"])
+        .start();
+    let api = api(&server);
+
+    assert_eq!(acquire(&api, "handed", "a",).await.status, StatusCode::OK);
+    let b = wait_for(&api, "handed", "b", 30 * SECOND);
+    until_waiting(&api, "handed", 1).await;
+    // Read the file the moment b's reply arrives, not after a's release returns.
+    let watcher = {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let got = b.await.unwrap();
+            (saved_token(&state, "handed", "b"), got)
+        })
+    };
+    release(&api, "handed", "a").await;
+    let (on_disk, got) = watcher.await.unwrap();
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(
+        on_disk, got.body.token,
+        "b's grant was replied before it was saved"
+    );
+
+    let reply = api
+        .acquire("timed", "a", Some(SECOND), None, 5 * SECOND)
+        .await
+        .expect("acquire");
+    assert_eq!(reply.status, StatusCode::OK);
+    let got = api
+        .acquire("timed", "b", TTL, Some(30 * SECOND), 40 * SECOND)
+        .await
+        .expect("long-poll");
+    let on_disk = saved_token(&state, "timed", "b");
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(
+        on_disk, got.body.token,
+        "b's grant was replied before it was saved"
     );
 }

@@ -360,7 +360,7 @@ fn a_binary_under_a_path_with_spaces_and_percent_gets_files_the_validators_accep
     let entry = std::fs::read_to_string(s.autostart_file()).unwrap();
     assert!(
         entry.contains(&format!(
-            "\nExec=\"{}\"\n",
+            "\nExec=\"{}\" --autostart\n",
             copy.display().to_string().replace('%', "%%")
         )),
         "{entry}"

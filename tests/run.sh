@@ -70,10 +70,13 @@ for target in query go_duration config state_file; do
 done
 echo "fuzzing took $((SECONDS - fuzz_started)) s, build included"
 
-if [ -x packaging/ci-deb.sh ]; then
-    step "Debian package"
-    bash packaging/ci-deb.sh
-fi
+step "status page in a real browser (Debian's Chromium and chromedriver, headless)"
+/usr/bin/python3 tests/browser/status_page.py target/debug/foolock
+
+# Run through bash, not by its run bit: a lost bit must not skip the check (a missing script
+# fails it).
+step "Debian package"
+bash packaging/ci-deb.sh
 
 step "load test, short form (the full one and its figures: README, Reliability)"
 load_started=$SECONDS
@@ -81,5 +84,9 @@ load_started=$SECONDS
 (cd load && cargo build --release --locked --quiet)
 load/target/release/foolock-load --quick --bin target/release/foolock
 echo "load test took $((SECONDS - load_started)) s"
+
+# Last: it mutates the engine and rebuilds its unit tests many times (see the script).
+step "mutation check: a quarter of the engine's mutants, rotated daily (tests/mutants.sh ci)"
+bash tests/mutants.sh ci
 
 step "all tests passed"

@@ -4,7 +4,7 @@ mod support;
 
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
-use support::{Server, eventually};
+use support::{Proxy, Server, eventually};
 
 const HELPER: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/contrib/foolock.sh");
 
@@ -142,6 +142,39 @@ fn bash_and_an_auth_token_work_too() {
         assert_eq!(body["holder"], "desk", "{sh}");
         assert_eq!(run_in(sh, &server, &env, "foolock_release").0, 0, "{sh}");
     }
+}
+
+#[test]
+fn every_request_carries_the_auth_token_as_a_bearer_header() {
+    let server = Server::start(&[]);
+    let proxy = Proxy::start(server.addr);
+    let env = [
+        ("FOOLOCK_SERVER", proxy.url.as_str()),
+        ("FOOLOCK_CLIENT", "desk"),
+        ("FOOLOCK_AUTH_TOKEN", "s3cret token"),
+    ];
+    for script in [
+        "foolock_acquire job 1m",
+        "foolock_status job",
+        "foolock_release job",
+    ] {
+        assert_eq!(run(&server, &env, script).0, 0, "{script}");
+    }
+    let seen = proxy.seen();
+    let methods: Vec<&str> = seen.iter().map(|r| r.method.as_str()).collect();
+    assert_eq!(methods, ["POST", "GET", "DELETE"]);
+    for request in &seen {
+        assert_eq!(
+            request.header("authorization"),
+            Some("Bearer s3cret token"),
+            "{request:?}"
+        );
+    }
+    // Without a token, no header at all.
+    let env = [("FOOLOCK_SERVER", proxy.url.as_str())];
+    assert_eq!(run(&server, &env, "foolock_status job").0, 0);
+    let last = proxy.seen().pop().unwrap();
+    assert_eq!(last.header("authorization"), None, "{last:?}");
 }
 
 #[test]

@@ -62,13 +62,21 @@ fn corrupt_state_file_is_moved_aside_and_grants_wait_for_the_quarantine() {
         "clear log line naming the moved file:\n{log}"
     );
 
-    // A new client and a "holder" the server cannot know about are both refused.
+    // A new client and a "holder" the server cannot know about are both refused, and told
+    // when to come back, in the body and in a Retry-After header (whole seconds, rounded up).
     for query in ["client=new&job=j", "client=old-holder&job=j&ttl=1s"] {
         let r = server.post(query);
         assert_eq!(r.status, 503, "{query}: {:?}", r.body);
         let error = r.body["error"].as_str().unwrap();
         assert!(error.contains("lost its saved state"), "{error}");
-        assert!(r.body["retry_after_ms"].as_u64().unwrap() <= 3000);
+        let retry_ms = r.body["retry_after_ms"].as_u64().unwrap();
+        assert!(retry_ms <= 3000, "{retry_ms}");
+        let header: u64 = r
+            .header("retry-after")
+            .unwrap_or_else(|| panic!("no Retry-After header: {r:?}"))
+            .parse()
+            .expect("Retry-After in seconds");
+        assert_eq!(header, retry_ms.div_ceil(1000).max(1), "{r:?}");
     }
     // Quarantine is default_ttl + grace = 3 s (no watermarks survived): granted after it.
     assert!(eventually(Duration::from_secs(10), || server
@@ -84,23 +92,32 @@ fn quarantine_survives_a_crash_during_it() {
     let state = tmp.path().join("state");
     fs::create_dir_all(&state).unwrap();
     fs::write(state.join("state.json"), b"\0\0\0garbage").unwrap();
-    let quarantine = &["--default-ttl", "4s", "--grace-period", "1s"];
-    // Before the start: the quarantine is counted from a moment after this.
-    let started = Instant::now();
+    // A minute: long enough that the restart surely falls inside it, on any machine.
+    let quarantine = &["--default-ttl", "59s", "--grace-period", "1s"];
     let mut server = Server::builder().state_dir(&state).args(quarantine).start();
-    assert_eq!(server.post("client=a&job=j").status, 503);
+    let before = server.post("client=a&job=j");
+    let asked = Instant::now();
+    assert_eq!(before.status, 503);
+    let left_before = before.body["retry_after_ms"].as_u64().unwrap();
+    assert!(left_before > 50_000, "{before:?}");
     server.kill();
 
-    // The quarantine was saved before serving: a restart does not end it early.
+    // The quarantine was saved before serving: a restart neither ends it early nor makes it
+    // longer than it was.
     let server = Server::builder().state_dir(&state).args(quarantine).start();
-    if started.elapsed() < Duration::from_secs(4) {
-        assert_eq!(server.post("client=a&job=j").status, 503);
-    }
-    assert!(eventually(Duration::from_secs(10), || server
-        .post("client=a&job=j")
-        .status
-        == 200));
-    assert!(started.elapsed() >= Duration::from_secs(5));
+    let after = server.post("client=a&job=j");
+    assert_eq!(after.status, 503, "{after:?}");
+    let left_after = after.body["retry_after_ms"].as_u64().unwrap();
+    let between = asked.elapsed().as_millis() as u64;
+    // One second of slack: the saved end is in wall-clock milliseconds.
+    assert!(
+        left_after + between + 1000 >= left_before,
+        "cut short: {left_before} ms left before, {left_after} ms {between} ms later"
+    );
+    assert!(
+        left_after <= left_before + 1000,
+        "made longer: {left_before} ms left before, {left_after} ms {between} ms later"
+    );
 }
 
 #[test]
@@ -119,11 +136,10 @@ fn truncated_state_file_quarantines_for_the_longest_saved_ttl_and_keeps_tokens_r
     let started = Instant::now();
     let server = Server::builder().state_dir(&state).args(SHORT).start();
     assert_eq!(corrupt_files(&state).len(), 1);
-    // default_ttl + grace (3 s) would already be over here; the watermark's 6 s + 1 s is not.
-    std::thread::sleep(Duration::from_secs(4));
-    if started.elapsed() < Duration::from_secs(6) {
-        assert_eq!(server.post("client=b&job=long").status, 503);
-    }
+    assert_eq!(server.post("client=b&job=long").status, 503);
+    // The watermark's 6 s + 1 s grace, not default_ttl + grace (3 s).
+    let log = server.log();
+    assert!(log.contains("refusing new grants for 7s"), "{log}");
     let mut granted = None;
     assert!(eventually(Duration::from_secs(10), || {
         let r = server.post("client=b&job=long");

@@ -17,11 +17,11 @@ use std::time::Duration;
 pub fn check_query(raw: &str) {
     if let Ok(params) = Params::parse(Some(raw)) {
         if let Ok(job) = params.job() {
-            assert!(validate_name(&job).is_ok(), "{raw:?} gave job {job:?}");
+            assert!(validate_name(job).is_ok(), "{raw:?} gave job {job:?}");
         }
         if let Ok(client) = params.client() {
             assert!(
-                validate_name(&client).is_ok(),
+                validate_name(client).is_ok(),
                 "{raw:?} gave client {client:?}"
             );
         }
@@ -39,10 +39,10 @@ pub fn check_query(raw: &str) {
     );
     let params = Params::parse(Some(&query)).expect("an encoded query always parses");
     if validate_name(job).is_ok() {
-        assert_eq!(params.job().ok().as_deref(), Some(job), "{query}");
+        assert_eq!(params.job().ok(), Some(job), "{query}");
     }
     if validate_name(client).is_ok() {
-        assert_eq!(params.client().ok().as_deref(), Some(client), "{query}");
+        assert_eq!(params.client().ok(), Some(client), "{query}");
     }
 }
 

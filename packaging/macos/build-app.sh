@@ -66,6 +66,7 @@ cp "$plist" "$app/Contents/Info.plist"
 printf 'APPL????' >"$app/Contents/PkgInfo"
 cp "$binary" "$app/Contents/MacOS/foolock"
 chmod 755 "$app/Contents/MacOS/foolock"
+mkdir -p "$app/Contents/Resources/man/man1" && "$app/Contents/MacOS/foolock" man >"$app/Contents/Resources/man/man1/foolock.1"
 
 # iconutil wants an .iconset of exact names: each size at 1x and 2x.
 iconset=$(mktemp -d)/foolock.iconset

@@ -6,7 +6,8 @@
 #
 # Steps: build Foolock.app (packaging/macos/build-app.sh; --app PATH uses one you have), copy it
 # to ~/Applications and register it with Launch Services, `foolock install`, check
-# `launchctl print`, wait for the server, take and release a lock with the CLI, post a
+# `launchctl print`, wait for the server, take and release a lock with the CLI, check the
+# keep-awake assertion comes and goes with it, start a second agent (it must exit), post a
 # notification (a takeover: look for it on screen), reinstall right after an uninstall (the
 # launchd race), quit the agent by Apple Event (it must stop gracefully), and `foolock
 # uninstall`. It uses your real login item, config and state directory, so it refuses to run
@@ -133,6 +134,40 @@ if "$bin" acquire "$job" --client smoke-a >/dev/null &&
     pass "$step"
 else
     fail "$step" "acquire/status/release of $job did not behave"
+fi
+
+step="keep awake: an idle-sleep assertion while a job is held, none after"
+reason="foolock is refereeing locks"
+# Waits up to 5 s for `pmset -g assertions` to list foolock's assertion ($1=yes) or not ($1=no).
+assertion() {
+    local _
+    for _ in $(seq 1 50); do
+        if pmset -g assertions | grep -q "$reason"; then
+            [[ $1 == yes ]] && return 0
+        else
+            [[ $1 == no ]] && return 0
+        fi
+        sleep 0.1
+    done
+    return 1
+}
+if ! "$bin" acquire "$job" --client smoke-a >/dev/null; then
+    fail "$step" "smoke-a could not take $job"
+elif ! assertion yes; then
+    fail "$step" "no PreventUserIdleSystemSleep assertion named \"$reason\" within 5s"
+elif ! "$bin" release "$job" --client smoke-a >/dev/null || ! assertion no; then
+    fail "$step" "the assertion outlived the last held job by 5s"
+else
+    pass "$step"
+fi
+
+step="a second agent sees the first and exits 0"
+if out=$("$bin" agent 2>&1 </dev/null) && grep -q "already running" <<<"$out"; then
+    pass "$step"
+elif grep -q "running without a tray icon" <<<"$out"; then
+    skip "$step" "no GUI session here (the headless server refuses instead)"
+else
+    fail "$step" "$out"
 fi
 
 step="post a notification (a takeover; look for \"$job taken over\" on screen)"

@@ -11,9 +11,11 @@
 //! Apple Event all cancel one token; the runtime then finishes in-flight requests, saves, stops,
 //! and the UI exits after it.
 //!
-//! macOS specifics (session check, notification identity, App Nap) are in [`mac`].
+//! macOS specifics (session check, notification identity, App Nap) are in [`mac`]; holding
+//! off idle sleep while jobs are held, in [`keep_awake`].
 
 // Portable on purpose, so its decisions are tested on every OS; only macOS calls it.
+mod keep_awake;
 #[cfg_attr(not(target_os = "macos"), allow(dead_code))]
 mod mac;
 mod menu;
@@ -23,7 +25,8 @@ mod ui;
 
 pub use menu::{IconKind, JobEntry, Listening, MenuModel};
 
-use crate::config::Config;
+use crate::cli::ServerFlags;
+use crate::config::{Config, ConfigError};
 use crate::engine::JobLease;
 use std::path::Path;
 use std::process::ExitCode;
@@ -41,6 +44,11 @@ pub enum UserEvent {
     Stopped,
     /// A menu entry was clicked (forwarded from muda's handler).
     Menu(tray_icon::menu::MenuEvent),
+    /// The icon was clicked (macOS: the menu is opening).
+    IconClicked,
+    /// Whether "Keep awake while jobs are held" starts ticked: sent once the config is read
+    /// (the item is added then).
+    KeepAwake(bool),
 }
 
 /// What the UI asks of the runtime.
@@ -48,7 +56,14 @@ pub enum UserEvent {
 pub enum Command {
     ForceRelease(String),
     PauseNotifications(bool),
+    /// Hold off idle sleep while jobs are held (true), or never (false), until restart.
+    KeepAwake(bool),
     OpenConfig,
+    /// Read the config file again now, if it had an error (the icon was clicked: the user may
+    /// have fixed it where the file watch cannot see).
+    CheckConfig,
+    /// Open the server's status page in the default browser.
+    OpenStatusPage,
     /// Register (true) or remove (false) the login item, as `foolock install`/`uninstall` do.
     StartAtLogin(bool),
 }
@@ -74,8 +89,18 @@ pub fn desktop_unavailable() -> Option<String> {
     None
 }
 
-/// Runs the agent until Quit or a signal: the server of `config`, with a tray icon and
-/// notifications. `config_path` is the file "Open config file" opens.
-pub fn run(config_path: &Path, config: Config) -> anyhow::Result<ExitCode> {
-    ui::run(config_path, config)
+/// Runs the agent until Quit or a signal: the server of the config file at `config_path` with
+/// `flags` over it, a tray icon and notifications. A bad flag is an error, as for `foolock
+/// serve`; a config file with an error is shown in the menu until it is fixed (see
+/// [`runtime`]). Returns at once, successfully, if another agent already runs.
+pub fn run(config_path: &Path, flags: &ServerFlags) -> anyhow::Result<ExitCode> {
+    let first = Config::load(config_path).and_then(|config| flags.apply(config));
+    if let Err(err @ ConfigError::Flag { .. }) = first {
+        return Err(err.into());
+    }
+    ui::run(runtime::Settings {
+        path: config_path.to_owned(),
+        flags: flags.clone(),
+        first,
+    })
 }

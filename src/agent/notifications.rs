@@ -75,7 +75,8 @@ pub struct Notifier {
 }
 
 struct Inner {
-    settings: Notifications,
+    /// Replaced when the config file is read again (see `runtime`).
+    settings: std::sync::Mutex<Notifications>,
     /// False when this process cannot post as foolock (macOS: the bundle is unknown).
     can_post: bool,
     /// "Pause notifications" in the menu.
@@ -88,12 +89,25 @@ impl Notifier {
     pub fn new(settings: Notifications) -> Notifier {
         Notifier {
             inner: Arc::new(Inner {
-                settings,
+                settings: std::sync::Mutex::new(settings),
                 can_post: prepare(),
                 paused: AtomicBool::new(false),
                 warned: AtomicBool::new(false),
             }),
         }
+    }
+
+    /// Which events notify from now on.
+    pub fn set_settings(&self, settings: Notifications) {
+        *self.settings() = settings;
+    }
+
+    fn settings(&self) -> std::sync::MutexGuard<'_, Notifications> {
+        // Plain data, never left half-written: a panic elsewhere cannot spoil it.
+        self.inner
+            .settings
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub fn set_paused(&self, paused: bool) {
@@ -103,14 +117,23 @@ impl Notifier {
 
     /// Posts the notification `event` deserves, if any. Must be called inside a tokio runtime.
     pub fn event(&self, event: &Event) {
-        if let Some(message) = message_for(event, &self.inner.settings) {
+        let message = message_for(event, &self.settings());
+        if let Some(message) = message {
             self.post(message);
         }
     }
 
     /// Posts `message` unless paused. Returns at once; delivery happens on the blocking pool.
     pub fn post(&self, message: Message) {
-        if self.inner.paused.load(Ordering::Relaxed) || !self.inner.can_post {
+        if !self.inner.paused.load(Ordering::Relaxed) {
+            self.alert(message);
+        }
+    }
+
+    /// Posts `message` even while paused: for a failure of something the user just asked for
+    /// (Pause is about lock events, not about hiding why a click did nothing).
+    pub fn alert(&self, message: Message) {
+        if !self.inner.can_post {
             return;
         }
         let inner = self.inner.clone();

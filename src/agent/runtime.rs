@@ -2,22 +2,48 @@
 //! `foolock serve` runs, plus the bridge to the UI (job snapshots out, menu commands in) and
 //! notifications.
 //!
-//! A failed bind does not end the runtime: the UI keeps showing the error so the user can open
-//! the config file or quit, and the runtime lives until the shutdown token is cancelled.
+//! Nothing here ends the runtime but the shutdown token (Quit, a signal) or finding another
+//! agent already running:
+//! - a config file with an error is shown in the menu, notified once and watched
+//!   ([`FileWatch`]: no polling); the server starts as soon as the file is saved fixed;
+//! - a failed bind is shown until the user quits.
+//!
+//! Menu commands are served from start to end, whatever the server's state. While the server
+//! runs, [`keep_awake`] holds off idle sleep whenever a lease is held.
 
+use super::keep_awake;
 use super::menu::Listening;
 use super::notifications::{Message, Notifier};
 use super::{Command, UserEvent};
-use crate::config::{self, Config};
-use crate::platform;
+use crate::cli::ServerFlags;
+use crate::config::{self, Config, ConfigError, Problem};
+use crate::platform::{self, watch::FileWatch};
 use crate::server::{self, Server};
 use crate::service::LockService;
-use std::path::PathBuf;
+use crate::store::StoreError;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tao::event_loop::EventLoopProxy;
-use tokio::sync::{broadcast, mpsc, watch};
+use tokio::sync::{Notify, broadcast, mpsc, watch};
 use tokio_util::sync::CancellationToken;
+
+/// Where the settings come from: the config file and the flags over it, and the first attempt
+/// to read them (made before the UI started, so a bad flag can still end the program).
+pub struct Settings {
+    pub path: PathBuf,
+    pub flags: ServerFlags,
+    pub first: Result<Config, ConfigError>,
+}
+
+impl Settings {
+    /// Reads the file again, with the flags over it.
+    fn reload(&self) -> Result<Config, ConfigError> {
+        self.flags.apply(Config::load(&self.path)?)
+    }
+}
 
 /// The runtime's ends of the channels to the UI.
 pub struct Links {
@@ -31,8 +57,7 @@ pub struct Links {
 
 /// Starts the runtime thread. It sends [`UserEvent::Stopped`] as its last act.
 pub fn spawn(
-    config: Config,
-    config_path: PathBuf,
+    settings: Settings,
     links: Links,
     shutdown: CancellationToken,
 ) -> std::io::Result<JoinHandle<()>> {
@@ -41,7 +66,7 @@ pub fn spawn(
         .spawn(move || {
             let proxy = links.proxy.clone();
             match tokio::runtime::Runtime::new() {
-                Ok(rt) => rt.block_on(main(config, config_path, links, shutdown)),
+                Ok(rt) => rt.block_on(main(settings, links, shutdown)),
                 Err(err) => {
                     tracing::error!("cannot start the async runtime: {err}");
                     let why = format!("Cannot start: {err}");
@@ -52,7 +77,7 @@ pub fn spawn(
         })
 }
 
-async fn main(config: Config, config_path: PathBuf, links: Links, shutdown: CancellationToken) {
+async fn main(mut settings: Settings, links: Links, shutdown: CancellationToken) {
     let Links {
         proxy,
         commands,
@@ -60,10 +85,76 @@ async fn main(config: Config, config_path: PathBuf, links: Links, shutdown: Canc
     } = links;
     tokio::spawn(server::cancel_on_signal(shutdown.clone()));
     tokio::spawn(ring_alarm(alarm, proxy.clone(), shutdown.clone()));
-    let notifier = Notifier::new(config.notifications.clone());
-    let server = match Server::open(&config).await {
+    let notifier = Notifier::new(config::Notifications::default());
+    let (service_tx, service) = watch::channel(None);
+    let (keep_awake, keep_awake_rx) = watch::channel(false);
+    let recheck = Arc::new(Notify::new());
+    let control = tokio::spawn(serve_commands(
+        Control {
+            service,
+            notifier: notifier.clone(),
+            config_path: settings.path.clone(),
+            recheck: recheck.clone(),
+            keep_awake: keep_awake.clone(),
+        },
+        commands,
+        shutdown.clone(),
+    ));
+    let first = std::mem::replace(&mut settings.first, Err(ConfigError::NoHome));
+    let config = usable_config(first, &settings, &notifier, &proxy, &recheck, &shutdown).await;
+    if let Some(config) = config {
+        notifier.set_settings(config.notifications.clone());
+        keep_awake.send_replace(config.keep_awake);
+        let _ = proxy.send_event(UserEvent::KeepAwake(config.keep_awake));
+        let links = ServeLinks {
+            notifier: &notifier,
+            proxy: &proxy,
+            service: &service_tx,
+            keep_awake: keep_awake_rx,
+        };
+        serve(&config, &settings.path, links, &shutdown).await;
+    }
+    shutdown.cancel();
+    let _ = control.await;
+}
+
+/// What [`serve`] reports to and hands on.
+struct ServeLinks<'a> {
+    notifier: &'a Notifier,
+    proxy: &'a EventLoopProxy<UserEvent>,
+    /// Gets the server once it runs, for the menu's commands.
+    service: &'a watch::Sender<Option<Serving>>,
+    /// The menu's "Keep awake while jobs are held".
+    keep_awake: watch::Receiver<bool>,
+}
+
+/// Runs the server for `config` until shutdown; if it cannot start, shows why and waits for
+/// Quit (or returns at once if another agent is already running).
+async fn serve(
+    config: &Config,
+    config_path: &Path,
+    links: ServeLinks<'_>,
+    shutdown: &CancellationToken,
+) {
+    let ServeLinks {
+        notifier,
+        proxy,
+        service: service_tx,
+        keep_awake: keep_awake_switch,
+    } = links;
+    let server = match Server::open(config).await {
         Ok(server) => server,
         Err(err) => {
+            if let Some(dir) = already_running(&err) {
+                // Quietly: the first agent's icon is the one the user wants. No tray was shown
+                // (the UI creates it on the first `Listening`), and exit status 0 keeps
+                // launchd's KeepAlive from starting this one again.
+                eprintln!(
+                    "foolock: already running (another foolock uses {}); this one exits",
+                    dir.display()
+                );
+                return;
+            }
             tracing::error!("{err:#}");
             // E.g. "Cannot listen on 0.0.0.0:8080: Address in use", or the state directory's
             // problem: the outermost context says what failed, the root cause why.
@@ -85,7 +176,7 @@ async fn main(config: Config, config_path: PathBuf, links: Links, shutdown: Canc
                 ),
             });
             let _ = proxy.send_event(UserEvent::Listening(Listening::Failed(header)));
-            serve_commands(None, &notifier, &config_path, commands, &shutdown).await;
+            shutdown.cancelled().await;
             return;
         }
     };
@@ -104,24 +195,128 @@ async fn main(config: Config, config_path: PathBuf, links: Links, shutdown: Canc
     )));
 
     let service = server.service().clone();
-    let watcher = tokio::spawn(watch_jobs(
+    service_tx.send_replace(Some(Serving {
+        service: service.clone(),
+        page: server::local_page_url(bound),
+    }));
+    let awake = tokio::spawn(keep_awake::run(
         service.clone(),
+        keep_awake_switch,
+        shutdown.clone(),
+    ));
+    let watcher = tokio::spawn(watch_jobs(
+        service,
         notifier.clone(),
         proxy.clone(),
         shutdown.clone(),
     ));
-    let control = tokio::spawn({
-        let (notifier, shutdown) = (notifier.clone(), shutdown.clone());
-        async move {
-            serve_commands(Some(&service), &notifier, &config_path, commands, &shutdown).await;
-        }
-    });
     if let Err(err) = server.run(shutdown.clone()).await {
         tracing::error!("{err:#}");
     }
     shutdown.cancel();
     let _ = watcher.await;
-    let _ = control.await;
+    let _ = awake.await;
+}
+
+/// The config to serve with: `first` if it loaded. Otherwise the error is shown in the menu,
+/// logged and notified (once), and the file watched and read again whenever it changes (or
+/// the UI asks, [`Command::CheckConfig`]) until it loads. `None` if shutdown comes first.
+async fn usable_config(
+    first: Result<Config, ConfigError>,
+    settings: &Settings,
+    notifier: &Notifier,
+    proxy: &EventLoopProxy<UserEvent>,
+    recheck: &Notify,
+    shutdown: &CancellationToken,
+) -> Option<Config> {
+    let mut loaded = first;
+    let mut shown: Option<Problem> = None;
+    let mut watch: Option<FileWatch> = None;
+    let mut can_watch = true;
+    loop {
+        let err = match loaded {
+            Ok(config) => {
+                if shown.is_some() {
+                    tracing::info!("the config file is fixed; starting the server");
+                }
+                return Some(config);
+            }
+            Err(err) => err,
+        };
+        if watch.is_none() && can_watch {
+            match FileWatch::new(&settings.path) {
+                Ok(w) => watch = Some(w),
+                Err(e) => {
+                    can_watch = false;
+                    tracing::warn!(
+                        "cannot watch {} ({e}); restart foolock once it is fixed",
+                        settings.path.display()
+                    );
+                }
+            }
+        }
+        let problem = err.problem();
+        if shown.as_ref() != Some(&problem) {
+            tracing::error!("not serving until the config file is fixed: {err}");
+            if shown.is_none() {
+                let then = if can_watch {
+                    "Fix it and save it: foolock then starts serving."
+                } else {
+                    "Fix it, then restart foolock."
+                };
+                notifier.post(Message {
+                    title: "foolock is not serving: the config file has an error".into(),
+                    body: format!("{} {then}", one_line(&problem)),
+                });
+            }
+            let listening = Listening::BadConfig {
+                problem: problem.clone(),
+                reloads: can_watch,
+            };
+            let _ = proxy.send_event(UserEvent::Listening(listening));
+            shown = Some(problem);
+        }
+        let changed = async {
+            match watch.as_mut() {
+                Some(watch) => watch.changed().await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            result = changed => if let Err(e) = result {
+                tracing::warn!(
+                    "stopped watching {} ({e}); restart foolock once it is fixed",
+                    settings.path.display()
+                );
+                (watch, can_watch) = (None, false);
+            },
+            _ = recheck.notified() => {}
+            _ = shutdown.cancelled() => return None,
+        }
+        loaded = settings.reload();
+    }
+}
+
+/// A config problem in one line: `FILE, line 2, key `grace`: unknown field …`.
+fn one_line(problem: &Problem) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    if let Some(path) = &problem.path {
+        parts.push(path.display().to_string());
+    }
+    parts.extend(problem.location());
+    if parts.is_empty() {
+        problem.problem.clone()
+    } else {
+        format!("{}: {}", parts.join(", "), problem.problem)
+    }
+}
+
+/// The state directory another foolock holds, if that is why the server could not open.
+fn already_running(err: &anyhow::Error) -> Option<&Path> {
+    match err.downcast_ref::<StoreError>()? {
+        StoreError::InUse { path } => Some(path),
+        _ => None,
+    }
 }
 
 /// Sends [`UserEvent::Tick`] when the UI's alarm time comes; sleeps without waking while no
@@ -191,15 +386,38 @@ async fn watch_jobs(
     }
 }
 
-/// Carries out the menu's commands until shutdown. `service` is `None` when the server could
-/// not start (there is nothing to release then).
+/// The running server, as the menu's commands need it.
+struct Serving {
+    service: LockService,
+    /// The status page's URL.
+    page: String,
+}
+
+/// What the menu's commands act on.
+struct Control {
+    /// The server once it runs (`None` before, or if it never does).
+    service: watch::Receiver<Option<Serving>>,
+    notifier: Notifier,
+    config_path: PathBuf,
+    /// Asks [`usable_config`] to read the config file again.
+    recheck: Arc<Notify>,
+    /// The "Keep awake while jobs are held" switch.
+    keep_awake: watch::Sender<bool>,
+}
+
+/// Carries out the menu's commands until shutdown.
 async fn serve_commands(
-    service: Option<&LockService>,
-    notifier: &Notifier,
-    config_path: &std::path::Path,
+    control: Control,
     mut commands: mpsc::UnboundedReceiver<Command>,
-    shutdown: &CancellationToken,
+    shutdown: CancellationToken,
 ) {
+    let Control {
+        service,
+        notifier,
+        config_path,
+        recheck,
+        keep_awake,
+    } = control;
     loop {
         let command = tokio::select! {
             c = commands.recv() => c,
@@ -209,7 +427,9 @@ async fn serve_commands(
             None => return,
             Some(Command::ForceRelease(job)) => {
                 // The engine logs and publishes ForceReleased; the watcher notifies.
-                let Some(service) = service else { continue };
+                let Some(service) = service.borrow().as_ref().map(|s| s.service.clone()) else {
+                    continue;
+                };
                 // A click racing with Quit must not wait for a write the closing store may not
                 // make. `biased` polls the release first, so the change itself is always made
                 // (on the first poll); only the wait for the disk is given up.
@@ -222,7 +442,21 @@ async fn serve_commands(
                 }
             }
             Some(Command::PauseNotifications(paused)) => notifier.set_paused(paused),
-            Some(Command::OpenConfig) => open_config(config_path).await,
+            Some(Command::KeepAwake(on)) => {
+                tracing::info!(on, "keep awake while jobs are held");
+                keep_awake.send_replace(on);
+            }
+            // Not awaited here: `xdg-open` may only return when the editor it started exits.
+            Some(Command::OpenConfig) => {
+                tokio::spawn(open_config(config_path.clone(), notifier.clone()));
+            }
+            Some(Command::CheckConfig) => recheck.notify_one(),
+            Some(Command::OpenStatusPage) => match service.borrow().as_ref() {
+                Some(serving) => {
+                    tokio::spawn(open_page(serving.page.clone(), notifier.clone()));
+                }
+                None => tracing::warn!("no status page: the server is not running"),
+            },
             Some(Command::StartAtLogin(enabled)) => {
                 // Writes a file or two; keep it off the runtime's worker threads.
                 let result =
@@ -233,7 +467,7 @@ async fn serve_commands(
                     Ok(()) => tracing::info!(enabled, "start at login"),
                     Err(err) => {
                         tracing::error!("cannot change start at login: {err:#}");
-                        notifier.post(Message {
+                        notifier.alert(Message {
                             title: "Start at login not changed".into(),
                             body: format!("{err:#}"),
                         });
@@ -244,20 +478,80 @@ async fn serve_commands(
     }
 }
 
-/// Opens the config file in the user's editor, creating a commented default first.
-async fn open_config(path: &std::path::Path) {
-    if let Err(err) = config::init_file(path) {
-        tracing::error!("cannot create {}: {err}", path.display());
-        return;
+/// Opens the config file in the user's editor, creating a commented default first. A failure
+/// (no opener, or the opener exiting non-zero, e.g. `xdg-open` finding no app) is logged and
+/// notified: a click that silently does nothing is the worst outcome.
+async fn open_config(path: PathBuf, notifier: Notifier) {
+    let result = match config::init_file(&path) {
+        Ok(_) => run_opener(platform::open_command(&path)).await,
+        Err(err) => Err(format!("cannot create it: {err}")),
+    };
+    if let Err(why) = result {
+        tracing::error!("cannot open {}: {why}", path.display());
+        notifier.alert(Message {
+            title: "Cannot open the config file".into(),
+            body: format!("{why}. Open {} in a text editor.", path.display()),
+        });
     }
+}
+
+/// Opens the status page in the default browser; a failure is logged and notified.
+async fn open_page(url: String, notifier: Notifier) {
+    if let Err(why) = run_opener(platform::browse_command(&url)).await {
+        tracing::error!("cannot open {url}: {why}");
+        notifier.alert(Message {
+            title: "Cannot open the status page".into(),
+            body: format!("{why}. Open {url} in a browser."),
+        });
+    }
+}
+
+/// How much of the opener's stderr is kept for the message: its last line is what matters.
+const STDERR_TAIL: usize = 4096;
+
+/// Runs the platform's opener (`command`, from [`platform::open_command`] or
+/// [`platform::browse_command`]) and waits for its verdict.
+async fn run_opener(command: std::process::Command) -> Result<(), String> {
     let opener = platform::OPENER;
-    match tokio::process::Command::from(platform::open_command(path)).spawn() {
-        // Reap it in the background; its exit status means nothing to us.
-        Ok(mut child) => {
-            tokio::spawn(async move {
-                let _ = child.wait().await;
-            });
-        }
-        Err(err) => tracing::error!("cannot run {opener} to open {}: {err}", path.display()),
+    let mut command = tokio::process::Command::from(command);
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut child = command
+        .spawn()
+        .map_err(|e| format!("cannot run {opener}: {e}"))?;
+    // Read to the end even after the opener is gone: it may hand this pipe on to the editor or
+    // browser it starts, which must never block (or die of SIGPIPE) writing to it.
+    let mut tail = tokio::spawn(read_tail(child.stderr.take()));
+    let status = child
+        .wait()
+        .await
+        .map_err(|e| format!("cannot wait for {opener}: {e}"))?;
+    if status.success() {
+        return Ok(());
     }
+    // A failed opener has normally started nothing that keeps its stderr open; if it did, the
+    // message does without it rather than wait for that program to end.
+    let said = tokio::time::timeout(Duration::from_secs(2), &mut tail)
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    Err(platform::open_failure(status, &said).unwrap_or_else(|| format!("{opener} failed")))
+}
+
+/// Everything `pipe` yields until it closes, keeping only the last [`STDERR_TAIL`] bytes.
+async fn read_tail(pipe: Option<tokio::process::ChildStderr>) -> Vec<u8> {
+    use tokio::io::AsyncReadExt;
+    let Some(mut pipe) = pipe else {
+        return Vec::new();
+    };
+    let (mut kept, mut chunk) = (Vec::new(), [0u8; 1024]);
+    while let Ok(n @ 1..) = pipe.read(&mut chunk).await {
+        kept.extend_from_slice(&chunk[..n]);
+        let excess = kept.len().saturating_sub(STDERR_TAIL);
+        kept.drain(..excess);
+    }
+    kept
 }

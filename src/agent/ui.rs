@@ -15,17 +15,15 @@
 //! `exit()` as soon as that returns. So `LoopDestroyed` stops the runtime as Quit does and waits
 //! for it (for at most [`QUIT_GRACE`]) before letting go.
 
-use super::menu::{self, IconKind, JobEntry, Listening, MenuModel, NO_LOCKS};
+use super::menu::{self, IconKind, JobEntry, Listening, MenuModel};
 use super::{Command, UserEvent, runtime};
-use crate::config::Config;
 use crate::engine::JobLease;
 use crate::time::{Clock, SystemClock};
 use anyhow::Context;
-use std::path::Path;
 use std::process::ExitCode;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
-use tao::event::{Event, StartCause};
+use tao::event::Event;
 use tao::event_loop::{ControlFlow, EventLoopBuilder};
 use tao::platform::run_return::EventLoopExtRunReturn;
 use tokio::sync::{mpsc, watch};
@@ -33,11 +31,14 @@ use tokio_util::sync::CancellationToken;
 use tray_icon::menu::{
     CheckMenuItem, IsMenuItem, Menu, MenuEvent, MenuId, MenuItem, PredefinedMenuItem, Submenu,
 };
-use tray_icon::{Icon, TrayIcon, TrayIconBuilder, TrayIconEvent};
+use tray_icon::{Icon, MouseButtonState, TrayIcon, TrayIconBuilder, TrayIconEvent};
 
 /// Extra sleep past a label's whole-second boundary, so the redraw lands after it, not just
 /// before it (which would show the old second again).
 const BOUNDARY_SLACK: Duration = Duration::from_millis(20);
+
+/// The keep-awake menu item's label.
+const KEEP_AWAKE: &str = "Keep awake while jobs are held";
 
 /// Position of the first job entry: after the header and a separator.
 const FIRST_JOB_POS: usize = 2;
@@ -46,7 +47,7 @@ const FIRST_JOB_POS: usize = 2;
 /// to finish its requests and save, before the process exits regardless.
 const QUIT_GRACE: Duration = Duration::from_secs(5);
 
-pub fn run(config_path: &Path, config: Config) -> anyhow::Result<ExitCode> {
+pub fn run(settings: runtime::Settings) -> anyhow::Result<ExitCode> {
     // Who notifications come from is settled here, on the main thread, before anything posts.
     super::notifications::prepare();
     let mut event_loop = EventLoopBuilder::<UserEvent>::with_user_event().build();
@@ -66,17 +67,26 @@ pub fn run(config_path: &Path, config: Config) -> anyhow::Result<ExitCode> {
     MenuEvent::set_event_handler(Some(move |e| {
         let _ = proxy.send_event(UserEvent::Menu(e));
     }));
-    // Everything happens in the menu; clicks on the icon itself are not used. Without a
-    // handler they would pile up in tray-icon's unbounded channel.
-    TrayIconEvent::set_event_handler(Some(|_| {}));
+    // Everything happens in the menu. A click on the icon (on macOS it opens the menu) is only
+    // passed on as a cue to re-read a config file with an error; hovering is dropped here, so
+    // it never wakes the loop. Without a handler, events would pile up in tray-icon's channel.
+    let proxy = event_loop.create_proxy();
+    TrayIconEvent::set_event_handler(Some(move |e| {
+        if let TrayIconEvent::Click {
+            button_state: MouseButtonState::Down,
+            ..
+        } = e
+        {
+            let _ = proxy.send_event(UserEvent::IconClicked);
+        }
+    }));
 
     let icons = Icons::load()?;
     let (commands, commands_rx) = mpsc::unbounded_channel();
     let (alarm, alarm_rx) = watch::channel(None);
     let shutdown = CancellationToken::new();
     let runtime = runtime::spawn(
-        config,
-        config_path.to_owned(),
+        settings,
         runtime::Links {
             proxy: event_loop.create_proxy(),
             commands: commands_rx,
@@ -88,12 +98,14 @@ pub fn run(config_path: &Path, config: Config) -> anyhow::Result<ExitCode> {
 
     let mut app = App {
         tray: None,
+        tray_tried: false,
         icons,
         listening: Listening::Starting,
         jobs: Vec::new(),
         commands,
         alarm,
         paused: false,
+        keep_awake: None,
         start_at_login: crate::platform::start_at_login(),
         shutdown: shutdown.clone(),
         runtime: Some(runtime),
@@ -130,8 +142,10 @@ fn stop_within(shutdown: &CancellationToken, finished: impl Fn() -> bool, grace:
 }
 
 struct App {
-    /// Created at `StartCause::Init`, as macOS requires.
+    /// Created by [`App::show_tray`] at the runtime's first word.
     tray: Option<Tray>,
+    /// Whether creating the tray was attempted (it is, once).
+    tray_tried: bool,
     icons: Icons,
     listening: Listening,
     jobs: Vec<JobLease>,
@@ -140,6 +154,9 @@ struct App {
     alarm: watch::Sender<Option<Instant>>,
     /// Whether "Pause notifications" is ticked.
     paused: bool,
+    /// Whether "Keep awake while jobs are held" is ticked; `None` until the config is read
+    /// (the item is not shown before).
+    keep_awake: Option<bool>,
     /// Whether "Start at login" is ticked: the login item's real state at start, then each
     /// click's.
     start_at_login: bool,
@@ -153,21 +170,10 @@ struct App {
 impl App {
     fn handle(&mut self, event: Event<'_, UserEvent>, control_flow: &mut ControlFlow) {
         match event {
-            Event::NewEvents(StartCause::Init) => match Tray::new(&self.icons, self.start_at_login)
-            {
-                Ok(tray) => {
-                    self.tray = Some(tray);
-                    self.render();
-                }
-                // E.g. no session bus. The server matters more than its icon: keep serving.
-                Err(err) => tracing::error!(
-                    "cannot show the tray icon ({err:#}); the server keeps running until \
-                     SIGINT or SIGTERM"
-                ),
-            },
             Event::UserEvent(UserEvent::Tick) => self.render(),
             Event::UserEvent(UserEvent::Listening(listening)) => {
                 self.listening = listening;
+                self.show_tray();
                 self.render();
             }
             Event::UserEvent(UserEvent::Jobs(jobs)) => {
@@ -175,12 +181,42 @@ impl App {
                 self.render();
             }
             Event::UserEvent(UserEvent::Menu(click)) => self.clicked(&click.id),
+            // Only the first word counts: from then on the tick is the user's.
+            Event::UserEvent(UserEvent::KeepAwake(on)) if self.keep_awake.is_none() => {
+                self.keep_awake = Some(on);
+                if let Some(tray) = &mut self.tray {
+                    tray.add_keep_awake(on);
+                }
+            }
+            Event::UserEvent(UserEvent::IconClicked) => {
+                if matches!(self.listening, Listening::BadConfig { .. }) {
+                    let _ = self.commands.send(Command::CheckConfig);
+                }
+            }
             Event::UserEvent(UserEvent::Stopped) => {
                 self.stopped = true;
                 *control_flow = ControlFlow::Exit;
             }
             Event::LoopDestroyed => self.ending(),
             _ => {}
+        }
+    }
+
+    /// Creates the tray icon, once: when the runtime first says how the server stands. Not at
+    /// start: a second agent finds the first one's state directory locked and leaves without
+    /// ever showing an icon. (macOS wants the tray created after the loop started; any event
+    /// is after that.)
+    fn show_tray(&mut self) {
+        if std::mem::replace(&mut self.tray_tried, true) {
+            return;
+        }
+        match Tray::new(&self.icons, self.start_at_login, self.keep_awake) {
+            Ok(tray) => self.tray = Some(tray),
+            // E.g. no session bus. The server matters more than its icon: keep serving.
+            Err(err) => tracing::error!(
+                "cannot show the tray icon ({err:#}); the server keeps running until SIGINT or \
+                 SIGTERM"
+            ),
         }
     }
 
@@ -230,11 +266,18 @@ impl App {
             // Each click toggles the tick; mirror it rather than ask the item (see `Tray`).
             self.paused = !self.paused;
             Command::PauseNotifications(self.paused)
+        } else if let (Some(item), Some(on)) = (&tray.keep_awake, self.keep_awake)
+            && id == item.id()
+        {
+            self.keep_awake = Some(!on);
+            Command::KeepAwake(!on)
         } else if id == tray.login.id() {
             self.start_at_login = !self.start_at_login;
             Command::StartAtLogin(self.start_at_login)
         } else if id == tray.open_config.id() {
             Command::OpenConfig
+        } else if id == tray.open_page.id() {
+            Command::OpenStatusPage
         } else if let Some(job) = tray.jobs.iter().find(|j| j.force.id() == id) {
             tracing::info!(job = job.job, "force release from the tray menu");
             Command::ForceRelease(job.job.clone())
@@ -247,7 +290,7 @@ impl App {
 
 /// The tray icon and the menu entries that change.
 ///
-/// `pause` is created once, then only its id is read: on Linux, muda's menu snapshot for a
+/// `pause` (like `keep_awake` and `login`) is created once, then only its id is read: on Linux, muda's menu snapshot for a
 /// check item shares a non-atomic `Rc<RefCell<…>>` with ksni's D-Bus thread, which toggles it
 /// on a click, so the main thread must not borrow, clone or drop it while the tray runs.
 /// `icon` is the first field so it drops (stopping that thread) before the items do.
@@ -255,15 +298,23 @@ struct Tray {
     icon: TrayIcon,
     menu: Menu,
     header: MenuItem,
-    no_locks: MenuItem,
-    no_locks_shown: bool,
+    /// The disabled lines after the jobs ("No locks held", a config error) and their text.
+    notes: Vec<(MenuItem, String)>,
     jobs: Vec<JobWidgets>,
     pause: CheckMenuItem,
+    /// "Keep awake while jobs are held", added once the config is read.
+    keep_awake: Option<CheckMenuItem>,
     login: CheckMenuItem,
+    open_page: MenuItem,
     open_config: MenuItem,
     quit: MenuItem,
     shown_icon: IconKind,
     shown_tooltip: String,
+}
+
+/// The "Keep awake while jobs are held" check item.
+fn keep_awake_item(on: bool) -> CheckMenuItem {
+    CheckMenuItem::new(KEEP_AWAKE, true, on, None)
 }
 
 /// One job's entry: a submenu with its details and "Force release".
@@ -307,23 +358,28 @@ impl JobWidgets {
 }
 
 impl Tray {
-    fn new(icons: &Icons, start_at_login: bool) -> anyhow::Result<Tray> {
+    fn new(icons: &Icons, start_at_login: bool, keep_awake: Option<bool>) -> anyhow::Result<Tray> {
         let header = MenuItem::new("Starting…", false, None);
-        let no_locks = MenuItem::new(NO_LOCKS, false, None);
         let pause = CheckMenuItem::new("Pause notifications", true, false, None);
         let login = CheckMenuItem::new("Start at login", true, start_at_login, None);
+        let open_page = MenuItem::new("Open status page", true, None);
         let open_config = MenuItem::new("Open config file", true, None);
         let quit = MenuItem::new("Quit", true, None);
         let menu = Menu::with_items(&[
             &header,
             &PredefinedMenuItem::separator(),
-            &no_locks,
             &PredefinedMenuItem::separator(),
             &pause,
             &login,
+            &open_page,
             &open_config,
             &quit,
         ])?;
+        let keep_awake = keep_awake.map(keep_awake_item);
+        if let Some(item) = &keep_awake {
+            // Right after "Pause notifications": header, separator, separator, pause.
+            menu.insert(item, FIRST_JOB_POS + 2)?;
+        }
         let tooltip = "foolock".to_owned();
         let builder = TrayIconBuilder::new()
             .with_id("foolock")
@@ -334,11 +390,12 @@ impl Tray {
             icon,
             menu,
             header,
-            no_locks,
-            no_locks_shown: true,
+            notes: Vec::new(),
             jobs: Vec::new(),
             pause,
+            keep_awake,
             login,
+            open_page,
             open_config,
             quit,
             shown_icon: IconKind::Idle,
@@ -364,6 +421,7 @@ impl Tray {
         } else {
             self.replace_jobs(&model.jobs);
         }
+        self.show_notes(&model.notes);
         if self.shown_icon != model.icon {
             icons.set(&self.icon, model.icon);
             self.shown_icon = model.icon;
@@ -374,18 +432,49 @@ impl Tray {
         }
     }
 
+    /// Adds "Keep awake while jobs are held", ticked if `on`, after "Pause notifications".
+    fn add_keep_awake(&mut self, on: bool) {
+        if self.keep_awake.is_some() {
+            return;
+        }
+        let item = keep_awake_item(on);
+        // Header, separator, the jobs, the notes, separator, pause: then this.
+        let at = FIRST_JOB_POS + self.jobs.len() + self.notes.len() + 2;
+        match self.menu.insert(&item, at) {
+            Ok(()) => self.keep_awake = Some(item),
+            Err(err) => tracing::error!("cannot add the keep-awake item to the menu: {err}"),
+        }
+    }
+
+    /// Makes the lines after the jobs read `notes`: texts are set in place while their number
+    /// stays, else the lines are replaced.
+    fn show_notes(&mut self, notes: &[String]) {
+        if self.notes.len() == notes.len() {
+            for ((item, shown), text) in self.notes.iter_mut().zip(notes) {
+                if shown != text {
+                    item.set_text(text);
+                    shown.clone_from(text);
+                }
+            }
+            return;
+        }
+        for (item, _) in self.notes.drain(..) {
+            let _ = self.menu.remove(&item);
+        }
+        let first = FIRST_JOB_POS + self.jobs.len();
+        for (i, text) in notes.iter().enumerate() {
+            let item = MenuItem::new(text, false, None);
+            if let Err(err) = self.menu.insert(&item, first + i) {
+                tracing::error!("cannot add {text:?} to the menu: {err}");
+            }
+            self.notes.push((item, text.clone()));
+        }
+    }
+
     /// Replaces every job entry (the set of jobs changed, so their ids must too).
     fn replace_jobs(&mut self, entries: &[JobEntry]) {
         for old in self.jobs.drain(..) {
             let _ = self.menu.remove(&old.submenu);
-        }
-        if entries.is_empty() != self.no_locks_shown {
-            if entries.is_empty() {
-                let _ = self.menu.insert(&self.no_locks, FIRST_JOB_POS);
-            } else {
-                let _ = self.menu.remove(&self.no_locks);
-            }
-            self.no_locks_shown = entries.is_empty();
         }
         for (i, entry) in entries.iter().enumerate() {
             match JobWidgets::new(entry) {
@@ -541,12 +630,14 @@ mod tests {
     fn app(shutdown: &CancellationToken, runtime: JoinHandle<()>) -> App {
         App {
             tray: None,
+            tray_tried: false,
             icons: Icons::load().unwrap(),
             listening: Listening::Starting,
             jobs: Vec::new(),
             commands: mpsc::unbounded_channel().0,
             alarm: watch::channel(None).0,
             paused: false,
+            keep_awake: None,
             start_at_login: false,
             shutdown: shutdown.clone(),
             runtime: Some(runtime),

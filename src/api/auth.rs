@@ -1,5 +1,6 @@
 //! The optional access token: once one is configured, every request except those to
-//! [`PUBLIC_PATHS`] must carry `Authorization: Bearer <token>`, or it gets a 401.
+//! [`PUBLIC_PATHS`] and the status page's [`crate::web::PUBLIC_PATHS`] must carry
+//! `Authorization: Bearer <token>`, or it gets a 401.
 //!
 //! Requests that get through carry a [`Token`] extension saying what they proved, for handlers
 //! that decide more than "may call the API" (the status page, force release). With no token
@@ -7,10 +8,11 @@
 //! finds no extension, which [`Token::of`] reads as [`Token::NotConfigured`].
 
 use super::ApiError;
+pub use super::admin::Token;
 use crate::config::AuthToken;
 use axum::Router;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{Extensions, HeaderMap, header};
+use axum::http::{HeaderMap, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use std::net::SocketAddr;
@@ -18,39 +20,19 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use subtle::ConstantTimeEq;
 
-/// Paths served without the token: `/healthz`, so that a monitor or a launcher can tell the
-/// server is up without knowing the secret. Their handlers still see a [`Token`] extension.
+/// API paths served without the token: `/healthz`, so that a monitor or a launcher can tell
+/// the server is up without knowing the secret. The status page and its assets are public too
+/// (a browser cannot send the token with a page load; the page shows no locks then, and its
+/// script asks for the token). Their handlers still see a [`Token`] extension.
 pub const PUBLIC_PATHS: &[&str] = &["/healthz"];
+
+fn is_public(path: &str) -> bool {
+    PUBLIC_PATHS.contains(&path) || crate::web::PUBLIC_PATHS.contains(&path)
+}
 
 /// At most this many refused requests are logged per [`LOG_WINDOW`]; the rest are counted.
 const LOG_BURST: u32 = 5;
 const LOG_WINDOW: Duration = Duration::from_secs(60);
-
-/// What a request proved with the access token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Token {
-    /// No token is configured.
-    NotConfigured,
-    /// The request presented the configured token.
-    Valid,
-    /// A token is configured and the request did not present it (or presented another).
-    Missing,
-}
-
-impl Token {
-    /// What the request whose extensions these are proved.
-    pub fn of(extensions: &Extensions) -> Token {
-        extensions
-            .get::<Token>()
-            .copied()
-            .unwrap_or(Token::NotConfigured)
-    }
-
-    /// Whether the request may do what the token guards.
-    pub fn authorized(self) -> bool {
-        self != Token::Missing
-    }
-}
 
 /// The configured token, if any, and the log of refusals. Cheap to clone.
 #[derive(Clone, Default)]
@@ -90,11 +72,6 @@ impl Auth {
             Some(presented) if bool::from(presented.ct_eq(&inner.token[..])) => Token::Valid,
             _ => Token::Missing,
         }
-    }
-
-    /// Whether a request with `headers` may use the API.
-    pub fn authorized(&self, headers: &HeaderMap) -> bool {
-        self.check(headers).authorized()
     }
 
     /// `router` behind the token check; `router` itself when no token is configured.
@@ -147,7 +124,7 @@ fn bearer(headers: &HeaderMap) -> Option<&[u8]> {
 
 async fn require(State(auth): State<Auth>, mut request: Request, next: Next) -> Response {
     let token = auth.check(request.headers());
-    if token == Token::Missing && !PUBLIC_PATHS.contains(&request.uri().path()) {
+    if token == Token::Missing && !is_public(request.uri().path()) {
         let peer = request
             .extensions()
             .get::<ConnectInfo<SocketAddr>>()
@@ -223,7 +200,10 @@ mod tests {
         assert_eq!(auth.check(&HeaderMap::new()), Token::Missing);
         let open = Auth::new(None);
         assert_eq!(open.check(&HeaderMap::new()), Token::NotConfigured);
-        assert!(open.authorized(&headers("Bearer anything")));
+        assert_eq!(
+            open.check(&headers("Bearer anything")),
+            Token::NotConfigured
+        );
     }
 
     #[test]

@@ -1,11 +1,13 @@
 //! The HTTP API: `/lock` (acquire, renew, release, status), `/locks`, `/healthz`, and the
-//! optional access token in front of them ([`auth`]).
+//! admin action `/admin/force-release` ([`admin`]), and the optional access token in front of
+//! all of them and of the status page's stream and metrics ([`auth`]).
 //!
 //! Handlers only parse the query, call the [`LockService`], and map results to wire types;
 //! the rules live in the engine. Each returns `Result<_, ApiError>`: a refusal is an
 //! [`ApiError`] (its status and a JSON `error`), while a 409 for a held job is an ordinary
 //! reply that names the holder.
 
+pub mod admin;
 pub mod auth;
 pub mod error;
 pub mod wire;
@@ -13,16 +15,23 @@ pub mod wire;
 #[cfg(test)]
 mod tests;
 
-use crate::engine::{Denied, GrantKind, validate_name};
+use crate::engine::{Denied, GrantKind, Who, validate_name};
 use crate::platform::socket::PeerSocket;
 use crate::service::{LockService, WaitError};
 use crate::time::parse_go_duration;
-use axum::Extension;
-use axum::extract::{RawQuery, State};
-use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
-pub use error::ApiError;
+pub use admin::admin_allowed;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+pub use error::{ApiError, ErrorReason, Refusal};
+use serde::Serialize;
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use wire::{LockReply, LockRow, LocksReply, Message};
@@ -38,6 +47,14 @@ pub struct AppState {
     pub shutdown: CancellationToken,
 }
 
+/// How long a request that waits (`wait=`, or for the disk) may take beyond the longest
+/// allowed wait before it is cut off with a 408.
+pub const REQUEST_SLACK: Duration = Duration::from_secs(30);
+
+/// The state as handlers see it: shared, so each request clones one pointer (cloning the
+/// cancellation token itself would take its lock, twice per request).
+pub(crate) type App = State<Arc<AppState>>;
+
 /// The API's routes. Requests to other paths get a JSON 404.
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -50,30 +67,95 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/locks", get(get_locks).fallback(method_not_allowed))
         .route("/healthz", get(healthz).fallback(method_not_allowed))
+        .route(
+            "/admin/force-release",
+            post(admin::force_release).fallback(method_not_allowed),
+        )
         .fallback(not_found)
-        .with_state(state)
+        .with_state(Arc::new(state))
 }
 
-/// Query parameters, first value wins (as Go's `Query().Get`). Unknown ones are ignored.
-/// Public so that the fuzz targets and property tests can parse queries as the handlers do.
-#[derive(Debug, Default)]
-pub struct Params {
-    client: Option<String>,
-    job: Option<String>,
-    ttl: Option<String>,
-    wait: Option<String>,
+/// Runs `work` (a call that may wait for a queue or the disk), cutting it off with a 408 after
+/// `max_wait` plus [`REQUEST_SLACK`]. Most calls finish without waiting, so the timer is only
+/// armed once `work` has had to wait: a per-request timer wheel entry would cost more than the
+/// rest of a renewal's bookkeeping.
+pub(crate) async fn bounded<F: Future>(app: &AppState, work: F) -> Result<F::Output, ApiError> {
+    let mut work = std::pin::pin!(work);
+    let first = std::future::poll_fn(|cx| Poll::Ready(work.as_mut().poll(cx))).await;
+    match first {
+        Poll::Ready(done) => Ok(done),
+        Poll::Pending => tokio::time::timeout(app.max_wait + REQUEST_SLACK, work)
+            .await
+            .map_err(|_| ApiError::Timeout),
+    }
 }
 
-impl Params {
-    pub fn parse(raw: Option<&str>) -> Result<Params, ApiError> {
+/// A reply's status and its JSON body.
+pub(crate) struct Reply<T>(pub StatusCode, pub T);
+
+/// Room for a whole `/lock` reply with ordinary names (about 250 bytes): axum's `Json`
+/// starts at 128 bytes and grew its buffer twice for most replies.
+const REPLY_CAPACITY: usize = 512;
+
+impl<T: Serialize> IntoResponse for Reply<T> {
+    fn into_response(self) -> Response {
+        json_response(self.0, &self.1, REPLY_CAPACITY)
+    }
+}
+
+/// `body` serialized by serde_json into a buffer of `capacity` bytes, sent with `status`.
+fn json_response<T: Serialize>(status: StatusCode, body: &T, capacity: usize) -> Response {
+    let mut buf = Vec::with_capacity(capacity);
+    match serde_json::to_writer(&mut buf, body) {
+        Ok(()) => {
+            // Built directly: converting the bytes with `into_response` would first set an
+            // octet-stream content type, only for it to be replaced.
+            let mut response = Response::new(Body::from(buf));
+            *response.status_mut() = status;
+            response
+                .headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            response
+        }
+        // Our wire types always serialize; should one not, say so without details.
+        Err(err) => {
+            tracing::error!("cannot serialize a reply: {err}");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+    }
+}
+
+/// A 409 for `body`, marked with why for the metrics layer.
+fn refused(body: LockReply, why: Refusal) -> Response {
+    let mut response = Reply(StatusCode::CONFLICT, body).into_response();
+    response.extensions_mut().insert(why);
+    response
+}
+
+/// Query parameters, first value wins (as Go's `Query().Get`). Unknown ones are ignored. They
+/// borrow from the query string unless they had to be decoded: most requests name plain
+/// jobs and clients, and copying each would cost more than the rest of parsing. Public so
+/// that the fuzz targets and property tests parse queries as the handlers do.
+#[derive(Default)]
+pub struct Params<'q> {
+    client: Option<Cow<'q, str>>,
+    job: Option<Cow<'q, str>>,
+    ttl: Option<Cow<'q, str>>,
+    wait: Option<Cow<'q, str>>,
+    run: Option<Cow<'q, str>>,
+}
+
+impl<'q> Params<'q> {
+    pub fn parse(raw: Option<&'q str>) -> Result<Params<'q>, ApiError> {
         let mut p = Params::default();
         for pair in raw.unwrap_or("").split('&').filter(|pair| !pair.is_empty()) {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let slot = match decode(key)?.as_str() {
+            let slot = match &*decode(key)? {
                 "client" => &mut p.client,
                 "job" => &mut p.job,
                 "ttl" => &mut p.ttl,
                 "wait" => &mut p.wait,
+                "run" => &mut p.run,
                 _ => continue,
             };
             if slot.is_none() {
@@ -84,7 +166,7 @@ impl Params {
     }
 
     /// The job name; absent or empty means `default`, as in the original.
-    pub fn job(&self) -> Result<String, ApiError> {
+    pub fn job(&self) -> Result<&str, ApiError> {
         let job = match self.job.as_deref() {
             None | Some("") => "default",
             Some(job) => job,
@@ -93,10 +175,10 @@ impl Params {
             param: "job",
             reason: e.to_string(),
         })?;
-        Ok(job.to_owned())
+        Ok(job)
     }
 
-    pub fn client(&self) -> Result<String, ApiError> {
+    pub fn client(&self) -> Result<&str, ApiError> {
         let client = match self.client.as_deref() {
             None | Some("") => return Err(ApiError::MissingClient),
             Some(c) => c,
@@ -105,27 +187,43 @@ impl Params {
             param: "client",
             reason: e.to_string(),
         })?;
-        Ok(client.to_owned())
+        Ok(client)
+    }
+
+    /// Which run of the client asks (`run=`, see [`crate::engine::Who`]); absent or empty
+    /// means the client as a whole, as in the original API.
+    fn run(&self) -> Result<Option<&str>, ApiError> {
+        match self.run.as_deref() {
+            None | Some("") => Ok(None),
+            Some(run) => {
+                validate_name(run).map_err(|e| ApiError::InvalidName {
+                    param: "run",
+                    reason: e.to_string(),
+                })?;
+                Ok(Some(run))
+            }
+        }
     }
 }
 
 /// Decodes one query component as form data (`+` is a space), refusing invalid UTF-8 rather
-/// than silently naming a different job.
-fn decode(component: &str) -> Result<String, ApiError> {
+/// than silently naming a different job. Borrows when there is nothing to decode.
+fn decode(component: &str) -> Result<Cow<'_, str>, ApiError> {
+    if !component.bytes().any(|b| b == b'+' || b == b'%') {
+        return Ok(Cow::Borrowed(component));
+    }
     let spaced = component.replace('+', " ");
     percent_encoding::percent_decode_str(&spaced)
         .decode_utf8()
-        .map(|s| s.into_owned())
+        .map(|s| Cow::Owned(s.into_owned()))
         .map_err(|_| ApiError::InvalidQuery("parameters must be valid UTF-8".into()))
 }
 
-async fn post_lock(
-    State(app): State<AppState>,
-    socket: Option<Extension<PeerSocket>>,
-    RawQuery(raw): RawQuery,
-) -> Result<(StatusCode, Json<LockReply>), ApiError> {
-    let p = Params::parse(raw.as_deref())?;
+async fn post_lock(State(app): App, request: Request) -> Result<Response, ApiError> {
+    let p = Params::parse(request.uri().query())?;
     let client = p.client()?;
+    let run = p.run()?;
+    let who = Who { client, run };
     let job = p.job()?;
     let rules = app.service.rules();
     let ttl = match p.ttl.as_deref() {
@@ -152,22 +250,29 @@ async fn post_lock(
         }
     };
     let result = if wait.is_zero() {
-        app.service.acquire(&job, &client, ttl).await
+        bounded(&app, app.service.acquire(job, who, ttl)).await?
     } else {
         let waiting = app
             .service
-            .acquire_waiting(&job, &client, ttl, wait, &app.shutdown);
+            .acquire_waiting(job, who, ttl, wait, &app.shutdown);
         // The HTTP layer stops looking for a hang-up while it holds a pipelined request, so
         // watch the socket too: a waiter whose client is gone must leave the queue.
+        let socket = request.extensions().get::<PeerSocket>().copied();
         let hung_up = async {
             match socket {
-                Some(Extension(socket)) => socket.hung_up().await,
+                Some(socket) => socket.hung_up().await,
                 None => std::future::pending().await,
             }
         };
-        tokio::select! {
-            result = waiting => result,
-            () = hung_up => {
+        let waiting = async {
+            tokio::select! {
+                result = waiting => Some(result),
+                () = hung_up => None,
+            }
+        };
+        match bounded(&app, waiting).await? {
+            Some(result) => result,
+            None => {
                 tracing::info!(job, client, "waiting client hung up");
                 return Err(ApiError::Unavailable {
                     message: "the client hung up".into(),
@@ -189,27 +294,27 @@ async fn post_lock(
     let now = app.service.now();
     match result {
         Ok(grant) => {
-            let mut body = LockReply::for_lease(&grant.job, &grant.lease, &now);
+            let mut body = LockReply::for_lease(grant.job, grant.lease, &now);
             body.success = Some(true);
             body.message = Some(match grant.kind {
                 GrantKind::Acquired => Message::Acquired,
                 GrantKind::Renewed => Message::Renewed,
                 GrantKind::TookOver { previous, .. } => Message::AcquiredFrom(previous),
             });
-            Ok((StatusCode::OK, Json(body)))
+            Ok(Reply(StatusCode::OK, body).into_response())
         }
         Err(Denied::Held(lease)) => {
-            let mut body = LockReply::for_lease(&job, &lease, &now);
+            let mut body = LockReply::for_lease(job.to_owned(), lease, &now);
             body.success = Some(false);
             body.message = Some(Message::HeldByAnother);
-            Ok((StatusCode::CONFLICT, Json(body)))
+            Ok(refused(body, Refusal::Held))
         }
         Err(Denied::Grace(lease)) => {
-            let mut body = LockReply::for_lease(&job, &lease, &now);
+            let mut body = LockReply::for_lease(job.to_owned(), lease, &now);
             body.success = Some(false);
             body.error = Some(Message::Grace.to_string());
             body.message = Some(Message::Grace);
-            Ok((StatusCode::CONFLICT, Json(body)))
+            Ok(refused(body, Refusal::Grace))
         }
         Err(
             denied
@@ -227,43 +332,42 @@ async fn post_lock(
     }
 }
 
-async fn delete_lock(
-    State(app): State<AppState>,
-    RawQuery(raw): RawQuery,
-) -> Result<Json<LockReply>, ApiError> {
-    let p = Params::parse(raw.as_deref())?;
+async fn delete_lock(State(app): App, request: Request) -> Result<Reply<LockReply>, ApiError> {
+    let p = Params::parse(request.uri().query())?;
     let client = p.client()?;
+    let run = p.run()?;
     let job = p.job()?;
-    app.service
-        .release(&job, &client)
-        .await
+    let who = Who { client, run };
+    bounded(&app, app.service.release(job, who))
+        .await?
         .map_err(|_| ApiError::NotHolder)?;
-    Ok(Json(LockReply {
-        success: Some(true),
-        job: Some(job),
-        message: Some(Message::Released),
-        status: Some(Message::Released),
-        ..LockReply::default()
-    }))
+    Ok(Reply(
+        StatusCode::OK,
+        LockReply {
+            success: Some(true),
+            job: Some(job.to_owned()),
+            message: Some(Message::Released),
+            status: Some(Message::Released),
+            ..LockReply::default()
+        },
+    ))
 }
 
-async fn get_lock(
-    State(app): State<AppState>,
-    RawQuery(raw): RawQuery,
-) -> Result<Json<LockReply>, ApiError> {
-    let p = Params::parse(raw.as_deref())?;
+async fn get_lock(State(app): App, request: Request) -> Result<Reply<LockReply>, ApiError> {
+    let p = Params::parse(request.uri().query())?;
     let job = p.job()?;
-    let status = app.service.status(&job);
+    let status = app.service.status(job);
     let (lease, now) = (status.lease, status.now);
     let body = match lease {
         Some(lease) => {
-            let mut body = LockReply::for_lease(&job, &lease, &now);
+            let is_expired = now.mono >= lease.expires;
+            let mut body = LockReply::for_lease(job.to_owned(), lease, &now);
             body.message = Some(Message::Held);
-            body.is_expired = Some(now.mono >= lease.expires);
+            body.is_expired = Some(is_expired);
             body
         }
         None => LockReply {
-            job: Some(job),
+            job: Some(job.to_owned()),
             holder: Some(String::new()),
             message: Some(Message::Free),
             // The original reports a job nobody holds as expired; scripts test for it.
@@ -271,12 +375,15 @@ async fn get_lock(
             ..LockReply::default()
         },
     };
-    Ok(Json(LockReply {
-        success: Some(true),
-        last_token: Some(status.last_token),
-        waiting: Some(status.waiting),
-        ..body
-    }))
+    Ok(Reply(
+        StatusCode::OK,
+        LockReply {
+            success: Some(true),
+            last_token: Some(status.last_token),
+            waiting: Some(status.waiting),
+            ..body
+        },
+    ))
 }
 
 /// The most rows one page of `GET /locks?limit=` holds.
@@ -285,14 +392,11 @@ pub const MAX_PAGE: usize = 1000;
 /// `GET /locks`: every job, sorted by name. With `limit=N` (at most [`MAX_PAGE`]) only the
 /// first N after the job named by `after=`, and `next` when more follow: at `max_jobs` the
 /// whole table can be megabytes, more than a client wants in one reply.
-async fn get_locks(
-    State(app): State<AppState>,
-    RawQuery(raw): RawQuery,
-) -> Result<Json<LocksReply>, ApiError> {
+async fn get_locks(State(app): App, request: Request) -> Result<Response, ApiError> {
     let (mut limit, mut after) = (None, None);
-    for pair in raw.as_deref().unwrap_or("").split('&') {
+    for pair in request.uri().query().unwrap_or("").split('&') {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        match decode(key)?.as_str() {
+        match &*decode(key)? {
             "limit" if limit.is_none() => {
                 limit = Some(
                     decode(value)?
@@ -311,25 +415,29 @@ async fn get_locks(
         }
     }
     let (all, now) = app.service.list();
-    let rows = all
-        .iter()
-        .filter(|j| after.as_deref().is_none_or(|a| j.job.as_str() > a));
-    let mut locks: Vec<LockRow> = rows
-        .take(limit.map_or(usize::MAX, |n| n + 1))
-        .map(|j| LockRow::new(&j.job, &j.lease, &now))
+    // `list` is sorted by name.
+    let start = after.map_or(0, |after| all.partition_point(|j| *j.job <= *after));
+    let mut rest = all.into_iter().skip(start);
+    let locks: Vec<LockRow> = rest
+        .by_ref()
+        .take(limit.unwrap_or(usize::MAX))
+        .map(|j| LockRow::new(j.job, j.lease, &now))
         .collect();
-    let next = match limit {
-        Some(n) if locks.len() > n => {
-            locks.truncate(n);
-            locks.last().map(|row| row.job.clone())
-        }
-        _ => None,
+    let next = match rest.next() {
+        Some(_) => locks.last().map(|row| row.job.clone()),
+        None => None,
     };
-    Ok(Json(LocksReply { locks, next }))
+    let rows = locks.len();
+    // A row with ordinary names takes about 160 bytes.
+    Ok(json_response(
+        StatusCode::OK,
+        &LocksReply { locks, next },
+        16 + rows * 192,
+    ))
 }
 
-async fn healthz() -> Json<serde_json::Value> {
-    Json(serde_json::json!({ "status": "ok" }))
+async fn healthz() -> Reply<serde_json::Value> {
+    Reply(StatusCode::OK, serde_json::json!({ "status": "ok" }))
 }
 
 async fn method_not_allowed() -> ApiError {

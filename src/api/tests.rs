@@ -4,6 +4,7 @@ use super::*;
 use crate::engine::Rules;
 use crate::time::SystemClock;
 use axum::body::Body;
+use axum::extract::ConnectInfo;
 use axum::http::{Method, Request};
 use http_body_util::BodyExt;
 use serde_json::Value;
@@ -242,19 +243,60 @@ async fn tokens_increase_with_each_new_holder() {
 }
 
 #[tokio::test]
-async fn list_shows_every_recorded_holder() {
+async fn list_shows_every_recorded_holder_with_its_own_lease() {
     let app = app();
-    call(&app, Method::POST, "/lock?client=a&job=b-job&ttl=1m").await;
-    call(&app, Method::POST, "/lock?client=c&job=a-job&ttl=1m").await;
+    let (_, b) = call(&app, Method::POST, "/lock?client=a&job=b-job&ttl=1m").await;
+    let (_, a) = call(&app, Method::POST, "/lock?client=c&job=a-job&ttl=2h").await;
+    let (_, c) = call(&app, Method::POST, "/lock?client=z&job=c-job&ttl=30s").await;
     let (s, all) = call(&app, Method::GET, "/locks").await;
     assert_eq!(s, StatusCode::OK);
     let rows = all["locks"].as_array().unwrap();
-    assert_eq!(rows.len(), 2);
-    assert_eq!(rows[0]["job"], "a-job");
-    assert_eq!(rows[0]["holder"], "c");
-    assert_eq!(rows[0]["state"], "held");
-    for key in ["token", "acquired_at", "expires_at", "expires_in_ms"] {
-        assert!(rows[0].get(key).is_some(), "{key}");
+    let time = |v: &Value| humantime::parse_rfc3339(v.as_str().expect("a time")).expect("RFC 3339");
+    let expected = [
+        ("a-job", "c", &a, 7_200_000),
+        ("b-job", "a", &b, 60_000),
+        ("c-job", "z", &c, 30_000),
+    ];
+    assert_eq!(rows.len(), expected.len(), "{all}");
+    for (row, (job, holder, granted, ttl_ms)) in rows.iter().zip(expected) {
+        let mut got: Vec<&str> = row
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut want = vec![
+            "acquired_at",
+            "expires_at",
+            "expires_in_ms",
+            "holder",
+            "job",
+            "state",
+            "token",
+        ];
+        got.sort_unstable();
+        want.sort_unstable();
+        assert_eq!(got, want, "{row}");
+        assert_eq!(row["job"], job, "{row}");
+        assert_eq!(row["holder"], holder, "{row}");
+        assert_eq!(row["state"], "held", "{row}");
+        assert_eq!(row["token"], granted["token"], "{row}");
+        assert_eq!(row["acquired_at"], granted["acquired_at"], "{row}");
+        // Whole seconds computed at two instants: equal, or one second apart at a boundary.
+        let drift = time(&row["expires_at"])
+            .duration_since(time(&granted["expires_at"]))
+            .unwrap_or_else(|e| e.duration());
+        assert!(drift <= Duration::from_secs(1), "{row} vs {granted}");
+        let left = row["expires_in_ms"].as_i64().unwrap();
+        assert!(left > ttl_ms - 10_000 && left <= ttl_ms, "{row}");
+        let term = time(&row["expires_at"])
+            .duration_since(time(&row["acquired_at"]))
+            .expect("expires after it was acquired");
+        let ttl = Duration::from_millis(ttl_ms as u64);
+        assert!(
+            term + Duration::from_secs(1) >= ttl && term <= ttl + Duration::from_secs(1),
+            "{row}"
+        );
     }
 }
 
@@ -655,4 +697,81 @@ async fn locks_come_a_page_at_a_time_when_asked() {
         assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}");
         assert!(e["error"].as_str().unwrap().contains("limit"), "{e}");
     }
+}
+
+#[tokio::test]
+async fn runs_of_one_client_are_holders_of_their_own_and_requests_without_run_keep_the_old_rule() {
+    let app = app();
+    let (s, a) = call(&app, Method::POST, "/lock?client=nas&job=j&ttl=10s&run=r1").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(a["holder"], "nas", "the holder shown is the machine's name");
+    assert_eq!(a["run"], "r1");
+    let (s, b) = call(&app, Method::POST, "/lock?client=nas&job=j&ttl=10s&run=r2").await;
+    assert_eq!(s, StatusCode::CONFLICT, "{b}");
+    assert_eq!(b["message"], "held by another client");
+    assert!(b["expires_in_ms"].as_i64() <= a["expires_in_ms"].as_i64());
+    let (s, _) = call(&app, Method::DELETE, "/lock?client=nas&job=j&run=r2").await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "r2 cannot release r1's lease");
+    // Plain clients (curl, the shell helper) send no run: same client id renews.
+    let (s, c) = call(&app, Method::POST, "/lock?client=nas&job=j&ttl=10s").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(c["message"], "renewed");
+    assert_eq!(c["token"], a["token"]);
+    let (s, _) = call(&app, Method::DELETE, "/lock?client=nas&job=j&run=r1").await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, e) = call(&app, Method::POST, "/lock?client=nas&job=j&run=%01").await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(e["error"].as_str().unwrap().contains("run"), "{e}");
+}
+
+/// Like [`call`], as a request from `peer` (what `into_make_service_with_connect_info` adds).
+async fn call_from(app: &Router, method: Method, uri: &str, peer: &str) -> (StatusCode, Value) {
+    let peer: std::net::SocketAddr = peer.parse().unwrap();
+    let response = app
+        .clone()
+        .oneshot(
+            Request::builder()
+                .method(method)
+                .uri(uri)
+                .extension(ConnectInfo(peer))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (status, serde_json::from_slice(&bytes).unwrap())
+}
+
+#[tokio::test]
+async fn force_release_frees_any_holders_job_from_this_machine_only() {
+    let app = app();
+    let (s, _) = call(&app, Method::POST, "/lock?client=nas&job=j&ttl=1m&run=r1").await;
+    assert_eq!(s, StatusCode::OK);
+    let uri = "/admin/force-release?job=j";
+    let (s, body) = call_from(&app, Method::POST, uri, "192.168.1.20:4000").await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert_eq!(
+        body,
+        serde_json::json!({"error": "force release is only allowed from the server's own machine or with the auth token"})
+    );
+    let (_, status) = call(&app, Method::GET, "/lock?job=j").await;
+    assert_eq!(status["holder"], "nas", "refused: nothing changed");
+    let (s, body) = call_from(&app, Method::POST, uri, "127.0.0.1:4000").await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(
+        body,
+        serde_json::json!({"success": true, "job": "j", "message": "lock released", "holder": "nas"})
+    );
+    let (_, status) = call(&app, Method::GET, "/lock?job=j").await;
+    assert_eq!(status["holder"], "", "free at once, no grace");
+    let (s, body) = call_from(&app, Method::POST, uri, "127.0.0.1:4000").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(
+        body,
+        serde_json::json!({"success": false, "error": "no lock held"})
+    );
+    let (s, _) = call_from(&app, Method::GET, uri, "127.0.0.1:4000").await;
+    assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
 }

@@ -23,7 +23,7 @@ pub enum LeaseState {
 }
 
 impl LeaseState {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             LeaseState::Held => "held",
             LeaseState::Grace => "grace",
@@ -129,7 +129,10 @@ impl From<String> for Message {
 
 impl Serialize for Message {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
+        match self.fixed_text() {
+            Some(text) => serializer.serialize_str(text),
+            None => serializer.collect_str(self),
+        }
     }
 }
 
@@ -150,6 +153,9 @@ pub struct LockReply {
     pub job: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub holder: Option<String>,
+    /// The holder's run, when it was granted with `run=` (see [`crate::engine::Who`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<Message>,
     /// The original's release reply carried its message here; kept for old scripts.
@@ -190,23 +196,26 @@ pub struct LockReply {
 impl LockReply {
     /// A reply describing `lease` on `job` as of `now`: the fields of its [`LockRow`] plus
     /// the lease's ttl.
-    pub fn for_lease(job: &str, lease: &Lease, now: &Now) -> LockReply {
+    pub fn for_lease(job: String, mut lease: Lease, now: &Now) -> LockReply {
+        let ttl_ms = u64::try_from(lease.ttl.as_millis()).unwrap_or(u64::MAX);
+        let run = lease.run.take();
         let row = LockRow::new(job, lease, now);
         LockReply {
             job: Some(row.job),
             holder: Some(row.holder),
+            run,
             token: Some(row.token),
             acquired_at: Some(row.acquired_at),
             expires_at: Some(row.expires_at),
             expires_in_ms: Some(row.expires_in_ms),
-            ttl_ms: Some(u64::try_from(lease.ttl.as_millis()).unwrap_or(u64::MAX)),
+            ttl_ms: Some(ttl_ms),
             state: Some(row.state),
             grace_until: row.grace_until,
             ..LockReply::default()
         }
     }
 
-    pub fn error(message: impl Into<String>) -> LockReply {
+    pub(crate) fn error(message: impl Into<String>) -> LockReply {
         LockReply {
             error: Some(message.into()),
             ..LockReply::default()
@@ -236,12 +245,13 @@ pub struct LockRow {
 }
 
 impl LockRow {
-    /// `lease` on `job` as of `now`; the one place these fields are computed.
-    pub fn new(job: &str, lease: &Lease, now: &Now) -> LockRow {
+    /// `lease` on `job` as of `now`; the one place these fields are computed. Takes the
+    /// names by value: every caller has its own copy to give.
+    pub fn new(job: String, lease: Lease, now: &Now) -> LockRow {
         let state = lease.state(now.mono);
         LockRow {
-            job: job.to_owned(),
-            holder: lease.holder.clone(),
+            job,
+            holder: lease.holder,
             token: lease.token,
             acquired_at: rfc3339(lease.acquired_at),
             expires_at: rfc3339(now.wall_at(lease.expires)),

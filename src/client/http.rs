@@ -6,6 +6,7 @@
 //! no HTTP stack of its own and no TLS (the server speaks plain HTTP on the LAN).
 
 use crate::api::wire::{LockReply, LocksReply};
+use crate::engine::Who;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper::body::Bytes;
 use hyper::{Method, Request, StatusCode, Uri, header};
@@ -20,7 +21,7 @@ const MAX_BODY: usize = 1 << 20;
 const LIST_PAGE: usize = 500;
 
 /// How long a one-shot request may take in total (connect, reply, body).
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A server URL that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -127,15 +128,15 @@ impl Api {
 
     /// `POST /lock`: acquire or renew `job` for `client`. With `wait`, the server holds the
     /// request open until the lock can be granted or the wait ends.
-    pub async fn acquire(
+    pub async fn acquire<'a>(
         &self,
         job: &str,
-        client: &str,
+        who: impl Into<Who<'a>>,
         ttl: Option<Duration>,
         wait: Option<Duration>,
         timeout: Duration,
     ) -> Result<Reply<LockReply>, HttpError> {
-        let mut query = vec![("job", job.to_owned()), ("client", client.to_owned())];
+        let mut query = who_query(job, who.into());
         if let Some(ttl) = ttl {
             query.push(("ttl", go_duration(ttl)));
         }
@@ -146,14 +147,21 @@ impl Api {
     }
 
     /// `DELETE /lock`: release `job` if `client` holds it.
-    pub async fn release(
+    pub async fn release<'a>(
         &self,
         job: &str,
-        client: &str,
+        who: impl Into<Who<'a>>,
         timeout: Duration,
     ) -> Result<Reply<LockReply>, HttpError> {
-        let query = [("job", job.to_owned()), ("client", client.to_owned())];
+        let query = who_query(job, who.into());
         self.lock_call(Method::DELETE, &query, timeout).await
+    }
+
+    /// `POST /admin/force-release`: frees `job` whatever its holder (allowed only from the
+    /// server's own machine, or with the auth token).
+    pub async fn force_release(&self, job: &str) -> Result<Reply<LockReply>, HttpError> {
+        let path = format!("/admin/force-release?job={}", encode(job));
+        self.decode_lock_reply(self.call(Method::POST, path, REQUEST_TIMEOUT).await?)
     }
 
     /// `GET /lock`: who holds `job`.
@@ -162,9 +170,11 @@ impl Api {
         self.lock_call(Method::GET, &query, REQUEST_TIMEOUT).await
     }
 
-    /// `GET /locks`: every held job, a page at a time (a full table can be larger than
-    /// [`MAX_BODY`]). A server that does not page answers the first request with everything.
-    pub async fn list(&self) -> Result<Reply<LocksReply>, HttpError> {
+    /// `GET /locks`: every job with a recorded holder, a page at a time (a full table can be
+    /// larger than [`MAX_BODY`]); a server that does not page answers the first request with
+    /// everything. A reply with an error status (a wrong path in the server URL, say) comes
+    /// back as the `Err` of the inner result, decoded like a `/lock` error.
+    pub async fn list(&self) -> Result<Result<Reply<LocksReply>, Reply<LockReply>>, HttpError> {
         let mut all = LocksReply {
             locks: Vec::new(),
             next: None,
@@ -177,7 +187,12 @@ impl Api {
             }
             let reply = self.call(Method::GET, path, REQUEST_TIMEOUT).await?;
             if !reply.status.is_success() {
-                return Err(self.bad_reply(format!("HTTP {}", reply.status)));
+                let body = serde_json::from_slice::<LockReply>(&reply.body)
+                    .unwrap_or_else(|_| LockReply::error(format!("HTTP {}", reply.status)));
+                return Ok(Err(Reply {
+                    status: reply.status,
+                    body,
+                }));
             }
             let page: LocksReply = serde_json::from_slice(&reply.body)
                 .map_err(|e| self.bad_reply(format!("invalid JSON: {e}")))?;
@@ -186,10 +201,10 @@ impl Api {
             match page.next {
                 Some(next) if after.as_ref().is_none_or(|a| next > *a) => after = Some(next),
                 _ => {
-                    return Ok(Reply {
+                    return Ok(Ok(Reply {
                         status: reply.status,
                         body: all,
-                    });
+                    }));
                 }
             }
         }
@@ -210,6 +225,11 @@ impl Api {
         let reply = self
             .call(method, format!("/lock?{}", query.join("&")), timeout)
             .await?;
+        self.decode_lock_reply(reply)
+    }
+
+    /// A reply decoded as a [`LockReply`]; see [`Api::lock_call`].
+    fn decode_lock_reply(&self, reply: Reply<Bytes>) -> Result<Reply<LockReply>, HttpError> {
         let body = match serde_json::from_slice::<LockReply>(&reply.body) {
             Ok(body) => body,
             Err(_) if !reply.status.is_success() => {
@@ -300,6 +320,15 @@ impl Api {
             reason,
         }
     }
+}
+
+/// `job`, `client` and, for a run, `run`: who a `/lock` call is for.
+fn who_query(job: &str, who: Who<'_>) -> Vec<(&'static str, String)> {
+    let mut query = vec![("job", job.to_owned()), ("client", who.client.to_owned())];
+    if let Some(run) = who.run {
+        query.push(("run", run.to_owned()));
+    }
+    query
 }
 
 /// A duration in Go syntax, exactly (the server parses Go durations): whole milliseconds as

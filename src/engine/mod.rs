@@ -54,7 +54,7 @@ impl Default for Rules {
 }
 
 /// The longest name a job or client may have, in bytes of UTF-8.
-pub const MAX_NAME_BYTES: usize = 256;
+pub(crate) const MAX_NAME_BYTES: usize = 256;
 
 /// Why a job or client name is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -115,10 +115,48 @@ impl LeaseState {
     }
 }
 
+/// Who asks: a client id and, optionally, which run of that client (`run=` in the API).
+///
+/// The rules: a request *without* a run is the client as a whole, as in the original API (it
+/// renews and releases the client's lease whatever run holds it). A request *with* a run is a
+/// holder of its own: it renews and releases only a lease granted to that same run, and is
+/// treated like another client otherwise (it queues, gets "held", waits out a grace period,
+/// and takes over a lapsed lease as a fresh grant with a new token). So two runs on one
+/// machine take turns, and a crashed run's lapsed lease is taken over rather than renewed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Who<'a> {
+    pub client: &'a str,
+    pub run: Option<&'a str>,
+}
+
+impl<'a> From<&'a str> for Who<'a> {
+    fn from(client: &'a str) -> Who<'a> {
+        Who { client, run: None }
+    }
+}
+
+impl<'a> From<&'a String> for Who<'a> {
+    fn from(client: &'a String) -> Who<'a> {
+        Who::from(client.as_str())
+    }
+}
+
+impl Who<'_> {
+    /// Whether this requester is `lease`'s holder: the same client, and the same run if it
+    /// names one.
+    pub fn holds(&self, lease: &Lease) -> bool {
+        lease.holder == self.client && self.run.is_none_or(|run| lease.run.as_deref() == Some(run))
+    }
+}
+
 /// A job's current holder and the terms of its lease.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
+    /// The client id: the machine's name, as the tray and status show it.
     pub holder: String,
+    /// The run of the holder's that was granted the lease (`run=` in the API), if it said.
+    /// Two runs under one client id are two holders; see [`Who`].
+    pub run: Option<String>,
     pub token: u64,
     pub ttl: Duration,
     /// Wall-clock time of the grant to this holder (renewals keep it), for display.
@@ -232,10 +270,22 @@ struct Entry {
     phase: Phase,
 }
 
+impl Entry {
+    /// When the phase the table has processed ends.
+    fn deadline(&self, retention: Duration) -> Mono {
+        match self.phase {
+            Phase::Held => self.lease.expires,
+            Phase::Grace => self.lease.grace_until,
+            Phase::Expired => self.lease.grace_until + retention,
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Waiter {
     id: WaiterId,
     client: String,
+    run: Option<String>,
     ttl: Duration,
 }
 
@@ -303,28 +353,29 @@ impl Engine {
     }
 
     /// Acquires or renews `job` for `client`; see the module docs for the rules.
-    pub fn acquire(
+    pub fn acquire<'a>(
         &mut self,
         job: &str,
-        client: &str,
+        who: impl Into<Who<'a>>,
         ttl: Duration,
         now: Now,
     ) -> Result<Grant, Denied> {
         self.advance(now);
-        self.try_grant(job, client, ttl, now)
+        self.try_grant(job, who.into(), ttl, now)
     }
 
     /// Like [`acquire`](Self::acquire), but when the job is busy (held or in grace) the client
     /// joins the job's queue instead of being refused.
-    pub fn acquire_or_wait(
+    pub fn acquire_or_wait<'a>(
         &mut self,
         job: &str,
-        client: &str,
+        who: impl Into<Who<'a>>,
         ttl: Duration,
         now: Now,
     ) -> WaitOutcome {
         self.advance(now);
-        match self.try_grant(job, client, ttl, now) {
+        let who = who.into();
+        match self.try_grant(job, who, ttl, now) {
             Ok(grant) => WaitOutcome::Granted(grant),
             Err(Denied::Held(_) | Denied::Grace(_))
                 if self.waiter_jobs.len() < self.rules.max_waiters =>
@@ -336,7 +387,8 @@ impl Engine {
                     .or_default()
                     .push_back(Waiter {
                         id,
-                        client: client.to_owned(),
+                        client: who.client.to_owned(),
+                        run: who.run.map(str::to_owned),
                         ttl,
                     });
                 self.waiter_jobs.insert(id, job.to_owned());
@@ -376,11 +428,18 @@ impl Engine {
         self.waiters.get(job).map_or(0, VecDeque::len)
     }
 
-    /// Releases `job` if `client` holds it (in any state). The job is free at once: no grace.
-    pub fn release(&mut self, job: &str, client: &str, now: Now) -> Result<Lease, NotHolder> {
+    /// Releases `job` if `who` holds it (in any state; see [`Who`] for runs). The job is free
+    /// at once: no grace.
+    pub fn release<'a>(
+        &mut self,
+        job: &str,
+        who: impl Into<Who<'a>>,
+        now: Now,
+    ) -> Result<Lease, NotHolder> {
         self.advance(now);
+        let who = who.into();
         match self.jobs.get(job) {
-            Some(entry) if entry.lease.holder == client => {}
+            Some(entry) if who.holds(&entry.lease) => {}
             _ => return Err(NotHolder),
         }
         Ok(self.free(job, EventKind::Released, now))
@@ -410,17 +469,28 @@ impl Engine {
 
     /// Every job with a recorded holder, sorted by job name.
     pub fn list(&mut self, now: Now) -> Vec<JobLease> {
+        let mut all = self.leases(now);
+        all.sort_unstable_by(|a, b| a.job.cmp(&b.job));
+        all
+    }
+
+    /// Every job with a recorded holder, in no particular order (for callers that sort
+    /// later, outside a lock).
+    pub fn leases(&mut self, now: Now) -> Vec<JobLease> {
         self.advance(now);
-        let mut all: Vec<JobLease> = self
-            .jobs
+        self.jobs
             .iter()
             .map(|(job, e)| JobLease {
                 job: job.clone(),
                 lease: e.lease.clone(),
             })
-            .collect();
-        all.sort_unstable_by(|a, b| a.job.cmp(&b.job));
-        all
+            .collect()
+    }
+
+    /// The lease recorded for `job` as the table last saw it (before any
+    /// [`advance`](Self::advance)), without copying it.
+    pub fn peek(&self, job: &str) -> Option<&Lease> {
+        self.jobs.get(job).map(|e| &e.lease)
     }
 
     /// When the table next changes by itself (a lease expires, a grace period ends, an
@@ -443,6 +513,17 @@ impl Engine {
         std::mem::take(&mut self.events)
     }
 
+    /// Events not yet taken, oldest first.
+    pub fn events(&self) -> &[Event] {
+        &self.events
+    }
+
+    /// Takes the events out like [`take_events`](Self::take_events) but keeps their buffer for
+    /// the next ones (the service drains after every operation).
+    pub fn drain_events(&mut self) -> std::vec::Drain<'_, Event> {
+        self.events.drain(..)
+    }
+
     /// Waiters granted since the last call.
     pub fn take_woken(&mut self) -> Vec<Woken> {
         std::mem::take(&mut self.woken)
@@ -452,11 +533,16 @@ impl Engine {
     /// `Expired`, serving waiters, evicting old entries). Every operation calls it first.
     pub fn advance(&mut self, now: Now) {
         self.notice_sleep(now);
-        while let Some((at, job)) = self.deadlines.first().cloned() {
-            if at > now.mono {
+        // Look before taking: most calls find nothing due, and cloning the first key to look
+        // at it would copy a job name on every operation.
+        while self
+            .deadlines
+            .first()
+            .is_some_and(|(at, _)| *at <= now.mono)
+        {
+            let Some((_, job)) = self.deadlines.pop_first() else {
                 break;
-            }
-            self.deadlines.pop_first();
+            };
             let Some(entry) = self.jobs.get_mut(&job) else {
                 continue;
             };
@@ -518,7 +604,7 @@ impl Engine {
     fn try_grant(
         &mut self,
         job: &str,
-        client: &str,
+        who: Who<'_>,
         ttl: Duration,
         now: Now,
     ) -> Result<Grant, Denied> {
@@ -526,7 +612,7 @@ impl Engine {
             return Err(Denied::Quarantined { until });
         }
         let previous = match self.jobs.get(job) {
-            Some(entry) if entry.lease.holder == client => {
+            Some(entry) if who.holds(&entry.lease) => {
                 return Ok(self.renew(job, ttl, now));
             }
             Some(entry) => match entry.lease.state(now.mono) {
@@ -549,19 +635,26 @@ impl Engine {
                 None
             }
         };
-        Ok(self.grant_new(job, client, ttl, previous, now))
+        Ok(self.grant_new(job, who, ttl, previous, now))
     }
 
     fn renew(&mut self, job: &str, ttl: Duration, now: Now) -> Grant {
-        self.unschedule(job);
-        let grace = self.rules.grace;
+        let (grace, retention) = (self.rules.grace, self.rules.retention);
         let entry = self.jobs.get_mut(job).expect("caller checked");
+        // Renewal is the most frequent change: one lookup, and one copy of the name that is
+        // taken out of the deadline set at the old deadline and put back at the new one.
+        let mut key = (entry.deadline(retention), job.to_owned());
+        self.deadlines.remove(&key);
+        if entry.phase == Phase::Expired {
+            self.expired.remove(&(entry.lease.expires, key.1.clone()));
+        }
         entry.lease.ttl = ttl;
         entry.lease.expires = now.mono + ttl;
         entry.lease.grace_until = entry.lease.expires + grace;
         entry.phase = Phase::Held;
+        key.0 = entry.deadline(retention);
         let lease = entry.lease.clone();
-        self.schedule(job);
+        self.deadlines.insert(key);
         self.emit(EventKind::Renewed, job, &lease, now);
         Grant {
             job: job.to_owned(),
@@ -573,7 +666,7 @@ impl Engine {
     fn grant_new(
         &mut self,
         job: &str,
-        client: &str,
+        who: Who<'_>,
         ttl: Duration,
         previous: Option<Lease>,
         now: Now,
@@ -585,7 +678,8 @@ impl Engine {
             .expect("callers check that a token is left");
         let expires = now.mono + ttl;
         let lease = Lease {
-            holder: client.to_owned(),
+            holder: who.client.to_owned(),
+            run: who.run.map(str::to_owned),
             token: self.last_token,
             ttl,
             acquired_at: now.wall,
@@ -652,7 +746,11 @@ impl Engine {
         }
         self.waiter_jobs.remove(&waiter.id);
         let previous = self.jobs.contains_key(job).then(|| self.remove(job));
-        let grant = self.grant_new(job, &waiter.client, waiter.ttl, previous, now);
+        let who = Who {
+            client: &waiter.client,
+            run: waiter.run.as_deref(),
+        };
+        let grant = self.grant_new(job, who, waiter.ttl, previous, now);
         self.woken.push(Woken {
             waiter: waiter.id,
             grant,
@@ -678,22 +776,14 @@ impl Engine {
         entry.lease
     }
 
-    fn deadline_of(&self, entry: &Entry) -> Mono {
-        match entry.phase {
-            Phase::Held => entry.lease.expires,
-            Phase::Grace => entry.lease.grace_until,
-            Phase::Expired => entry.lease.grace_until + self.rules.retention,
-        }
-    }
-
     fn schedule(&mut self, job: &str) {
-        let at = self.deadline_of(&self.jobs[job]);
+        let at = self.jobs[job].deadline(self.rules.retention);
         self.deadlines.insert((at, job.to_owned()));
     }
 
     fn unschedule(&mut self, job: &str) {
         if let Some(entry) = self.jobs.get(job) {
-            let at = self.deadline_of(entry);
+            let at = entry.deadline(self.rules.retention);
             self.deadlines.remove(&(at, job.to_owned()));
             if entry.phase == Phase::Expired {
                 self.expired.remove(&(entry.lease.expires, job.to_owned()));

@@ -110,6 +110,7 @@ impl Engine {
             let ttl = Duration::from_millis(l.ttl_ms);
             if validate_name(&l.job).is_err()
                 || validate_name(&l.holder).is_err()
+                || l.run.as_deref().is_some_and(|r| validate_name(r).is_err())
                 || ttl.is_zero()
                 || self.jobs.contains_key(&l.job)
             {
@@ -126,6 +127,7 @@ impl Engine {
                 .max(now.mono + ttl);
             let lease = Lease {
                 holder: l.holder,
+                run: l.run,
                 token: l.token,
                 ttl,
                 acquired_at: from_unix_ms(l.acquired_at_ms),

@@ -38,6 +38,9 @@ pub struct Watermarks {
 pub struct SavedLease {
     pub job: String,
     pub holder: String,
+    /// The holder's run (see [`super::Who`]); absent in files written before runs existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
     pub token: u64,
     pub ttl_ms: u64,
     /// Unix milliseconds.
@@ -55,6 +58,7 @@ impl Engine {
             .map(|JobLease { job, lease }| SavedLease {
                 job,
                 holder: lease.holder,
+                run: lease.run,
                 token: lease.token,
                 ttl_ms: u64::try_from(lease.ttl.as_millis()).unwrap_or(u64::MAX),
                 acquired_at_ms: unix_ms(lease.acquired_at),

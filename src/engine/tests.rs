@@ -90,6 +90,45 @@ fn grace_blocks_others_until_its_end_then_takeover() {
 }
 
 #[test]
+fn a_renewed_lease_keeps_others_out_for_the_grace_period_after_its_new_expiry() {
+    let mut e = engine();
+    e.acquire("j", "a", secs(10), at(0)).unwrap();
+    let renewed = e.acquire("j", "a", secs(10), at(8)).unwrap();
+    assert_eq!(renewed.lease.expires, at(18).mono);
+    assert_eq!(renewed.lease.grace_until, at(23).mono);
+    assert!(matches!(
+        e.acquire("j", "b", secs(10), at_ms(17_999)),
+        Err(Denied::Held(_))
+    ));
+    assert!(matches!(
+        e.acquire("j", "b", secs(10), at(18)),
+        Err(Denied::Grace(_))
+    ));
+    assert!(matches!(
+        e.acquire("j", "b", secs(10), at_ms(22_999)),
+        Err(Denied::Grace(_))
+    ));
+    assert!(matches!(
+        kind(e.acquire("j", "b", secs(10), at(23))),
+        GrantKind::TookOver { .. }
+    ));
+}
+
+#[test]
+fn a_waiter_gets_a_renewed_lease_only_when_its_grace_ends() {
+    let mut e = engine();
+    e.acquire("j", "a", secs(10), at(0)).unwrap();
+    e.acquire("j", "a", secs(10), at(8)).unwrap();
+    let WaitOutcome::Queued(w) = e.acquire_or_wait("j", "b", secs(10), at(9)) else {
+        panic!("b should queue")
+    };
+    e.advance(at_ms(22_999));
+    assert!(e.take_woken().is_empty(), "served during the grace period");
+    e.advance(at(23));
+    assert_eq!(e.take_woken()[0].waiter, w);
+}
+
+#[test]
 fn previous_holder_may_renew_during_grace_and_after_lapse() {
     let mut e = engine();
     e.acquire("backup", "a", secs(10), at(0)).unwrap();
@@ -108,6 +147,7 @@ fn release_frees_at_once_without_grace() {
     let mut e = engine();
     e.acquire("backup", "a", secs(10), at(0)).unwrap();
     assert_eq!(e.release("backup", "b", at(1)), Err(NotHolder));
+    assert!(!e.is_empty());
     e.release("backup", "a", at(1)).unwrap();
     assert!(e.is_empty(), "a released job leaves memory");
     assert_eq!(
@@ -341,6 +381,33 @@ fn waiters_are_granted_in_arrival_order_on_release() {
 }
 
 #[test]
+fn three_or_more_waiters_are_granted_strictly_in_arrival_order() {
+    // With two waiters, taking the first and moving the last into its place still looks
+    // fair; only a third shows whether the queue keeps its order.
+    let mut e = engine();
+    e.acquire("j", "a", secs(10), at(0)).unwrap();
+    let mut queued = Vec::new();
+    for client in ["b", "c", "d", "e"] {
+        let WaitOutcome::Queued(w) = e.acquire_or_wait("j", client, secs(10), at(1)) else {
+            panic!("{client} should queue")
+        };
+        queued.push((w, client));
+    }
+    let mut holder = "a";
+    for (i, (w, client)) in queued.iter().enumerate() {
+        e.release("j", holder, at(2 + i as u64)).unwrap();
+        let woken = e.take_woken();
+        assert_eq!(woken.len(), 1, "one grant per release");
+        assert_eq!(
+            (woken[0].waiter, woken[0].grant.lease.holder.as_str()),
+            (*w, *client)
+        );
+        assert_eq!(e.waiting_for("j"), queued.len() - i - 1);
+        holder = client;
+    }
+}
+
+#[test]
 fn waiter_is_not_granted_during_grace_but_right_after_it() {
     let mut e = engine();
     e.acquire("j", "a", secs(10), at(0)).unwrap();
@@ -504,6 +571,7 @@ fn restore_skips_invalid_entries_and_keeps_token_above_all_saved() {
             SavedLease {
                 job: "ok".into(),
                 holder: "a".into(),
+                run: None,
                 token: 9,
                 ttl_ms: 1000,
                 acquired_at_ms: 0,
@@ -512,6 +580,7 @@ fn restore_skips_invalid_entries_and_keeps_token_above_all_saved() {
             SavedLease {
                 job: "".into(),
                 holder: "a".into(),
+                run: None,
                 token: 1,
                 ttl_ms: 1000,
                 acquired_at_ms: 0,
@@ -520,6 +589,7 @@ fn restore_skips_invalid_entries_and_keeps_token_above_all_saved() {
             SavedLease {
                 job: "zero".into(),
                 holder: "a".into(),
+                run: None,
                 token: 2,
                 ttl_ms: 0,
                 acquired_at_ms: 0,
@@ -542,6 +612,7 @@ fn restore_caps_expiry_from_a_wall_clock_far_ahead() {
         leases: vec![SavedLease {
             job: "j".into(),
             holder: "a".into(),
+            run: None,
             token: 1,
             ttl_ms: 1000,
             acquired_at_ms: 0,
@@ -568,6 +639,7 @@ fn saved_one(job: &str, token: u64, ttl_s: u64, now: Now, expires_in_s: i64) -> 
         leases: vec![SavedLease {
             job: job.into(),
             holder: "a".into(),
+            run: None,
             token,
             ttl_ms: ttl_s * 1000,
             acquired_at_ms: 0,
@@ -792,10 +864,40 @@ fn woke_at(s: u64, asleep_at: u64) -> Now {
 fn sleep_of_one_second_or_less_is_not_sleep() {
     let mut e = engine();
     e.acquire("j", "a", secs(10), at(0)).unwrap();
+    e.advance(at(11)); // in grace until 15
+    // Exactly one second of suspend during the grace period: had it counted as sleep, the
+    // grace would now end at 12 + 5 = 17.
+    let woke = woke_at(12, 11);
+    e.advance(woke);
+    assert_eq!(e.get("j", woke).unwrap().grace_until, at(15).mono);
+    assert!(matches!(
+        kind(e.acquire("j", "b", secs(1), at(15))),
+        GrantKind::TookOver { .. }
+    ));
+}
+
+#[test]
+fn sleep_just_over_one_second_is_sleep() {
+    let mut e = engine();
+    e.acquire("j", "a", secs(10), at(0)).unwrap();
+    e.advance(at(11)); // in grace until 15
+    let mut woke = at_ms(12_001);
+    woke.awake = at(11).awake;
+    e.advance(woke);
+    assert_eq!(e.get("j", woke).unwrap().grace_until, woke.mono + secs(5));
+}
+
+#[test]
+fn time_awake_is_not_mistaken_for_sleep() {
+    // Both clocks advance together for an hour: no sleep, so no fresh grace for a lease that
+    // ended in that hour.
+    let mut e = engine();
+    e.acquire("j", "a", secs(10), at(0)).unwrap();
     e.advance(at(9));
-    // One second of suspend while the lease ends: grace is the ordinary one.
-    e.advance(woke_at(10, 9));
-    assert_eq!(e.get("j", at(10)).unwrap().grace_until, at(15).mono);
+    assert!(matches!(
+        kind(e.acquire("j", "b", secs(1), at(3_600))),
+        GrantKind::TookOver { .. }
+    ));
 }
 
 #[test]
@@ -907,6 +1009,219 @@ fn live_jobs_counts_held_and_grace_but_not_expired() {
     assert_eq!(e.live_jobs(), 1, "a expired");
     e.acquire("a", "x", secs(10), at(16)).unwrap();
     assert_eq!(e.live_jobs(), 2, "renewed");
+}
+
+#[test]
+fn the_engine_keeps_the_rules_it_was_given() {
+    let rules = Rules {
+        grace: secs(7),
+        max_jobs: 3,
+        ..Rules::default()
+    };
+    assert_eq!(Engine::new(rules.clone()).rules(), &rules);
+}
+
+#[test]
+fn lease_states_are_named_as_on_the_wire() {
+    let names = [LeaseState::Held, LeaseState::Grace, LeaseState::Expired].map(LeaseState::as_str);
+    assert_eq!(names, ["held", "grace", "expired"]);
+}
+
+#[test]
+fn event_kinds_have_stable_names() {
+    let taken = EventKind::TakenOver {
+        previous: "a".into(),
+        previous_token: 1,
+        lapsed_for: secs(1),
+    };
+    let names = [
+        EventKind::Acquired,
+        EventKind::Renewed,
+        EventKind::Released,
+        EventKind::ForceReleased,
+        EventKind::Expired,
+        taken,
+    ]
+    .map(|k| k.name());
+    assert_eq!(
+        names,
+        [
+            "acquired",
+            "renewed",
+            "released",
+            "force_released",
+            "expired",
+            "taken_over"
+        ]
+    );
+}
+
+/// A table saved at `at(0)` while quarantined until `at(until)`.
+fn saved_quarantine(until: u64) -> SavedState {
+    let mut e = engine();
+    e.quarantine(at(until).mono);
+    e.export(at(0))
+}
+
+#[test]
+fn restoring_a_shorter_saved_quarantine_never_cuts_short_the_one_in_force() {
+    let mut e = engine();
+    e.quarantine(at(100).mono);
+    e.restore(saved_quarantine(50), at(0));
+    assert_eq!(e.quarantined_until(at(0).mono), Some(at(100).mono));
+}
+
+#[test]
+fn restoring_a_longer_saved_quarantine_extends_the_one_in_force() {
+    let mut e = engine();
+    e.quarantine(at(30).mono);
+    e.restore(saved_quarantine(60), at(0));
+    assert_eq!(e.quarantined_until(at(0).mono), Some(at(60).mono));
+}
+
+#[test]
+fn only_changes_of_holder_must_be_saved_before_a_reply() {
+    let event = |kind| Event {
+        kind,
+        job: "j".into(),
+        holder: "a".into(),
+        token: 1,
+        at: SystemTime::UNIX_EPOCH,
+        acquired_at: SystemTime::UNIX_EPOCH,
+        expires_at: SystemTime::UNIX_EPOCH,
+    };
+    let taken = EventKind::TakenOver {
+        previous: "b".into(),
+        previous_token: 1,
+        lapsed_for: secs(1),
+    };
+    for kind in [
+        EventKind::Acquired,
+        EventKind::Released,
+        EventKind::ForceReleased,
+        taken,
+    ] {
+        assert!(event(kind.clone()).changes_holder(), "{kind:?}");
+    }
+    for kind in [EventKind::Renewed, EventKind::Expired] {
+        assert!(!event(kind.clone()).changes_holder(), "{kind:?}");
+    }
+}
+
+/// `client` asking as run `run`.
+fn run<'a>(client: &'a str, run: &'a str) -> Who<'a> {
+    Who {
+        client,
+        run: Some(run),
+    }
+}
+
+#[test]
+fn another_run_of_the_same_client_is_refused_until_the_lease_and_its_grace_end() {
+    let mut e = engine();
+    let first = e.acquire("job", run("nas", "r1"), secs(10), at(0)).unwrap();
+    assert_eq!(first.lease.run.as_deref(), Some("r1"));
+    // Held: refused as if it were another client, and nothing is extended.
+    assert!(matches!(
+        e.acquire("job", run("nas", "r2"), secs(10), at_ms(9_999)),
+        Err(Denied::Held(_))
+    ));
+    // From the instant of expiry to the end of grace only r1 may take it back.
+    assert!(matches!(
+        e.acquire("job", run("nas", "r2"), secs(10), at(10)),
+        Err(Denied::Grace(_))
+    ));
+    assert!(matches!(
+        e.acquire("job", run("nas", "r2"), secs(10), at_ms(14_999)),
+        Err(Denied::Grace(_))
+    ));
+    let lease = e.get("job", at_ms(14_999)).unwrap();
+    assert_eq!(
+        lease.expires,
+        at(10).mono,
+        "a refusal never extends anything"
+    );
+    // At the end of grace the lapsed lease is taken over as a fresh grant.
+    let g = e
+        .acquire("job", run("nas", "r2"), secs(10), at(15))
+        .unwrap();
+    assert_eq!(g.lease.token, first.lease.token + 1);
+    assert_eq!(g.lease.run.as_deref(), Some("r2"));
+    assert!(matches!(g.kind, GrantKind::TookOver { ref previous, .. } if previous == "nas"));
+}
+
+#[test]
+fn a_crashed_runs_lapsed_lease_without_a_run_is_taken_over_by_a_run_not_renewed() {
+    let mut e = engine();
+    let first = e.acquire("stale", "x", secs(2), at(0)).unwrap();
+    assert!(matches!(
+        e.acquire("stale", run("x", "r"), secs(2), at(6)),
+        Err(Denied::Grace(_))
+    ));
+    let g = e.acquire("stale", run("x", "r"), secs(2), at(7)).unwrap();
+    assert_ne!(g.kind, GrantKind::Renewed);
+    assert!(g.lease.token > first.lease.token);
+}
+
+#[test]
+fn a_request_without_a_run_keeps_the_original_rule_same_client_renews() {
+    let mut e = engine();
+    let first = e.acquire("job", run("nas", "r1"), secs(10), at(0)).unwrap();
+    let g = e.acquire("job", "nas", secs(10), at(4)).unwrap();
+    assert_eq!(g.kind, GrantKind::Renewed);
+    assert_eq!(g.lease.token, first.lease.token);
+    assert_eq!(g.lease.run.as_deref(), Some("r1"), "the lease stays r1's");
+    // The same run renews too.
+    let g = e.acquire("job", run("nas", "r1"), secs(10), at(5)).unwrap();
+    assert_eq!(g.kind, GrantKind::Renewed);
+}
+
+#[test]
+fn a_run_releases_only_its_own_lease_and_a_client_without_run_any_of_its_own() {
+    let mut e = engine();
+    e.acquire("job", run("nas", "r1"), secs(10), at(0)).unwrap();
+    assert_eq!(e.release("job", run("nas", "r2"), at(1)), Err(NotHolder));
+    assert_eq!(e.release("job", run("other", "r1"), at(1)), Err(NotHolder));
+    assert!(e.release("job", run("nas", "r1"), at(1)).is_ok());
+    e.acquire("job", run("nas", "r1"), secs(10), at(2)).unwrap();
+    assert!(e.release("job", "nas", at(3)).is_ok());
+}
+
+#[test]
+fn two_runs_of_one_client_queue_first_come_first_served_with_other_clients() {
+    let mut e = engine();
+    e.acquire("job", run("nas", "r1"), secs(10), at(0)).unwrap();
+    let WaitOutcome::Queued(laptop) = e.acquire_or_wait("job", "laptop", secs(10), at(1)) else {
+        panic!("laptop queues");
+    };
+    let WaitOutcome::Queued(r2) = e.acquire_or_wait("job", run("nas", "r2"), secs(10), at(2))
+    else {
+        panic!("a second run of nas queues");
+    };
+    e.release("job", run("nas", "r1"), at(3)).unwrap();
+    let woken = e.take_woken();
+    assert_eq!(woken.len(), 1);
+    assert_eq!(woken[0].waiter, laptop);
+    e.release("job", "laptop", at(4)).unwrap();
+    let woken = e.take_woken();
+    assert_eq!(woken[0].waiter, r2);
+    assert_eq!(woken[0].grant.lease.run.as_deref(), Some("r2"));
+    assert_eq!(woken[0].grant.lease.holder, "nas");
+}
+
+#[test]
+fn the_run_survives_a_save_and_restore_and_old_files_without_it_load() {
+    let mut e = engine();
+    e.acquire("job", run("nas", "r1"), secs(60), at(0)).unwrap();
+    let saved = e.export(at(1));
+    assert_eq!(saved.leases[0].run.as_deref(), Some("r1"));
+    let text = serde_json::to_string(&saved).unwrap();
+    let back: SavedState = serde_json::from_str(&text).unwrap();
+    assert_eq!(back, saved);
+    let old = r#"{"last_token":1,"leases":[{"job":"j","holder":"h","token":1,"ttl_ms":1000,
+        "acquired_at_ms":0,"expires_at_ms":0}]}"#;
+    let old: SavedState = serde_json::from_str(old).unwrap();
+    assert_eq!(old.leases[0].run, None);
 }
 
 /// A restart at `at(s)` whose wall clock reads `shift_s` seconds off (NTP correcting a

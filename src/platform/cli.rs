@@ -1,7 +1,9 @@
 //! `foolock install` and `foolock uninstall`: their flags, and the glue to the platform module.
 
-use super::{InstallOptions, Mode};
+use super::{InstallOptions, Mode, TextPath};
+use anyhow::Context;
 use std::io::Write;
+use std::path::Path;
 use std::process::ExitCode;
 
 /// Flags of `foolock install`.
@@ -40,14 +42,19 @@ fn mode(headless: bool) -> Mode {
 
 /// `foolock install`: registers the login item (or the headless service) and starts it; with
 /// `--status`, reports instead. Prints what it did; exits 0 unless something failed.
-pub fn run_install(args: &InstallArgs) -> anyhow::Result<ExitCode> {
+///
+/// `config` is the config file foolock was pointed at (`--config`, `FOOLOCK_CONFIG`), if any:
+/// the headless unit keeps it, so the service reads the same settings.
+pub fn run_install(args: &InstallArgs, config: Option<&Path>) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     if args.status {
         write!(out, "{}", super::status()?)?;
         return Ok(ExitCode::SUCCESS);
     }
+    let config = config.map(config_text_path).transpose()?;
     let opts = InstallOptions {
         mode: mode(args.headless),
+        config,
         dry_run: args.dry_run,
         launch: true,
     };
@@ -60,6 +67,19 @@ pub fn run_install(args: &InstallArgs) -> anyhow::Result<ExitCode> {
     }
     super::install(&opts, &mut out)?;
     dry_run_trailer(opts.dry_run, &mut out)
+}
+
+/// The config path as the unit must name it: absolute (the service does not start where
+/// `install` ran) and writable into a text file.
+fn config_text_path(path: &Path) -> anyhow::Result<TextPath> {
+    let absolute = std::path::absolute(path)
+        .with_context(|| format!("cannot make the config path {} absolute", path.display()))?;
+    TextPath::new(&absolute).with_context(|| {
+        format!(
+            "the config path {} cannot go into the service's unit",
+            absolute.display()
+        )
+    })
 }
 
 /// Ends a dry run with a reminder, since its notes read like a real run's.
@@ -75,6 +95,7 @@ fn dry_run_trailer(dry_run: bool, out: &mut dyn Write) -> anyhow::Result<ExitCod
 pub fn run_uninstall(args: &UninstallArgs) -> anyhow::Result<ExitCode> {
     let opts = InstallOptions {
         mode: mode(args.headless),
+        config: None,
         dry_run: args.dry_run,
         launch: true,
     };

@@ -6,7 +6,7 @@
 //! desktop-entry `Exec` quoting, systemd's command-line quoting), so paths with spaces, quotes or
 //! `%` survive. Paths come in as [`TextPath`], which has already refused what no format can hold.
 
-use super::{APP_NAME, BIN_NAME, BUNDLE_ID};
+use super::{APP_NAME, AUTOSTART_FLAG, BIN_NAME, BUNDLE_ID};
 use std::fmt::{self, Write as _};
 use std::path::{Path, PathBuf};
 
@@ -17,7 +17,7 @@ pub struct TextPath(String);
 
 /// Why a path cannot go into a generated file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TextPathError {
+pub(crate) enum TextPathError {
     #[error("{} is not an absolute path", .0.display())]
     NotAbsolute(PathBuf),
     #[error("{} is not valid UTF-8", .0.display())]
@@ -27,7 +27,7 @@ pub enum TextPathError {
 }
 
 impl TextPath {
-    pub fn new(path: &Path) -> Result<TextPath, TextPathError> {
+    pub(crate) fn new(path: &Path) -> Result<TextPath, TextPathError> {
         let Some(text) = path.to_str() else {
             return Err(TextPathError::NotUtf8(path.to_owned()));
         };
@@ -40,7 +40,7 @@ impl TextPath {
         }
     }
 
-    pub fn as_str(&self) -> &str {
+    pub(crate) fn as_str(&self) -> &str {
         &self.0
     }
 
@@ -64,7 +64,10 @@ pub fn launch_agent_plist(program: &TextPath, log_file: &TextPath) -> String {
     use PlistValue::{Array, Bool, Dict, Str};
     render_plist(&[
         ("Label", Str(BUNDLE_ID)),
-        ("ProgramArguments", Array(vec![Str(program.as_str())])),
+        (
+            "ProgramArguments",
+            Array(vec![Str(program.as_str()), Str(AUTOSTART_FLAG)]),
+        ),
         ("RunAtLoad", Bool(true)),
         ("KeepAlive", Dict(vec![("SuccessfulExit", Bool(false))])),
         ("ProcessType", Str("Interactive")),
@@ -114,15 +117,21 @@ pub fn info_plist(version: &str) -> String {
 
 /// The `major.minor.patch` part of a Cargo version: Apple's bundle version keys accept only
 /// dot-separated integers, so a pre-release or build suffix (`-beta.1`, `+abc`) is dropped.
-pub fn bundle_version(version: &str) -> &str {
+pub(crate) fn bundle_version(version: &str) -> &str {
     version.split(['-', '+']).next().unwrap_or(version)
 }
 
 /// The desktop entry that starts the tray agent: written to `~/.config/autostart/` by
 /// `foolock install`, and shipped in `/usr/share/applications/` by the .deb (with
 /// `program = /usr/bin/foolock`), so one function describes both.
+///
+/// It passes [`AUTOSTART_FLAG`]: the agent then runs its server even where it finds no display,
+/// as it was asked to by the session rather than typed by someone at a terminal.
 pub fn autostart_desktop(program: &TextPath) -> String {
-    let exec = desktop_string(&desktop_exec_arg(program.as_str()));
+    let exec = desktop_string(&format!(
+        "{} {AUTOSTART_FLAG}",
+        desktop_exec_arg(program.as_str())
+    ));
     format!(
         "[Desktop Entry]
 Type=Application
@@ -141,19 +150,24 @@ StartupNotify=false
 
 /// The systemd user unit that runs `foolock serve` on a machine without a desktop: written to
 /// `~/.config/systemd/user/` by `foolock install --headless`, and shipped in
-/// `/usr/lib/systemd/user/` by the .deb (with `program = /usr/bin/foolock`).
+/// `/usr/lib/systemd/user/` by the .deb (with `program = /usr/bin/foolock`, no config).
 ///
-/// systemd refuses executable paths containing quotes or backslashes; callers check with
-/// [`systemd_refuses`] first.
-pub fn systemd_unit(program: &TextPath) -> String {
+/// `config`, the file `install` was pointed at (`--config`, `FOOLOCK_CONFIG`), is kept as the
+/// service's `FOOLOCK_CONFIG`, so the service reads the same settings. systemd refuses
+/// executable paths containing quotes or backslashes; callers check with [`systemd_refuses`]
+/// first.
+pub fn systemd_unit(program: &TextPath, config: Option<&TextPath>) -> String {
     let exec = systemd_exec_path(program.as_str());
+    let environment = config.map_or(String::new(), |c| {
+        format!("{}\n", systemd_environment(CONFIG_VARIABLE, c.as_str()))
+    });
     format!(
         "[Unit]
 Description=foolock lock server (headless)
 
 [Service]
 Type=exec
-ExecStart={exec} serve
+{environment}ExecStart={exec} serve
 # Restart after a crash, not after a clean stop (systemctl --user stop, SIGTERM).
 Restart=on-failure
 RestartSec=5s
@@ -162,6 +176,37 @@ RestartSec=5s
 WantedBy=default.target
 "
     )
+}
+
+/// The environment variable naming the config file.
+const CONFIG_VARIABLE: &str = "FOOLOCK_CONFIG";
+
+/// A unit as [`systemd_unit`] would write it without a config file: the unit with its
+/// `FOOLOCK_CONFIG` line taken out, to tell whether an installed unit is current whatever
+/// config it was installed with.
+pub fn systemd_unit_without_config(unit: &str) -> String {
+    let prefix = format!("Environment=\"{CONFIG_VARIABLE}=");
+    unit.split_inclusive('\n')
+        .filter(|line| !line.starts_with(&prefix))
+        .collect()
+}
+
+/// `Environment="NAME=value"`: quoted so spaces survive, with `\` and `"` escaped and `%`
+/// doubled (specifiers are expanded in every setting); systemd expands no `$` here.
+fn systemd_environment(name: &str, value: &str) -> String {
+    let mut out = format!("Environment=\"{name}=");
+    for c in value.chars() {
+        match c {
+            '%' => out.push_str("%%"),
+            '"' | '\\' => {
+                out.push('\\');
+                out.push(c);
+            }
+            _ => out.push(c),
+        }
+    }
+    out.push('"');
+    out
 }
 
 /// Why systemd would refuse `program` as an `ExecStart` executable, if it would.
@@ -214,7 +259,7 @@ const DESKTOP_EXEC_RESERVED: &[char] = &[
 /// character, with `"`, `` ` ``, `$` and `\` backslash-escaped inside them, and `%` doubled
 /// everywhere (a single `%` starts a field code). The result still needs [`desktop_string`]
 /// escaping, which the spec applies on top.
-pub fn desktop_exec_arg(arg: &str) -> String {
+pub(crate) fn desktop_exec_arg(arg: &str) -> String {
     let quote = arg.is_empty() || arg.contains(DESKTOP_EXEC_RESERVED);
     let mut out = String::with_capacity(arg.len() + 2);
     if quote {
@@ -238,7 +283,7 @@ pub fn desktop_exec_arg(arg: &str) -> String {
 
 /// Escapes a value of the desktop-entry `string` type: backslash and the control characters
 /// the spec names, and a leading space (readers strip it otherwise).
-pub fn desktop_string(value: &str) -> String {
+pub(crate) fn desktop_string(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for (i, c) in value.chars().enumerate() {
         match c {
@@ -256,7 +301,7 @@ pub fn desktop_string(value: &str) -> String {
 /// Writes an executable path for `ExecStart=`: double-quoted when it has whitespace, `%`
 /// doubled (specifiers are expanded everywhere). `$` stays as is: systemd does not expand
 /// variables in the executable path.
-pub fn systemd_exec_path(path: &str) -> String {
+pub(crate) fn systemd_exec_path(path: &str) -> String {
     let quote =
         path.is_empty() || path.contains(char::is_whitespace) || path.contains(['"', '\'', '\\']);
     let mut out = String::with_capacity(path.len() + 2);
@@ -280,7 +325,7 @@ pub fn systemd_exec_path(path: &str) -> String {
 }
 
 /// Escapes text for an XML element's content.
-pub fn xml_escape(text: &str) -> String {
+pub(crate) fn xml_escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

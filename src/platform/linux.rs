@@ -3,7 +3,9 @@
 //! Reads what is on disk, builds the plan in [`super::xdg`], runs it. The only processes started
 //! are `systemctl --user` for the headless unit; the autostart entry is just a file.
 
-use super::generate::{TextPath, autostart_desktop, autostart_enabled, systemd_unit};
+use super::generate::{
+    TextPath, autostart_desktop, autostart_enabled, systemd_unit, systemd_unit_without_config,
+};
 use super::paths::{Layout, systemd_unit_name};
 use super::status::{FileState, Item, Status};
 use super::steps::{self, Cmd, Step};
@@ -38,7 +40,7 @@ fn install_in(
     let seen = Observed::read(layout)?;
     let mut steps = match opts.mode {
         Mode::LoginItem => xdg::install_login_item(layout, program, &seen)?,
-        Mode::Headless => xdg::install_headless(layout, program, &seen)?,
+        Mode::Headless => xdg::install_headless(layout, program, opts.config.as_ref(), &seen)?,
     };
     steps.extend(hints(opts.mode, |name| {
         std::env::var_os(name).is_some_and(|v| !v.is_empty())
@@ -77,7 +79,14 @@ fn status_in(layout: &Layout, program: &TextPath, ask_systemd: bool) -> anyhow::
         mode: Mode::Headless,
         what: "headless service (systemd user unit)",
         path: layout.systemd_unit_file(),
-        file: FileState::of(seen.unit.as_deref(), &systemd_unit(program)),
+        // Current whatever config file it was installed with.
+        file: FileState::of(
+            seen.unit
+                .as_deref()
+                .map(systemd_unit_without_config)
+                .as_deref(),
+            &systemd_unit(program, None),
+        ),
         enabled: true,
         service: (ask_systemd && seen.unit.is_some()).then(systemd_state),
     };
@@ -178,6 +187,7 @@ mod tests {
     fn opts(mode: Mode, dry_run: bool) -> InstallOptions {
         InstallOptions {
             mode,
+            config: None,
             dry_run,
             launch: true,
         }
@@ -280,7 +290,7 @@ mod tests {
 
         // And the dry uninstall of a unit that is there names the calls without making them.
         std::fs::create_dir_all(unit.parent().unwrap()).unwrap();
-        std::fs::write(&unit, systemd_unit(&program())).unwrap();
+        std::fs::write(&unit, systemd_unit(&program(), None)).unwrap();
         let said = output(|out| uninstall_in(&layout, &opts(Mode::Headless, true), out));
         assert!(
             said.contains("would run: systemctl --user disable --now foolock.service"),

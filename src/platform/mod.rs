@@ -15,24 +15,31 @@
 //! - [`process`]: a child that must not outlive us (`foolock lock`'s command).
 //! - [`host`]: the machine's name (the CLI's default client id) and the program that opens a
 //!   file in the user's default app.
+//! - [`local_time`]: an instant in the user's time zone, for the CLI's messages.
 //! - [`cli`]: the `install` and `uninstall` subcommands.
 //! - [`clock`]: the monotonic clocks that do and do not count sleep, per OS.
 //! - [`socket`]: the server's open-file limit, and noticing a client that hung up.
+//! - [`watch`]: waiting for a file to change (inotify, kqueue), for the agent's config file.
+//! - `awake` (feature `tray`): holding off idle sleep while jobs are held (IOKit, logind).
 //!
 //! Invariants: install is idempotent (a second run changes nothing and says so); uninstall
 //! removes exactly the files install wrote (directories are shared XDG/macOS locations and stay,
 //! as do the agent's logs); anything refused is refused with an error saying why and what to do.
 
+#[cfg(feature = "tray")]
+pub mod awake;
 pub mod cli;
 pub mod clock;
 pub mod generate;
 pub mod host;
 pub mod launchd;
+pub mod local_time;
 pub mod paths;
 pub mod process;
 pub mod socket;
 pub mod status;
 pub mod steps;
+pub mod watch;
 pub mod xdg;
 
 #[cfg(test)]
@@ -54,7 +61,7 @@ mod unsupported;
 use unsupported as os;
 
 pub use generate::{TextPath, autostart_desktop, info_plist, launch_agent_plist, systemd_unit};
-pub use host::{OPENER, hostname, open_command};
+pub use host::{OPENER, browse_command, hostname, open_command, open_failure};
 pub use os::{install, is_registered, status, uninstall};
 pub use status::{FileState, Item, Status};
 
@@ -64,9 +71,14 @@ use anyhow::Context;
 /// identity notifications are posted under.
 pub const BUNDLE_ID: &str = "io.foolock.agent";
 /// The app's name as users see it (`Foolock.app`, menu entries).
-pub const APP_NAME: &str = "Foolock";
+pub(crate) const APP_NAME: &str = "Foolock";
 /// The binary's name, also used for the icon, the desktop entry and the systemd unit.
-pub const BIN_NAME: &str = "foolock";
+pub(crate) const BIN_NAME: &str = "foolock";
+
+/// The argument the login items pass (the desktop autostart entry, the LaunchAgent): plain
+/// `foolock` started this way runs its server even where it finds no display, instead of
+/// explaining itself to a terminal that is not there.
+pub(crate) const AUTOSTART_FLAG: &str = "--autostart";
 
 /// Which kind of install.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,9 +90,12 @@ pub enum Mode {
 }
 
 /// How to install or uninstall.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InstallOptions {
     pub mode: Mode,
+    /// The config file `install` was pointed at (`--config`, `FOOLOCK_CONFIG`), kept in the
+    /// headless unit so the service reads the same settings.
+    pub config: Option<TextPath>,
     /// Only print what would be written and run.
     pub dry_run: bool,
     /// Also start (or stop) it now through the service manager, as the CLI does. The tray's
@@ -94,6 +109,7 @@ pub struct InstallOptions {
 pub fn set_start_at_login(enabled: bool) -> anyhow::Result<()> {
     let opts = InstallOptions {
         mode: Mode::LoginItem,
+        config: None,
         dry_run: false,
         launch: false,
     };

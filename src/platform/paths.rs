@@ -19,7 +19,7 @@ pub struct Layout {
 
 impl Layout {
     /// Reads `HOME` and `XDG_CONFIG_HOME` from the process environment.
-    pub fn from_env() -> anyhow::Result<Layout> {
+    pub(crate) fn from_env() -> anyhow::Result<Layout> {
         Layout::from_vars(|name| std::env::var_os(name)).or_else(|err| {
             // HOME unset is rare (some service managers); the passwd entry still knows.
             let home = directories::BaseDirs::new().map(|d| d.home_dir().to_owned());
@@ -34,7 +34,7 @@ impl Layout {
     }
 
     /// Resolves the layout from variables given by `var` (the environment, or a test's map).
-    pub fn from_vars(var: impl Fn(&str) -> Option<OsString>) -> anyhow::Result<Layout> {
+    pub(crate) fn from_vars(var: impl Fn(&str) -> Option<OsString>) -> anyhow::Result<Layout> {
         let home = PathBuf::from(var("HOME").context("HOME is not set")?);
         if !home.is_absolute() {
             bail!("HOME is not an absolute path: {}", home.display());

@@ -34,7 +34,7 @@ pub enum FileState {
 }
 
 impl FileState {
-    pub fn of(found: Option<&str>, expected: &str) -> FileState {
+    pub(crate) fn of(found: Option<&str>, expected: &str) -> FileState {
         match found {
             None => FileState::Missing,
             Some(f) if f == expected => FileState::Current,

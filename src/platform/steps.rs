@@ -38,7 +38,7 @@ pub struct Cmd {
 }
 
 impl Cmd {
-    pub fn new(program: &str, args: &[&str]) -> Cmd {
+    pub(crate) fn new(program: &str, args: &[&str]) -> Cmd {
         Cmd {
             program: program.to_owned(),
             args: args.iter().map(|a| (*a).to_owned()).collect(),
@@ -46,7 +46,7 @@ impl Cmd {
     }
 
     /// Runs the command and returns its stdout; a non-zero exit is an error carrying stderr.
-    pub fn run(&self) -> anyhow::Result<String> {
+    pub(crate) fn run(&self) -> anyhow::Result<String> {
         let output = self.query()?;
         let stderr = String::from_utf8_lossy(&output.stderr);
         if !output.status.success() {
@@ -57,7 +57,7 @@ impl Cmd {
 
     /// Runs the command and returns whatever it said, whatever its exit status: for questions
     /// like `systemctl is-active`, which answer "inactive" with a non-zero exit.
-    pub fn query(&self) -> anyhow::Result<std::process::Output> {
+    pub(crate) fn query(&self) -> anyhow::Result<std::process::Output> {
         Command::new(&self.program)
             .args(&self.args)
             .output()
@@ -88,7 +88,7 @@ pub struct Retry {
 
 impl Retry {
     /// Runs the command until it gives a final answer; an error for anything but `done`.
-    pub fn run(&self) -> anyhow::Result<()> {
+    pub(crate) fn run(&self) -> anyhow::Result<()> {
         let deadline = Instant::now() + self.within;
         loop {
             let output = self.cmd.query()?;
@@ -173,7 +173,7 @@ fn shell_quote(word: &str) -> String {
 ///
 /// Stops at the first failure; what was done before it has been reported, so the user can see
 /// where things stand.
-pub fn apply(steps: &[Step], dry_run: bool, out: &mut dyn Write) -> anyhow::Result<()> {
+pub(crate) fn apply(steps: &[Step], dry_run: bool, out: &mut dyn Write) -> anyhow::Result<()> {
     for step in steps {
         match step {
             Step::CreateDir(dir) => {
@@ -256,7 +256,7 @@ pub fn apply(steps: &[Step], dry_run: bool, out: &mut dyn Write) -> anyhow::Resu
 }
 
 /// A file's contents, or `None` when it does not exist.
-pub fn read_if_exists(path: &Path) -> anyhow::Result<Option<String>> {
+pub(crate) fn read_if_exists(path: &Path) -> anyhow::Result<Option<String>> {
     match std::fs::read_to_string(path) {
         Ok(s) => Ok(Some(s)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),

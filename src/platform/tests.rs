@@ -33,8 +33,9 @@ fn launch_agent_plist_has_the_keys_launchd_needs_with_the_right_types() {
 
     assert_eq!(dict["Label"].as_string(), Some(BUNDLE_ID));
     let args = dict["ProgramArguments"].as_array().unwrap();
-    assert_eq!(args.len(), 1);
+    assert_eq!(args.len(), 2);
     assert_eq!(args[0].as_string(), Some(program.as_str()));
+    assert_eq!(args[1].as_string(), Some(super::AUTOSTART_FLAG));
     assert_eq!(dict["RunAtLoad"].as_boolean(), Some(true));
     let keep_alive = dict["KeepAlive"].as_dictionary().unwrap();
     assert_eq!(keep_alive.len(), 1);
@@ -174,7 +175,11 @@ fn desktop_exec_round_trips_awkward_paths() {
         NASTY,
     ] {
         let entry = autostart_desktop(&text_path(path));
-        assert_eq!(decode_desktop_exec(exec_line(&entry)), [path], "{entry}");
+        assert_eq!(
+            decode_desktop_exec(exec_line(&entry)),
+            [path, super::AUTOSTART_FLAG],
+            "{entry}"
+        );
     }
 }
 
@@ -223,7 +228,7 @@ fn systemd_exec_path_quotes_spaces_and_doubles_percent() {
 
 #[test]
 fn systemd_unit_runs_serve_and_restarts_only_on_failure() {
-    let unit = systemd_unit(&text_path("/opt/foo lock/foolock"));
+    let unit = systemd_unit(&text_path("/opt/foo lock/foolock"), None);
     assert!(
         unit.contains("\nExecStart=\"/opt/foo lock/foolock\" serve\n"),
         "{unit}"
@@ -232,6 +237,37 @@ fn systemd_unit_runs_serve_and_restarts_only_on_failure() {
     assert!(unit.contains("\n[Install]\nWantedBy=default.target\n"));
     assert!(systemd_refuses(&text_path("/opt/foo lock/foolock")).is_none());
     assert!(systemd_refuses(&text_path(NASTY)).is_some());
+}
+
+#[test]
+fn systemd_unit_keeps_the_config_file_install_was_pointed_at() {
+    let config = text_path("/home/an na/100%/\"quoted\"\\.toml");
+    let unit = systemd_unit(&text_path("/usr/bin/foolock"), Some(&config));
+    assert!(
+        unit.contains(
+            "\nEnvironment=\"FOOLOCK_CONFIG=/home/an na/100%%/\\\"quoted\\\"\\\\.toml\"\nExecStart="
+        ),
+        "{unit}"
+    );
+    // Whatever the config, the unit is current if the rest is what install writes.
+    assert_eq!(
+        systemd_unit_without_config(&unit),
+        systemd_unit(&text_path("/usr/bin/foolock"), None)
+    );
+}
+
+#[test]
+fn login_items_pass_the_autostart_marker() {
+    let entry = autostart_desktop(&text_path("/usr/bin/foolock"));
+    assert!(
+        entry.contains("\nExec=/usr/bin/foolock --autostart\n"),
+        "{entry}"
+    );
+    let plist = launch_agent_plist(
+        &text_path("/Applications/Foolock.app/Contents/MacOS/foolock"),
+        &text_path("/tmp/log"),
+    );
+    assert!(plist.contains("<string>--autostart</string>"), "{plist}");
 }
 
 #[test]
@@ -289,6 +325,6 @@ fn checked_in_desktop_entry_matches_the_generator() {
 fn checked_in_systemd_unit_matches_the_generator() {
     assert_checked_in(
         "packaging/linux/foolock.service",
-        &systemd_unit(&text_path("/usr/bin/foolock")),
+        &systemd_unit(&text_path("/usr/bin/foolock"), None),
     );
 }

@@ -95,6 +95,7 @@ pub fn uninstall_login_item(layout: &Layout, seen: &Observed) -> Vec<Step> {
 pub fn install_headless(
     layout: &Layout,
     program: &TextPath,
+    config: Option<&TextPath>,
     seen: &Observed,
 ) -> anyhow::Result<Vec<Step>> {
     if let Some(why) = systemd_refuses(program) {
@@ -108,7 +109,7 @@ pub fn install_headless(
         );
     }
     let path = layout.systemd_unit_file();
-    let contents = systemd_unit(program);
+    let contents = systemd_unit(program, config);
     let changed = seen.unit.as_ref().is_some_and(|old| *old != contents);
     let unit = systemd_unit_name();
     let mut steps = vec![
@@ -178,12 +179,12 @@ mod tests {
 
     #[test]
     fn headless_install_enables_and_starts_the_unit() {
-        let steps = install_headless(&layout(), &program(), &Observed::default()).unwrap();
+        let steps = install_headless(&layout(), &program(), None, &Observed::default()).unwrap();
         assert_eq!(
             steps[1],
             Step::Write {
                 path: "/home/ann/.config/systemd/user/foolock.service".into(),
-                contents: systemd_unit(&program()),
+                contents: systemd_unit(&program(), None),
             }
         );
         assert_eq!(
@@ -201,7 +202,7 @@ mod tests {
             unit: Some("[Service]\nExecStart=/old/foolock serve\n".into()),
             ..Observed::default()
         };
-        let steps = install_headless(&layout(), &program(), &seen).unwrap();
+        let steps = install_headless(&layout(), &program(), None, &seen).unwrap();
         assert_eq!(
             runs(&steps),
             [
@@ -215,7 +216,7 @@ mod tests {
     #[test]
     fn headless_uninstall_disables_removes_and_reloads() {
         let seen = Observed {
-            unit: Some(systemd_unit(&program())),
+            unit: Some(systemd_unit(&program(), None)),
             ..Observed::default()
         };
         let steps = uninstall_headless(&layout(), &seen);
@@ -258,7 +259,7 @@ mod tests {
             autostart: Some(autostart_desktop(&program())),
             ..Observed::default()
         };
-        let err = install_headless(&layout(), &program(), &with_entry).unwrap_err();
+        let err = install_headless(&layout(), &program(), None, &with_entry).unwrap_err();
         assert!(err.to_string().contains("`foolock uninstall`"), "{err}");
     }
 
@@ -268,7 +269,7 @@ mod tests {
             autostart: Some("[Desktop Entry]\nHidden=true\n".into()),
             ..Observed::default()
         };
-        assert!(install_headless(&layout(), &program(), &seen).is_ok());
+        assert!(install_headless(&layout(), &program(), None, &seen).is_ok());
     }
 
     #[test]
@@ -286,7 +287,7 @@ mod tests {
     #[test]
     fn headless_refuses_a_path_systemd_would_reject() {
         let quoted = TextPath::new(Path::new("/home/ann/it's/foolock")).unwrap();
-        let err = install_headless(&layout(), &quoted, &Observed::default()).unwrap_err();
+        let err = install_headless(&layout(), &quoted, None, &Observed::default()).unwrap_err();
         assert!(err.to_string().contains("quote or a backslash"), "{err}");
     }
 }

@@ -17,6 +17,7 @@
 
 use crate::api::ApiError;
 use crate::platform::socket::{PeerSocket, send_now};
+use crate::web::Metrics;
 use axum::Router;
 use axum::extract::ConnectInfo;
 use axum::response::IntoResponse;
@@ -111,11 +112,13 @@ impl Registry {
 }
 
 /// Serves `app` on `listener` until `shutdown` is cancelled, then closes every connection
-/// within the grace period. Returns once all are closed.
+/// within the grace period. Returns once all are closed. Open connections are counted in
+/// `metrics`.
 pub async fn serve(
     listener: TcpListener,
     app: Router,
     limits: Limits,
+    metrics: Metrics,
     shutdown: CancellationToken,
 ) {
     let registry = Arc::new(Registry::default());
@@ -153,7 +156,9 @@ pub async fn serve(
         let (busy, cut) = (entry.busy.clone(), entry.cut.clone());
         registry.lock().insert(id, entry);
         let (app, registry, graceful) = (app.clone(), registry.clone(), graceful.clone());
+        let open = metrics.open_connection();
         tracker.spawn(async move {
+            let _open = open;
             serve_connection(stream, peer, app, busy, limits, graceful, cut).await;
             registry.lock().remove(&id);
         });

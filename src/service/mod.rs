@@ -14,7 +14,7 @@ mod saving;
 
 use crate::engine::{
     Denied, Engine, Event, EventKind, Grant, GrantKind, JobLease, Lease, NotHolder, Rules,
-    WaitOutcome, WaiterId,
+    WaitOutcome, WaiterId, Who,
 };
 use crate::store::Store;
 use crate::time::{Clock, Mono, Now};
@@ -22,7 +22,7 @@ use saving::{Pending, Saver, note_longer_ttl};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-use tokio::sync::{Notify, broadcast, oneshot};
+use tokio::sync::{Notify, broadcast, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 /// While leases are held or in grace the timer re-checks at least this often, because
@@ -71,10 +71,15 @@ pub struct LockService {
 
 struct Inner {
     state: Mutex<State>,
+    /// The engine's rules, which never change: read without the lock.
+    rules: Rules,
     clock: Arc<dyn Clock>,
     events: broadcast::Sender<Event>,
     /// Wakes the timer task when an earlier deadline may exist.
     timer: Notify,
+    /// Bumped when the number of queued waiters changes (queueing and giving up publish no
+    /// lock event, yet the status page shows the number).
+    waiters: watch::Sender<u64>,
     /// Present when changes are saved: wakes the writer, tells replies what is on disk.
     saver: Option<Saver>,
 }
@@ -86,6 +91,8 @@ struct State {
     /// Whether the timer's current sleep is capped at [`TIMER_MAX_SLEEP`] (it is only while
     /// leases are live); a new live lease must wake an uncapped timer.
     timer_capped: bool,
+    /// Queued waiters as of the last change, to tell when the number moves.
+    waiting: usize,
     /// What must be saved, and what is on disk.
     pending: Pending,
 }
@@ -158,18 +165,22 @@ impl LockService {
     fn build(engine: Engine, clock: Arc<dyn Clock>, saves: bool) -> Self {
         let (events, _) = broadcast::channel(1024);
         let pending = Pending::new(engine.last_token());
+        let rules = engine.rules().clone();
         LockService {
             inner: Arc::new(Inner {
+                rules,
                 state: Mutex::new(State {
                     engine,
                     waiters: HashMap::new(),
                     timer_target: None,
                     timer_capped: false,
+                    waiting: 0,
                     pending,
                 }),
                 clock,
                 events,
                 timer: Notify::new(),
+                waiters: watch::Sender::new(0),
                 saver: saves.then(Saver::new),
             }),
         }
@@ -181,8 +192,14 @@ impl LockService {
         self.inner.events.subscribe()
     }
 
-    pub fn rules(&self) -> Rules {
-        self.lock().engine.rules().clone()
+    /// Changes whenever the number of queued waiters changes; closed when the service is
+    /// dropped.
+    pub fn waiters_changed(&self) -> watch::Receiver<u64> {
+        self.inner.waiters.subscribe()
+    }
+
+    pub fn rules(&self) -> &Rules {
+        &self.inner.rules
     }
 
     pub fn now(&self) -> Now {
@@ -192,32 +209,42 @@ impl LockService {
     /// Acquires or renews at once; a grant is on disk before this returns. A new grant that
     /// cannot be saved within [`SAVE_DEADLINE`], or whose caller goes away before it is
     /// saved, is undone.
-    pub async fn acquire(
+    pub async fn acquire<'a>(
         &self,
         job: &str,
-        client: &str,
+        who: impl Into<Who<'a>>,
         ttl: Duration,
     ) -> Result<Grant, WaitError> {
-        let (result, seq) = self.with_state_seq(|state, now| {
-            let before = state.engine.get(job, now);
-            let result = state.engine.acquire(job, client, ttl, now);
-            note_longer_ttl(&mut state.pending, before.as_ref(), &result);
-            result
+        let who = who.into();
+        let ((result, renewal), seq) = self.with_state_seq(|state, now| {
+            let ttl_before = state.engine.peek(job).map(|lease| lease.ttl);
+            let result = state.engine.acquire(job, who, ttl, now);
+            note_longer_ttl(&mut state.pending, ttl_before, &result);
+            // Under the same lock: the change a renewal's reply must wait for, if any.
+            let renewal = match &result {
+                Ok(grant) => state.pending.change_for_renewal(grant),
+                Err(_) => None,
+            };
+            (result, renewal)
         });
         let grant = result.map_err(WaitError::Denied)?;
-        self.deliver(grant, seq).await
+        self.deliver(grant, seq.or(renewal)).await
     }
 
-    /// Waits until `grant` is on disk, at most [`SAVE_DEADLINE`]. A new holder's grant that
-    /// misses the deadline, or whose future is dropped first, is released again: nobody may
-    /// hold a job without having been told so. (A renewal has nothing to undo.)
+    /// Waits until change `seq` (the one that made `grant`, if any) is on disk, at most
+    /// [`SAVE_DEADLINE`]. A new holder's grant that misses the deadline, or whose future is
+    /// dropped first, is released again: nobody may hold a job without having been told so.
+    /// (A renewal has nothing to undo.)
     async fn deliver(&self, grant: Grant, seq: Option<u64>) -> Result<Grant, WaitError> {
+        // Most renewals wait for nothing: no guard and no timer for them.
+        let (Some(saver), Some(seq)) = (&self.inner.saver, seq) else {
+            return Ok(grant);
+        };
         let mut unsaved = UnsavedGrant {
             service: self,
             grant: Some(grant),
         };
-        let pending = unsaved.grant.as_ref().expect("set above");
-        let saved = tokio::time::timeout(SAVE_DEADLINE, self.grant_durable(pending, seq))
+        let saved = tokio::time::timeout(SAVE_DEADLINE, saver.durable(seq))
             .await
             .is_ok();
         if saved {
@@ -233,31 +260,34 @@ impl LockService {
     /// grant that raced with the drop is released again, so nobody holds a lock unknowingly.
     /// When `stop` is cancelled (the server is shutting down) a queued waiter leaves the
     /// queue at once and gets [`WaitError::Stopped`], unless it was granted first.
-    pub async fn acquire_waiting(
+    pub async fn acquire_waiting<'a>(
         &self,
         job: &str,
-        client: &str,
+        who: impl Into<Who<'a>>,
         ttl: Duration,
         wait: Duration,
         stop: &CancellationToken,
     ) -> Result<Grant, WaitError> {
+        let who = who.into();
         let (tx, rx) = oneshot::channel();
-        let (outcome, seq) = self.with_state_seq(|state, now| {
-            let before = state.engine.get(job, now);
-            let outcome = state.engine.acquire_or_wait(job, client, ttl, now);
+        let ((outcome, renewal), seq) = self.with_state_seq(|state, now| {
+            let ttl_before = state.engine.peek(job).map(|lease| lease.ttl);
+            let outcome = state.engine.acquire_or_wait(job, who, ttl, now);
+            let mut renewal = None;
             match &outcome {
                 WaitOutcome::Queued(id) => {
                     state.waiters.insert(*id, tx);
                 }
                 WaitOutcome::Granted(grant) => {
-                    note_longer_ttl(&mut state.pending, before.as_ref(), &Ok(grant.clone()));
+                    note_longer_ttl(&mut state.pending, ttl_before, &Ok(grant.clone()));
+                    renewal = state.pending.change_for_renewal(grant);
                 }
                 WaitOutcome::Denied(_) => {}
             }
-            outcome
+            (outcome, renewal)
         });
         let id = match outcome {
-            WaitOutcome::Granted(grant) => return self.deliver(grant, seq).await,
+            WaitOutcome::Granted(grant) => return self.deliver(grant, seq.or(renewal)).await,
             WaitOutcome::Denied(denied) => return Err(WaitError::Denied(denied)),
             WaitOutcome::Queued(id) => id,
         };
@@ -265,7 +295,7 @@ impl LockService {
             service: self,
             id,
             job,
-            client,
+            who,
             rx: Some(rx),
             unsaved: None,
         };
@@ -291,14 +321,19 @@ impl LockService {
         match granted {
             Some(grant) => guard.save_grant(grant).await,
             None if stop.is_cancelled() => Err(WaitError::Stopped),
-            None => self.acquire(job, client, ttl).await,
+            None => self.acquire(job, who, ttl).await,
         }
     }
 
-    /// Releases `job` held by `client`; the release is on disk before this returns.
-    pub async fn release(&self, job: &str, client: &str) -> Result<Lease, NotHolder> {
-        let (result, seq) =
-            self.with_state_seq(|state, now| state.engine.release(job, client, now));
+    /// Releases `job` held by `who` (see [`Who`] for runs); the release is on disk before this
+    /// returns.
+    pub async fn release<'a>(
+        &self,
+        job: &str,
+        who: impl Into<Who<'a>>,
+    ) -> Result<Lease, NotHolder> {
+        let who = who.into();
+        let (result, seq) = self.with_state_seq(|state, now| state.engine.release(job, who, now));
         self.durable(seq).await;
         result
     }
@@ -324,16 +359,6 @@ impl LockService {
         }
     }
 
-    /// Waits until `grant` is on disk: its own change, or (for a renewal of a grant made
-    /// moments ago) the grant itself, which another request may still be waiting for.
-    async fn grant_durable(&self, grant: &Grant, seq: Option<u64>) {
-        if self.inner.saver.is_none() {
-            return;
-        }
-        let seq = seq.or_else(|| self.lock().pending.change_for_renewal(grant));
-        self.durable(seq).await;
-    }
-
     /// What `GET /lock` reports about `job`.
     pub fn status(&self, job: &str) -> JobStatus {
         self.with_engine(|engine, now| JobStatus {
@@ -345,8 +370,11 @@ impl LockService {
     }
 
     /// Every job with a recorded holder, sorted by name, with the instant it was read at.
+    /// Sorted after the lock is released, so a long listing holds up other requests less.
     pub fn list(&self) -> (Vec<JobLease>, Now) {
-        self.with_engine(|engine, now| (engine.list(now), now))
+        let (mut all, now) = self.with_engine(|engine, now| (engine.leases(now), now));
+        all.sort_unstable_by(|a, b| a.job.cmp(&b.job));
+        (all, now)
     }
 
     /// Runs `f` on the engine at the current instant, then publishes what changed. Crate-only:
@@ -391,16 +419,20 @@ impl LockService {
                 }
             }
         }
-        let events = state.engine.take_events();
         let must_save = std::mem::take(&mut state.pending.must_save);
         let seq = match &self.inner.saver {
-            Some(saver) => saver.record(&mut state.pending, &events, must_save),
+            Some(saver) => saver.record(&mut state.pending, state.engine.events(), must_save),
             None => None,
         };
-        for event in events {
+        for event in state.engine.drain_events() {
             log_event(&event);
             // No receivers is fine: nobody is listening yet.
             let _ = self.inner.events.send(event);
+        }
+        let waiting = state.engine.waiting();
+        if waiting != state.waiting {
+            state.waiting = waiting;
+            self.inner.waiters.send_modify(|n| *n += 1);
         }
         let next = state.engine.next_deadline();
         let earlier = next.is_some_and(|n| state.timer_target.is_none_or(|t| n < t));
@@ -412,16 +444,22 @@ impl LockService {
     }
 
     /// Releases without waiting for the disk (for drop guards, which cannot wait).
-    fn release_now(&self, job: &str, client: &str) -> Result<Lease, NotHolder> {
-        self.with_engine(|engine, now| engine.release(job, client, now))
+    fn release_now(&self, job: &str, who: Who<'_>) -> Result<Lease, NotHolder> {
+        self.with_engine(|engine, now| engine.release(job, who, now))
     }
 
     /// Releases `grant` if its holder still holds it under its token (without waiting).
     fn release_unsaved(&self, grant: &Grant) {
         self.with_engine(|engine, now| {
-            let current = engine.get(&grant.job, now);
-            if current.is_some_and(|l| l.token == grant.lease.token) {
-                let _ = engine.release(&grant.job, &grant.lease.holder, now);
+            if engine
+                .peek(&grant.job)
+                .is_some_and(|l| l.token == grant.lease.token)
+            {
+                let holder = Who {
+                    client: &grant.lease.holder,
+                    run: grant.lease.run.as_deref(),
+                };
+                let _ = engine.release(&grant.job, holder, now);
             }
         });
     }
@@ -501,7 +539,7 @@ struct WaitGuard<'a> {
     service: &'a LockService,
     id: WaiterId,
     job: &'a str,
-    client: &'a str,
+    who: Who<'a>,
     rx: Option<oneshot::Receiver<Grant>>,
     unsaved: Option<Grant>,
 }
@@ -528,10 +566,10 @@ impl Drop for WaitGuard<'_> {
         if let Some(grant) = self.unsaved.take() {
             tracing::info!(
                 job = self.job,
-                client = self.client,
+                client = self.who.client,
                 "waiter disconnected; releasing its grant"
             );
-            let _ = self.service.release_now(&grant.job, &grant.lease.holder);
+            let _ = self.service.release_now(&grant.job, self.who);
             return;
         }
         let Some(mut rx) = self.rx.take() else {
@@ -543,10 +581,10 @@ impl Drop for WaitGuard<'_> {
             } else if let Ok(grant) = rx.try_recv() {
                 tracing::info!(
                     job = self.job,
-                    client = self.client,
+                    client = self.who.client,
                     "waiter disconnected; releasing its grant"
                 );
-                let _ = state.engine.release(&grant.job, &grant.lease.holder, now);
+                let _ = state.engine.release(&grant.job, self.who, now);
             }
         });
     }
@@ -611,6 +649,25 @@ mod tests {
             serde_json::from_slice(&std::fs::read(dir.join(crate::store::STATE_FILE)).unwrap())
                 .unwrap();
         state.leases.into_iter().map(|l| l.job).collect()
+    }
+
+    #[tokio::test]
+    async fn dropping_the_running_service_stops_its_writer_and_frees_the_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let running = service_with_store(dir.path());
+        running
+            .service()
+            .acquire("j", "a", Duration::from_secs(60))
+            .await
+            .unwrap();
+        drop(running);
+        // The writer makes its final write and lets go of the directory's lock.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Store::open(dir.path(), crate::store::Batching::default()).is_err() {
+            assert!(Instant::now() < deadline, "the directory is still in use");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(saved_jobs(dir.path()), ["j"]);
     }
 
     #[tokio::test]

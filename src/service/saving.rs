@@ -20,7 +20,7 @@
 //!   no reply reports a change that is not on disk.
 
 use super::LockService;
-use crate::engine::{Denied, Event, Grant, GrantKind, Lease, SavedState};
+use crate::engine::{Denied, Event, Grant, GrantKind, SavedState};
 use crate::store::{Batching, Store};
 use std::sync::Condvar;
 use std::time::{Duration, Instant};
@@ -96,12 +96,12 @@ impl Saver {
 /// lease is held for at least its saved ttl. A longer ttl than before must be saved first.
 pub(super) fn note_longer_ttl(
     pending: &mut Pending,
-    before: Option<&Lease>,
+    ttl_before: Option<Duration>,
     result: &Result<Grant, Denied>,
 ) {
-    if let (Some(before), Ok(grant)) = (before, result)
+    if let (Some(ttl_before), Ok(grant)) = (ttl_before, result)
         && grant.kind == GrantKind::Renewed
-        && grant.lease.ttl > before.ttl
+        && grant.lease.ttl > ttl_before
     {
         pending.must_save = true;
     }

@@ -18,7 +18,7 @@ pub struct GoDuration(pub i64);
 
 impl GoDuration {
     /// The duration if it is positive, `None` for zero or negative values.
-    pub fn positive(self) -> Option<Duration> {
+    pub(crate) fn positive(self) -> Option<Duration> {
         (self.0 > 0).then(|| Duration::from_nanos(self.0 as u64))
     }
 }

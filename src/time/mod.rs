@@ -5,7 +5,7 @@
 //! - [`clock`]: [`Mono`], [`Now`], the [`Clock`] trait and [`SystemClock`] (whose per-OS calls
 //!   live in [`crate::platform::clock`]).
 //! - [`duration`]: Go's `time.ParseDuration` syntax and its compact display.
-//! - [`wall`]: RFC 3339 and Unix milliseconds.
+//! - [`wall`]: RFC 3339 (whole seconds, milliseconds, a readable form) and Unix milliseconds.
 
 pub mod clock;
 pub mod duration;
@@ -16,4 +16,4 @@ pub use duration::{
     Compact, GoDuration, ParseDurationError, parse_go_duration, parse_non_negative, parse_positive,
     serde_go,
 };
-pub use wall::{from_unix_ms, rfc3339, unix_ms};
+pub use wall::{from_unix_ms, readable_utc, rfc3339, rfc3339_millis, unix_ms};

@@ -7,14 +7,23 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// A status code and JSON body.
+/// A status code, headers and JSON body.
 #[derive(Debug)]
 pub struct Reply {
     pub status: u16,
+    /// Names lower-cased.
+    pub headers: Vec<(String, String)>,
     pub body: serde_json::Value,
 }
 
 impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
     pub fn token(&self) -> u64 {
         self.body["token"].as_u64().expect("token in reply")
     }
@@ -56,11 +65,20 @@ fn parse(raw: &[u8]) -> std::io::Result<Reply> {
     let text = String::from_utf8_lossy(raw);
     let broken = || std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "incomplete reply");
     let (head, body) = text.split_once("\r\n\r\n").ok_or_else(broken)?;
-    let status = head
-        .split(' ')
-        .nth(1)
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
         .and_then(|s| s.parse().ok())
         .ok_or_else(broken)?;
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
     let body = serde_json::from_str(body).map_err(|_| broken())?;
-    Ok(Reply { status, body })
+    Ok(Reply {
+        status,
+        headers,
+        body,
+    })
 }

@@ -1,6 +1,7 @@
 //! Shared by the integration tests: the real `foolock serve` on a free loopback port
-//! ([`Server`]), raw HTTP/1.1 requests to it ([`request`], [`http`]), and helpers for the
-//! processes the tests start (signals, liveness, polling, exits).
+//! ([`Server`]), raw HTTP/1.1 requests to it ([`request`], [`http`]), a recording proxy that
+//! can hold requests ([`Proxy`]), and helpers for the processes the tests start (signals,
+//! liveness, polling, exits).
 //! Each test file that needs them says `mod support;`.
 
 // Each `tests/*.rs` is a crate of its own that uses a different part of this module; without
@@ -9,6 +10,7 @@
 
 mod http;
 mod process;
+mod proxy;
 mod server;
 
 #[allow(unused_imports)]
@@ -17,5 +19,7 @@ pub use http::{Reply, http, request};
 pub use process::{
     alive, connected_to, eventually, path_str, read_pid, signal, wait_exit, wait_for,
 };
+#[allow(unused_imports)]
+pub use proxy::{Proxy, Seen};
 #[allow(unused_imports)]
 pub use server::{BIN, Server, ServerBuilder, listening_addr, log_time};

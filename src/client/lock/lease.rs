@@ -7,10 +7,12 @@
 //! server's).
 
 use super::{LockRequest, Timing};
-use crate::api::wire::{LeaseState, LockReply, Message};
+use crate::api::wire::{LockReply, Message};
+use crate::client::ClientError;
 use crate::client::http::{Api, HttpError, REQUEST_TIMEOUT, Reply};
-use crate::client::{ClientError, output};
-use crate::time::Compact;
+use crate::client::oneshot::waiting_line;
+use crate::client::output::{self, Human, Style};
+use crate::client::wait::{Next, Waiting};
 use crate::time::{Clock, Mono, SystemClock};
 use hyper::StatusCode;
 use std::cell::Cell;
@@ -21,9 +23,6 @@ use std::time::Duration;
 /// Even without a deadline due, wake at least this often: tokio's timers stop while the
 /// machine sleeps, our deadline does not.
 const MAX_SLEEP: Duration = Duration::from_secs(1);
-
-/// Waits longer than this are split into several long-polls (the server caps each one).
-const MAX_WAIT_CHUNK: Duration = Duration::from_secs(300);
 
 /// How long the release of a lease we will not use may take; it is only a courtesy, the
 /// lease expires on its own.
@@ -45,10 +44,11 @@ pub(super) struct Lost {
     pub(super) why: String,
 }
 
-/// Takes the lock, long-polling for up to `req.wait`. Longer waits than the server allows are
-/// split into several long-polls; there is never a client-side polling loop. `may_hold` is
-/// `Some(floor)` while we may have been granted a lease that is not yet returned as [`Held`]
-/// (a request is outstanding, or a grant is being confirmed); see [`abandon`] for `floor`.
+/// Takes the lock, long-polling for up to `req.wait` (see [`crate::client::wait`]); there is
+/// never a client-side polling loop. On a terminal it says once whom it waits for, and when
+/// the job is ours. `may_hold` is `Some(floor)` while we may have been granted a lease that is
+/// not yet returned as [`Held`] (a request is outstanding, or a grant is being confirmed); see
+/// [`abandon`] for `floor`.
 pub(super) async fn acquire(
     api: &Api,
     req: &LockRequest,
@@ -56,17 +56,22 @@ pub(super) async fn acquire(
     clock: &SystemClock,
     may_hold: &Cell<Option<u64>>,
 ) -> Result<Held, ClientError> {
-    let give_up = clock.now().mono + req.wait;
-    let floor = precheck(api, req).await?;
-    let mut chunk = MAX_WAIT_CHUNK;
+    let started = clock.now().mono;
+    let mut waiting = Waiting::new(started, req.wait);
+    let (floor, current) = precheck(api, req).await?;
+    let announced = !req.wait.is_zero() && req.say.notes() && output::is_taken(&current);
+    if announced {
+        req.say
+            .note(waiting_line(&req.job, &current, req.wait, Style::stderr()));
+    }
     loop {
         let sent = clock.now().mono;
-        let wait = sent.until(give_up).min(chunk);
+        let wait = waiting.next_wait(sent);
         may_hold.set(floor);
         let result = api
             .acquire(
                 &req.job,
-                &req.client,
+                req.who(),
                 Some(req.ttl),
                 (!wait.is_zero()).then_some(wait),
                 wait + REQUEST_TIMEOUT,
@@ -84,79 +89,80 @@ pub(super) async fn acquire(
         };
         let received = clock.now().mono;
         may_hold.set(floor.filter(|_| reply.status == StatusCode::OK));
-        match reply.status {
-            StatusCode::OK => {
-                let Some(token) = reply.body.token else {
-                    if let Some(floor) = floor {
-                        abandon(api, req, floor).await;
-                    }
-                    return Err(ClientError::Unavailable(
-                        "the server's grant carried no token".to_owned(),
-                    ));
-                };
-                refuse_own_lease(req, &reply)?;
-                if wait.is_zero() {
-                    return Ok(Held {
-                        token,
-                        good_until: sent + req.ttl,
-                        renew_at: sent + timing.renew_every,
-                    });
+        if reply.status == StatusCode::OK {
+            let Some(token) = reply.body.token else {
+                if let Some(floor) = floor {
+                    abandon(api, req, floor).await;
                 }
-                return confirm(api, req, timing, token, &reply, received, floor).await;
-            }
-            StatusCode::CONFLICT if received < give_up => {
-                // The wait chunk ended without a grant; ask again for what remains. A reply
-                // that came back well before its wait would make this a hot loop: pace it.
-                if received < sent + wait.saturating_sub(Duration::from_secs(1)) {
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                return Err(ClientError::Unavailable(
+                    "the server's grant carried no token".to_owned(),
+                ));
+            };
+            refuse_own_lease(req, &reply)?;
+            let held = if wait.is_zero() {
+                Held {
+                    token,
+                    good_until: sent + req.ttl,
+                    renew_at: sent + timing.renew_every,
                 }
+            } else {
+                confirm(api, req, timing, token, &reply, received, floor).await?
+            };
+            if announced {
+                let waited = Human(started.until(clock.now().mono));
+                req.say.note(format!("got {} after {waited}", req.job));
             }
-            StatusCode::CONFLICT => {
-                return Err(ClientError::Refused(output::denial(&req.job, &reply.body)));
-            }
-            StatusCode::BAD_REQUEST if !wait.is_zero() => {
-                let Some(cap) = server_wait_cap(&reply) else {
-                    return Err(ClientError::from_reply(&reply));
-                };
-                if cap.is_zero() || cap >= chunk {
-                    return Err(ClientError::from_reply(&reply));
+            req.say.detail(format!(
+                "acquired {} as {} (token {token}, ttl {})",
+                req.job,
+                req.client,
+                Human(req.ttl)
+            ));
+            return Ok(held);
+        }
+        match waiting.after(&reply, sent, wait, received) {
+            Next::Again { pause } => tokio::time::sleep(pause).await,
+            Next::Done if reply.status == StatusCode::CONFLICT => {
+                let mut why = output::denial(&req.job, &reply.body, Style::stderr());
+                if !req.wait.is_zero() {
+                    why.push_str(&format!("; gave up after waiting {}", Human(req.wait)));
                 }
-                chunk = cap;
+                why.push_str(&own_lease_hint(req, &reply.body));
+                return Err(ClientError::Refused(why));
             }
-            StatusCode::SERVICE_UNAVAILABLE if received < give_up => {
-                let left = received.until(give_up);
-                tokio::time::sleep(unavailable_pause(reply.body.retry_after_ms, left)).await;
-            }
-            _ => return Err(ClientError::from_reply(&reply)),
+            Next::Done => return Err(ClientError::from_reply(&reply)),
         }
     }
 }
 
-/// How long to pause after a 503 with `left` of the wait remaining: the server's hint (or a
-/// second), at least 200 ms so we do not hammer it, but never past the end of the wait.
-fn unavailable_pause(retry_after_ms: Option<u64>, left: Duration) -> Duration {
-    retry_after_ms
-        .map_or(Duration::from_secs(1), Duration::from_millis)
-        .max(Duration::from_millis(200))
-        .min(left)
+/// When a refusal names our own client id: the job is held by another run on this machine
+/// (or was left by one that was killed), which the user may want to free by hand.
+fn own_lease_hint(req: &LockRequest, body: &LockReply) -> String {
+    if body.holder.as_deref() != Some(req.client.as_str()) {
+        return String::new();
+    }
+    format!(
+        " ({} is this machine's client id: another `foolock lock` run holds it, or one that \
+         was killed left it; it ends on its own, or free it now with `foolock release {} \
+         --client {}`)",
+        req.client, req.job, req.client
+    )
 }
 
-/// Refuses a grant that renewed a lease our client id already held: another `foolock lock`
-/// on this machine, or one that was killed. Running now would overlap with it.
+/// Refuses a first grant that says it *renewed* a lease: every run asks as itself (`run=`), so
+/// only a server that does not tell runs apart (older than this client) says so, and then the
+/// lease is another run's under our client id. Running now would overlap with it.
 fn refuse_own_lease(req: &LockRequest, reply: &Reply<LockReply>) -> Result<(), ClientError> {
     if reply.body.message != Some(Message::Renewed) {
         return Ok(());
     }
-    Err(already_held(req))
-}
-
-fn already_held(req: &LockRequest) -> ClientError {
-    ClientError::Refused(format!(
-        "{} is already held by this client id ({}): another `foolock lock` with the same \
-         id, or a lease left behind by one that was killed. Give each concurrent run its \
-         own --client, or `foolock release {}` if nothing is running",
-        req.job, req.client, req.job
-    ))
+    Err(ClientError::Refused(format!(
+        "{} is already held by this client id ({}), and this server is too old to tell two \
+         runs apart: another `foolock lock` with the same id holds it, or one that was killed \
+         left it. Give each concurrent run its own --client, or free it with `foolock release \
+         {} --client {}` if nothing is running",
+        req.job, req.client, req.job, req.client
+    )))
 }
 
 /// Confirms a long-poll grant with a renewal we time, so the lease's end counts from a known
@@ -188,7 +194,7 @@ async fn confirm(
         .min(REQUEST_TIMEOUT)
         .max(Duration::from_millis(100));
     let result = api
-        .acquire(&req.job, &req.client, Some(req.ttl), None, timeout)
+        .acquire(&req.job, req.who(), Some(req.ttl), None, timeout)
         .await;
     match judge_renewal(&fallback, result) {
         Renewal::Ok => Ok(Held {
@@ -197,10 +203,10 @@ async fn confirm(
             renew_at: sent + timing.renew_every,
         }),
         Renewal::Retry(why) => {
-            eprintln!(
-                "foolock: confirming the grant of {} failed, retrying: {why}",
+            req.say.warn(format!(
+                "confirming the grant of {} failed, retrying: {why}",
                 req.job
-            );
+            ));
             Ok(fallback)
         }
         Renewal::Lost(why) => {
@@ -216,17 +222,13 @@ async fn confirm(
     }
 }
 
-/// The longest wait the server allows, from its refusal of ours (`max_wait_ms`).
-fn server_wait_cap(reply: &Reply<LockReply>) -> Option<Duration> {
-    reply.body.max_wait_ms.map(Duration::from_millis)
-}
-
 /// Gives back a lease we may have been granted but will not use: one quick try, as the
 /// server may already be gone. Without it the lease would block the job for ttl + grace.
 ///
-/// The server cannot tell two runs under one client id apart, so release only a lease that
-/// was granted after our request was sent (its token is above `floor`, the newest token
-/// before it): an older lease under our id belongs to another run and is left alone.
+/// The release names our run, so the server frees only our run's lease. An older server
+/// ignores the run, so release only a lease that was granted after our request was sent (its
+/// token is above `floor`, the newest token before it): an older lease under our id belongs
+/// to another run and is left alone either way.
 pub(super) async fn abandon(api: &Api, req: &LockRequest, floor: u64) {
     let Ok(status) = api.status(&req.job).await else {
         return;
@@ -234,21 +236,18 @@ pub(super) async fn abandon(api: &Api, req: &LockRequest, floor: u64) {
     let ours = status.body.holder.as_deref() == Some(req.client.as_str())
         && status.body.token.is_some_and(|t| t > floor);
     if ours {
-        let _ = api.release(&req.job, &req.client, ABANDON_TIMEOUT).await;
+        let _ = api.release(&req.job, req.who(), ABANDON_TIMEOUT).await;
     }
 }
 
-/// Before asking for the job: refuses at once if our client id already holds it (another run
-/// of `foolock lock`, or one that was killed), and returns the newest token issued so far,
-/// which tells later whether a lease under our id is ours. `None` from servers that do not
-/// report it: then an unused grant is left to expire rather than risk releasing another run's.
-async fn precheck(api: &Api, req: &LockRequest) -> Result<Option<u64>, ClientError> {
+/// Before asking for the job: the newest token issued so far, which tells later whether a
+/// lease under our id is ours (`None` from servers that do not report it: then an unused grant
+/// is left to expire rather than risk releasing another run's), and the job's status (whom a
+/// wait would be for). Another run holding the job under our client id is not refused here:
+/// the server queues us behind it like any other device.
+async fn precheck(api: &Api, req: &LockRequest) -> Result<(Option<u64>, LockReply), ClientError> {
     let reply = api.status(&req.job).await?;
-    let live = matches!(reply.body.state, Some(LeaseState::Held | LeaseState::Grace));
-    if live && reply.body.holder.as_deref() == Some(req.client.as_str()) {
-        return Err(already_held(req));
-    }
-    Ok(reply.body.last_token)
+    Ok((reply.body.last_token, reply.body))
 }
 
 type RenewFuture<'a> =
@@ -268,8 +267,8 @@ pub(super) async fn keep(api: &Api, req: &LockRequest, timing: Timing, mut held:
             let why = format!(
                 "no renewal succeeded in time (lease of {} ends in {} on this machine's clock; \
                  last error: {})",
-                Compact(req.ttl),
-                Compact(now.until(held.good_until)),
+                Human(req.ttl),
+                Human(now.until(held.good_until)),
                 last_failure.as_deref().unwrap_or("none")
             );
             return Lost { why };
@@ -281,7 +280,7 @@ pub(super) async fn keep(api: &Api, req: &LockRequest, timing: Timing, mut held:
                 .max(Duration::from_millis(100));
             renewal = Some(Box::pin(async move {
                 let reply = api
-                    .acquire(&req.job, &req.client, Some(req.ttl), None, timeout)
+                    .acquire(&req.job, req.who(), Some(req.ttl), None, timeout)
                     .await;
                 (now, reply)
             }));
@@ -300,11 +299,13 @@ pub(super) async fn keep(api: &Api, req: &LockRequest, timing: Timing, mut held:
                         held.good_until = sent + req.ttl;
                         held.renew_at = sent + timing.renew_every;
                         if let Some(previous) = last_failure.take() {
-                            eprintln!("foolock: renewed {} again after: {previous}", req.job);
+                            req.say.warn(format!("renewed {} again after: {previous}", req.job));
+                        } else {
+                            req.say.detail(format!("renewed {}", req.job));
                         }
                     }
                     Renewal::Retry(why) => {
-                        eprintln!("foolock: renewing {} failed, retrying: {why}", req.job);
+                        req.say.warn(format!("renewing {} failed, retrying: {why}", req.job));
                         held.renew_at = clock.now().mono + timing.retry_every;
                         last_failure = Some(why);
                     }
@@ -377,17 +378,20 @@ pub(super) async fn release(api: &Api, req: &LockRequest, lost: bool) -> Release
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
         match api
-            .release(&req.job, &req.client, Duration::from_secs(2))
+            .release(&req.job, req.who(), Duration::from_secs(2))
             .await
         {
-            Ok(reply) if reply.status.is_success() => return Released::Yes,
+            Ok(reply) if reply.status.is_success() => {
+                req.say.detail(format!("released {}", req.job));
+                return Released::Yes;
+            }
             Ok(reply) if reply.status == StatusCode::FORBIDDEN && !maybe_released => {
                 return Released::NotHolder;
             }
             Ok(reply) if reply.status.is_client_error() => {
                 if !lost {
-                    eprintln!(
-                        "foolock: warning: releasing {} as {} was refused (HTTP {}: {}){}",
+                    req.say.warn(format!(
+                        "warning: releasing {} as {} was refused (HTTP {}: {}){}",
                         req.job,
                         req.client,
                         reply.status,
@@ -397,7 +401,7 @@ pub(super) async fn release(api: &Api, req: &LockRequest, lost: bool) -> Release
                         } else {
                             ""
                         }
-                    );
+                    ));
                 }
                 return Released::Unknown;
             }
@@ -408,11 +412,11 @@ pub(super) async fn release(api: &Api, req: &LockRequest, lost: bool) -> Release
             }
         }
     }
-    eprintln!(
-        "foolock: warning: could not release {} ({last}); it expires on its own within {}",
+    req.say.warn(format!(
+        "warning: could not release {} ({last}); it expires on its own within {}",
         req.job,
-        Compact(req.ttl)
-    );
+        Human(req.ttl)
+    ));
     Released::Unknown
 }
 
@@ -427,9 +431,13 @@ mod tests {
         LockRequest {
             job: "job".to_owned(),
             client: "laptop".to_owned(),
+            run: "test-run".to_owned(),
             ttl,
             wait: Duration::ZERO,
             command: Vec::new(),
+            stdin: false,
+            codes: crate::client::ExitCodes::default(),
+            say: crate::client::Say::QUIET,
         }
     }
 
@@ -557,32 +565,5 @@ mod tests {
             .await
             .expect("joined")
             .expect("server stopped cleanly");
-    }
-
-    #[test]
-    fn wait_cap_is_read_from_max_wait_ms_not_from_the_message() {
-        let mut body = LockReply::error("wait must be at least 0 and at most 1m30s");
-        let reply = |body: &LockReply| Reply {
-            status: StatusCode::BAD_REQUEST,
-            body: body.clone(),
-        };
-        assert_eq!(server_wait_cap(&reply(&body)), None);
-        body.max_wait_ms = Some(2_500);
-        assert_eq!(
-            server_wait_cap(&reply(&body)),
-            Some(Duration::from_millis(2_500))
-        );
-        assert_eq!(server_wait_cap(&reply(&LockReply::error("bad ttl"))), None);
-    }
-
-    #[test]
-    fn unavailable_pause_never_panics_and_never_outlasts_the_wait() {
-        let ms = Duration::from_millis;
-        assert_eq!(unavailable_pause(None, Duration::from_secs(60)), ms(1000));
-        assert_eq!(unavailable_pause(Some(5), Duration::from_secs(60)), ms(200));
-        assert_eq!(unavailable_pause(Some(3000), ms(2500)), ms(2500));
-        // Less than the 200 ms floor left: the wait's end wins (this used to panic).
-        assert_eq!(unavailable_pause(None, ms(90)), ms(90));
-        assert_eq!(unavailable_pause(Some(0), Duration::ZERO), Duration::ZERO);
     }
 }

@@ -22,10 +22,10 @@
 mod lease;
 mod supervisor;
 
-use super::ClientError;
 use super::http::Api;
-use crate::exit::Exit;
-use crate::time::Compact;
+use super::output::Human;
+use super::{ClientError, ExitCodes, Say};
+use crate::engine::Who;
 use crate::time::SystemClock;
 use lease::{Held, Released};
 use std::cell::Cell;
@@ -39,9 +39,35 @@ use supervisor::{Running, Signals, describe, exit_code, signal_name};
 pub struct LockRequest {
     pub job: String,
     pub client: String,
+    /// This run's own id (`run=`): the server tells it from other runs under the same client
+    /// id, so runs on one machine take turns and never share a lease. See [`new_run_id`].
+    pub run: String,
     pub ttl: Duration,
     pub wait: Duration,
     pub command: Vec<OsString>,
+    /// Give CMD our stdin (and, on a terminal, make it the foreground job).
+    pub stdin: bool,
+    pub codes: ExitCodes,
+    pub say: Say,
+}
+
+impl LockRequest {
+    /// Who this run is to the server: our client id, as this run.
+    pub fn who(&self) -> Who<'_> {
+        Who {
+            client: &self.client,
+            run: Some(&self.run),
+        }
+    }
+}
+
+/// A run id no other run on this machine has: our pid and the time we started, in
+/// nanoseconds. Only needs to differ from the other runs' under the same client id.
+pub fn new_run_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("{}-{nanos:x}", std::process::id())
 }
 
 /// The schedule derived from the ttl: the one thing both halves share (the supervisor's
@@ -81,8 +107,9 @@ enum Ending {
     },
 }
 
-/// Acquires, runs, renews, releases. The exit code is the command's, or 75 if the lock
-/// was lost, or 128+N if signal N arrived while we were still waiting for the lock.
+/// Acquires, runs, renews, releases. The exit code is the command's, or 75 (or the user's
+/// `--failure-exit-code`) if the lock was lost, or 128+N if signal N arrived while we were
+/// still waiting for the lock.
 pub async fn run(api: &Api, req: &LockRequest) -> Result<ExitCode, ClientError> {
     let clock = SystemClock;
     let timing = Timing::for_ttl(req.ttl);
@@ -115,7 +142,7 @@ pub async fn run(api: &Api, req: &LockRequest) -> Result<ExitCode, ClientError> 
         ("FOOLOCK_TOKEN", token.as_str()),
         ("FOOLOCK_SERVER", api.url()),
     ];
-    let mut running = match supervisor::spawn(&req.command, &env) {
+    let mut running = match supervisor::spawn(&req.command, &env, req.stdin) {
         Ok(running) => running,
         Err((code, message)) => {
             lease::release(api, req, false).await;
@@ -133,26 +160,23 @@ pub async fn run(api: &Api, req: &LockRequest) -> Result<ExitCode, ClientError> 
             Released::NotHolder => {
                 eprintln!(
                     "foolock: lost the lock on {}: {} no longer held it when the command \
-                     finished ({}); it was released or taken over while the command ran; \
-                     exit code {}",
+                     finished ({}); it was released or taken over while the command ran",
                     req.job,
                     req.client,
                     describe(status),
-                    Exit::LockLost as u8
                 );
-                Ok(Exit::LockLost.into())
+                Ok(req.codes.lost())
             }
             Released::Yes | Released::Unknown => Ok(ExitCode::from(exit_code(status))),
         },
         Ok(Ending::Lost { status }) => {
             eprintln!(
-                "foolock: {}: the command was stopped ({}); exit code {}",
+                "foolock: {}: the command was stopped ({})",
                 req.job,
                 describe(status),
-                Exit::LockLost as u8
             );
             lease::release(api, req, true).await;
-            Ok(Exit::LockLost.into())
+            Ok(req.codes.lost())
         }
         Err(e) => {
             lease::release(api, req, false).await;
@@ -161,8 +185,8 @@ pub async fn run(api: &Api, req: &LockRequest) -> Result<ExitCode, ClientError> 
     }
 }
 
-/// Runs CMD to its end while the lease is kept; passes signals on to it; stops it if the
-/// lease is lost.
+/// Runs CMD to its end while the lease is kept; passes signals on to it (a second SIGINT, the
+/// user's second Ctrl-C, kills its group instead); stops it if the lease is lost.
 async fn supervise(
     api: &Api,
     req: &LockRequest,
@@ -174,10 +198,27 @@ async fn supervise(
     // One future for the whole run, so a signal passed on does not cut a renewal short.
     let keeping = lease::keep(api, req, timing, held);
     tokio::pin!(keeping);
+    let mut interrupted = false;
     let lost = loop {
         tokio::select! {
             status = running.wait() => return Ok(Ending::Exited(status?)),
-            signo = signals.recv() => running.signal(signo),
+            signo = signals.recv() => {
+                if signo == libc::SIGINT && interrupted {
+                    running.signal(libc::SIGKILL);
+                    eprintln!(
+                        "foolock: second interrupt: killed the command and everything it \
+                         started (SIGKILL to its process group)"
+                    );
+                    continue;
+                }
+                if signo == libc::SIGINT {
+                    interrupted = true;
+                    req.say.note(
+                        "passed the interrupt on to the command; press Ctrl-C again to kill it",
+                    );
+                }
+                running.signal(signo);
+            }
             lost = &mut keeping => break lost,
         }
     };
@@ -185,7 +226,7 @@ async fn supervise(
         "foolock: lost the lock on {}: {}; stopping the command (SIGTERM, SIGKILL after {})",
         req.job,
         lost.why,
-        Compact(timing.kill_grace)
+        Human(timing.kill_grace)
     );
     let status = running.stop(timing.kill_grace).await?;
     Ok(Ending::Lost { status })

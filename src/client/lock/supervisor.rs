@@ -1,10 +1,13 @@
 //! The supervisor of `foolock lock`'s command: start CMD in a process group of its own, pass
 //! SIGINT, SIGTERM and SIGHUP on to that group, stop it (SIGTERM, then SIGKILL after a grace)
-//! and map how it ended to an exit code. It knows nothing of leases or HTTP: the flow tells it
-//! when to stop, and it tells the flow how CMD exited.
+//! and map how it ended to an exit code. With `--stdin` on a terminal, CMD's group is the
+//! terminal's foreground job while it runs, and the terminal comes back to us when it ends.
+//! It knows nothing of leases or HTTP: the flow tells it when to stop, and it tells the flow
+//! how CMD exited.
 
 use crate::client::ClientError;
 use crate::exit::Exit;
+use crate::platform::process;
 use std::ffi::OsString;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
@@ -12,9 +15,15 @@ use tokio::process::{Child, Command};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 /// Starts CMD (`command`: the program, then its arguments) in its own process group with
-/// `env` added to its environment. On failure, the exit code a shell would use (126 not
+/// `env` added to its environment. With `stdin`, CMD gets our stdin; if that is the terminal
+/// we run in the foreground of, CMD's group becomes its foreground job. Without, a terminal on
+/// stdin is replaced by `/dev/null`. On failure, the exit code a shell would use (126 not
 /// executable, 127 not found; 2 for an empty command) and a message.
-pub(super) fn spawn(command: &[OsString], env: &[(&str, &str)]) -> Result<Running, (u8, String)> {
+pub(super) fn spawn(
+    command: &[OsString],
+    env: &[(&str, &str)],
+    stdin: bool,
+) -> Result<Running, (u8, String)> {
     let (program, args) = command
         .split_first()
         .ok_or((2, "no command given".to_owned()))?;
@@ -23,13 +32,16 @@ pub(super) fn spawn(command: &[OsString], env: &[(&str, &str)]) -> Result<Runnin
         .envs(env.iter().copied())
         // Its own group, so a lost lock stops everything CMD started, not just CMD.
         .process_group(0);
-    if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+    let foreground = stdin && process::owns_terminal();
+    if foreground {
+        process::child_takes_terminal(cmd.as_std_mut());
+    } else if !stdin && std::io::IsTerminal::is_terminal(&std::io::stdin()) {
         // A background process group reading the terminal would be stopped (SIGTTIN) and
         // hang while we keep renewing; EOF is the better failure.
         cmd.stdin(Stdio::null());
     }
     // If foolock itself is killed (SIGKILL), CMD must not run on unlocked.
-    crate::platform::process::end_with_parent(cmd.as_std_mut(), Exit::LockLost as i32);
+    process::end_with_parent(cmd.as_std_mut(), Exit::LockLost as i32);
     let child = cmd.spawn().map_err(|e| {
         let code = if e.kind() == std::io::ErrorKind::NotFound {
             127
@@ -43,7 +55,18 @@ pub(super) fn spawn(command: &[OsString], env: &[(&str, &str)]) -> Result<Runnin
     })?;
     // Its pid is its process group's id (process_group(0) above).
     let pgid = child.id().map(|id| id as libc::pid_t);
-    Ok(Running { child, pgid })
+    let terminal = match (foreground, pgid) {
+        (true, Some(pgid)) => {
+            process::give_terminal(pgid);
+            true
+        }
+        _ => false,
+    };
+    Ok(Running {
+        child,
+        pgid,
+        terminal,
+    })
 }
 
 /// CMD, running in its own process group.
@@ -51,12 +74,23 @@ pub(super) struct Running {
     child: Child,
     /// None only if the child was already reaped when we asked.
     pgid: Option<libc::pid_t>,
+    /// Whether CMD's group holds our terminal (`--stdin`), to be given back when it ends.
+    terminal: bool,
 }
 
 impl Running {
     /// Waits for CMD to exit. Cancel-safe.
     pub(super) async fn wait(&mut self) -> Result<ExitStatus, ClientError> {
-        self.child.wait().await.map_err(wait_error)
+        let status = self.child.wait().await.map_err(wait_error);
+        self.take_terminal_back();
+        status
+    }
+
+    /// Makes our group the terminal's foreground job again, if CMD's group had it.
+    fn take_terminal_back(&mut self) {
+        if std::mem::take(&mut self.terminal) {
+            process::give_terminal(process::own_process_group());
+        }
     }
 
     /// Sends `signo` to CMD's whole process group.
@@ -79,14 +113,14 @@ impl Running {
     /// SIGTERM to the group, SIGKILL after `grace`; returns how CMD ended.
     pub(super) async fn stop(&mut self, grace: Duration) -> Result<ExitStatus, ClientError> {
         self.signal(libc::SIGTERM);
-        if let Ok(status) = tokio::time::timeout(grace, self.child.wait()).await {
-            return status.map_err(wait_error);
+        if let Ok(status) = tokio::time::timeout(grace, self.wait()).await {
+            return status;
         }
         self.signal(libc::SIGKILL);
         if self.pgid.is_none() {
             let _ = self.child.start_kill();
         }
-        self.child.wait().await.map_err(wait_error)
+        self.wait().await
     }
 
     /// After CMD has exited: processes it left in its group get SIGTERM, then SIGKILL.
@@ -102,6 +136,12 @@ impl Running {
         if self.group_alive() {
             self.signal(libc::SIGKILL);
         }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.take_terminal_back();
     }
 }
 
@@ -205,6 +245,7 @@ mod tests {
         let mut running = spawn(
             &sh(r#"test "$FOOLOCK_JOB" = nightly && exit 7"#),
             &[("FOOLOCK_JOB", "nightly")],
+            false,
         )
         .expect("sh starts");
         let pgid = running.pgid.expect("not reaped yet");
@@ -219,7 +260,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let not_executable = dir.path().join("script");
         std::fs::write(&not_executable, "#!/bin/sh\n").expect("written");
-        let code = |command: &[OsString]| spawn(command, &[]).err().map(|(code, _)| code);
+        let code = |command: &[OsString]| spawn(command, &[], false).err().map(|(code, _)| code);
         assert_eq!(code(&[dir.path().join("missing").into()]), Some(127));
         assert_eq!(code(&[not_executable.into()]), Some(126));
         assert_eq!(code(&[]), Some(2));
@@ -227,7 +268,7 @@ mod tests {
 
     #[tokio::test]
     async fn stop_ends_a_command_that_honours_sigterm_with_sigterm() {
-        let mut running = spawn(&sh("exec sleep 60"), &[]).expect("sh starts");
+        let mut running = spawn(&sh("exec sleep 60"), &[], false).expect("sh starts");
         let status = running
             .stop(Duration::from_secs(60))
             .await
@@ -243,7 +284,7 @@ mod tests {
             r#"trap "" TERM; touch "{}"; exec sleep 60"#,
             ready.display()
         );
-        let mut running = spawn(&sh(&script), &[]).expect("sh starts");
+        let mut running = spawn(&sh(&script), &[], false).expect("sh starts");
         wait_for_file(&ready).await;
         let status = running
             .stop(Duration::from_millis(200))
@@ -255,7 +296,7 @@ mod tests {
 
     #[tokio::test]
     async fn signals_are_passed_to_the_commands_group() {
-        let mut running = spawn(&sh("exec sleep 60"), &[]).expect("sh starts");
+        let mut running = spawn(&sh("exec sleep 60"), &[], false).expect("sh starts");
         running.signal(libc::SIGHUP);
         let status = running.wait().await.expect("waited");
         assert_eq!(status.signal(), Some(libc::SIGHUP), "{status:?}");
