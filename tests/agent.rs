@@ -796,8 +796,7 @@ fn open_status_page_hands_the_local_page_url_to_the_opener() {
         "#!/bin/sh\nprintf '%s\\n' \"$*\" > '{out}.tmp' && mv '{out}.tmp' '{out}'\n",
         out = opened.display()
     );
-    std::fs::write(&opener, script).unwrap();
-    std::fs::set_permissions(&opener, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    support::write_executable(&opener, script);
     let mut agent =
         Agent::start_with_path(&desktop, &["--listen", "127.0.0.1:0"], "", Some(bin.path()));
     let addr = listening_addr(&mut agent.child).expect("serving");
@@ -1148,10 +1147,9 @@ fn without_a_tray_a_bad_config_file_still_exits_2() {
 /// desktop app takes the file (a message on stderr, exit 3). Returns it and a `PATH` with it
 /// first.
 fn fake_opener() -> (tempfile::TempDir, std::ffi::OsString) {
-    use std::os::unix::fs::PermissionsExt;
     let bin = tempfile::tempdir().unwrap();
     let script = bin.path().join("xdg-open");
-    std::fs::write(
+    support::write_executable(
         &script,
         "#!/bin/sh\n\
          dir=$(dirname \"$0\")\n\
@@ -1160,9 +1158,7 @@ fn fake_opener() -> (tempfile::TempDir, std::ffi::OsString) {
          \techo \"xdg-open: no method available for opening '$1'\" >&2\n\
          \texit 3\n\
          fi\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    );
     let mut dirs = vec![bin.path().to_owned()];
     dirs.extend(std::env::split_paths(
         &std::env::var_os("PATH").unwrap_or_default(),
