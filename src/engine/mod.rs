@@ -726,7 +726,7 @@ impl Engine {
 
     /// Whether the last fencing token has been issued. Waiters then stay queued until their
     /// wait ends, and new holders are refused ([`Denied::TokensExhausted`]).
-    pub fn tokens_exhausted(&self) -> bool {
+    pub(crate) fn tokens_exhausted(&self) -> bool {
         self.last_token == u64::MAX
     }
 

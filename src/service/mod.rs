@@ -34,7 +34,7 @@ const TIMER_MAX_SLEEP: Duration = Duration::from_secs(60);
 /// How long a reply waits for its grant to reach the disk. A disk that takes longer is stuck;
 /// the grant is then undone and the client told it was not granted, rather than holding a job
 /// it does not know it holds.
-pub const SAVE_DEADLINE: Duration = Duration::from_secs(10);
+pub(crate) const SAVE_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Why [`LockService::acquire`] or [`LockService::acquire_waiting`] did not grant.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
