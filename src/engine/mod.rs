@@ -781,13 +781,12 @@ impl Engine {
         self.deadlines.insert((at, job.to_owned()));
     }
 
+    /// Takes `job` off the deadline set. The expired set is not touched: the callers that
+    /// move an entry out of the expired phase (`remove`, `renew`) take it out there themselves.
     fn unschedule(&mut self, job: &str) {
         if let Some(entry) = self.jobs.get(job) {
             let at = entry.deadline(self.rules.retention);
             self.deadlines.remove(&(at, job.to_owned()));
-            if entry.phase == Phase::Expired {
-                self.expired.remove(&(entry.lease.expires, job.to_owned()));
-            }
         }
     }
 
