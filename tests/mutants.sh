@@ -46,8 +46,10 @@ area_args() {
         # The state directory's files: the unit tests (the power-cut file system) and the
         # state file against the real binary.
         store) echo "$HEADLESS -f src/store.rs -f src/store/*.rs -C --lib -C --test=state_file $SKIP_SLOW" ;;
-        # `foolock lock`'s lease keeper: its unit tests and the CLI against a real server.
-        lease) echo "$HEADLESS -f src/client/lock/lease.rs -C --lib -C --test=cli $SKIP_SLOW" ;;
+        # `foolock lock`: the lease keeper, the supervisor of the command (signals passed on,
+        # SIGKILL after SIGTERM) and the run that joins them. Their unit tests and the CLI
+        # against a real server.
+        lease) echo "$HEADLESS -f src/client/lock/*.rs -C --lib -C --test=cli -C --test=cli_use $SKIP_SLOW" ;;
         *)
             echo "unknown area $1 (engine, service, store, lease)" >&2
             return 1
