@@ -499,12 +499,18 @@ async fn power_cuts(seed: u64, rounds: usize) -> (Vec<String>, usize) {
                 ))
             })
             .collect();
-        let survived = loop {
-            if let Some(survived) = disk.survived() {
-                break survived;
+        // The clients keep the writer busy, so the cut comes within milliseconds; a store that
+        // stopped writing must fail the test, not hang it.
+        let survived = tokio::time::timeout(Duration::from_secs(30), async {
+            loop {
+                if let Some(survived) = disk.survived() {
+                    break survived;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
             }
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        };
+        })
+        .await
+        .unwrap_or_else(|_| panic!("round {round}: the store made no file operation for 30 s"));
         for c in clients {
             c.abort();
             let _ = c.await;
