@@ -222,7 +222,10 @@ fn lost_lock_when_the_server_stops_answering_stops_the_command_before_the_lease_
     );
     let (pid, grandchild) = started_pids(&dir);
     // Let at least one renewal through, then freeze the server: renewals now time out.
-    std::thread::sleep(4 * SECOND);
+    assert!(
+        eventually(Duration::from_secs(20), || renewals(&server, "laptop") > 0),
+        "no renewal got through"
+    );
     signal(server.pid(), libc::SIGSTOP);
     assert!(
         eventually(Duration::from_secs(20), || dir.join("term").exists()),
@@ -517,28 +520,59 @@ fn server_and_client_come_from_flags_then_environment_then_config_then_hostname(
     assert_eq!(server.run(&["list"]).0, 2);
 }
 
+/// How many renewals by `client` the server has logged (it logs them at debug level).
+fn renewals(server: &Server, client: &str) -> usize {
+    let holder = format!("holder=\"{client}\"");
+    server
+        .log()
+        .lines()
+        .filter(|l| l.contains(" renewed") && l.contains(&holder))
+        .count()
+}
+
 #[test]
-fn a_short_server_outage_is_ridden_out() {
-    let server = Server::start(&[]);
-    let mut run = spawn_lock(
+fn a_short_outage_is_ridden_out_by_retrying_the_renewal() {
+    let server = Server::builder().rust_log("foolock=debug").start();
+    let proxy = Proxy::start(server.addr);
+    // The command runs until the test says so.
+    let dir = server.dir().to_owned();
+    let script = format!(
+        "touch {d}/started; while [ ! -e {d}/go ]; do sleep 0.1; done; exit 4",
+        d = dir.display()
+    );
+    let mut run = spawn_lock_at(
         &server,
+        &proxy.url,
         &[
-            "job",
-            "--ttl",
-            "10s",
-            "--client",
-            "laptop",
-            "--",
-            "sh",
-            "-c",
-            "sleep 9; exit 4",
+            "job", "--ttl", "10s", "--client", "laptop", "--", "sh", "-c", &script,
         ],
     );
-    std::thread::sleep(3 * SECOND);
-    // Renewals stall for two seconds, well inside the lease.
-    signal(server.pid(), libc::SIGSTOP);
-    std::thread::sleep(2 * SECOND);
-    signal(server.pid(), libc::SIGCONT);
+    assert!(
+        eventually(Duration::from_secs(20), || dir.join("started").exists()),
+        "the command did not start"
+    );
+    // The server cannot be reached: renewals fail at once. Two failures mean the first was
+    // retried; the lease (10 s) is far from its end.
+    proxy.refuse("POST");
+    let ended = |run: &mut std::process::Child| run.try_wait().unwrap().is_some();
+    eventually(Duration::from_secs(20), || {
+        proxy.refused() >= 2 || ended(&mut run)
+    });
+    assert!(
+        proxy.refused() >= 2 && !ended(&mut run),
+        "the failed renewal was not retried: {}",
+        stderr_of(&mut run)
+    );
+    let before = renewals(&server, "laptop");
+    proxy.answer();
+    assert!(
+        eventually(Duration::from_secs(20), || renewals(&server, "laptop")
+            > before),
+        "no renewal after the outage: {}",
+        server.log()
+    );
+    assert!(run.try_wait().unwrap().is_none(), "{}", stderr_of(&mut run));
+    std::fs::write(dir.join("go"), b"").unwrap();
     let exit = wait_exit(&mut run, Duration::from_secs(20));
     assert_eq!(exit.code(), Some(4), "{}", stderr_of(&mut run));
     assert_eq!(server.status("job")["holder"], "");

@@ -671,15 +671,19 @@ mod tests {
             .acquire("j", "a", Duration::from_millis(300))
             .await
             .unwrap();
-        let grant = service
-            .acquire_waiting(
-                "j",
-                "b",
-                Duration::from_secs(10),
-                Duration::from_secs(10),
-                &CancellationToken::new(),
-            )
+        // Nothing but the timer notices the end of the grace period (1.3 s from now): the
+        // wait is far longer, so a waiter served only when it runs out fails the timeout.
+        let stop = CancellationToken::new();
+        let waiting = service.acquire_waiting(
+            "j",
+            "b",
+            Duration::from_secs(10),
+            Duration::from_secs(60),
+            &stop,
+        );
+        let grant = tokio::time::timeout(Duration::from_secs(10), waiting)
             .await
+            .expect("served by the timer, not at the end of the wait")
             .expect("granted after grace");
         assert_eq!(grant.lease.holder, "b");
         running.shutdown().await;

@@ -1,6 +1,6 @@
 //! An HTTP proxy between a client under test and a real server: it records every request
-//! (method, target, headers) and can hold requests of one method until the test lets them
-//! through. A held request is the observable moment "the client's request is out and
+//! (method, target, headers), can hold requests of one method until the test lets them
+//! through, and can drop them unanswered, as a server that went away would. A held request is the observable moment "the client's request is out and
 //! unanswered", which a test can act on without guessing at timing.
 
 use std::io::{Read, Write};
@@ -36,6 +36,10 @@ struct State {
     held: usize,
     /// How many requests are on their way to the server or back.
     forwarding: usize,
+    /// Requests with this method are closed without a reply until it is cleared.
+    refuse: Option<String>,
+    /// How many requests were closed without a reply.
+    refused: usize,
 }
 
 type Shared = Arc<(Mutex<State>, Condvar)>;
@@ -89,6 +93,21 @@ impl Proxy {
         self.shared.1.notify_all();
     }
 
+    /// From now on, requests with `method` are closed unanswered until [`Proxy::answer`].
+    pub fn refuse(&self, method: &str) {
+        self.shared.0.lock().unwrap().refuse = Some(method.to_owned());
+    }
+
+    /// Forwards every request again.
+    pub fn answer(&self) {
+        self.shared.0.lock().unwrap().refuse = None;
+    }
+
+    /// How many requests were closed unanswered so far.
+    pub fn refused(&self) -> usize {
+        self.shared.0.lock().unwrap().refused
+    }
+
     /// How many requests are being held right now.
     pub fn held(&self) -> usize {
         self.shared.0.lock().unwrap().held
@@ -125,6 +144,10 @@ fn serve(mut client: TcpStream, upstream: SocketAddr, shared: &Shared) -> std::i
             target: target.clone(),
             headers: headers.clone(),
         });
+        if state.refuse.as_deref() == Some(method.as_str()) {
+            state.refused += 1;
+            return Ok(());
+        }
         if state.hold.as_deref() == Some(method.as_str()) {
             state.held += 1;
             while state.hold.as_deref() == Some(method.as_str()) {
