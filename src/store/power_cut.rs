@@ -364,6 +364,7 @@ fn rules() -> Rules {
 /// One client's requests until it is stopped (aborted at the power cut).
 async fn client(service: LockService, me: usize, mut rng: Rng, model: Arc<Mutex<Model>>) {
     let name = format!("c{me}");
+    let stop = tokio_util::sync::CancellationToken::new();
     let ttl = Duration::from_secs(3600);
     loop {
         let j = rng.below(JOBS as u64) as usize;
@@ -407,7 +408,20 @@ async fn client(service: LockService, me: usize, mut rng: Rng, model: Arc<Mutex<
                 }
             }
             _ => {
-                let granted = service.acquire(&job, &name, ttl).await;
+                // Some wait in line, so grants also come from releases handing the job over
+                // (each reply waits for its own grant to be on disk).
+                let granted = if rng.below(6) == 0 {
+                    let wait = Duration::from_millis(2 + rng.below(8));
+                    service
+                        .acquire_waiting(&job, &name, ttl, wait, &stop)
+                        .await
+                        .map_err(|e| format!("{e}"))
+                } else {
+                    service
+                        .acquire(&job, &name, ttl)
+                        .await
+                        .map_err(|e| format!("{e}"))
+                };
                 let mut m = model.lock().unwrap();
                 m.in_flight[j] -= 1;
                 // Refused: another client's grant may not have reached the model yet.
