@@ -811,3 +811,189 @@ fn l4_out_of_range_port_is_a_usage_error_not_port_80() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+// The lease keeper's schedule and its confirmation of a grant that arrived after a wait.
+
+#[test]
+fn lock_announces_a_wait_only_when_it_will_wait_for_a_taken_job() {
+    let server = Server::start(&[]);
+    assert_eq!(server.run(&["acquire", "busy", "--client", "nas"]).0, 0);
+    // -v prints what a terminal would see, and more.
+    let lock = |job: &str, wait: &str| {
+        server.run(&[
+            "lock", job, "--client", "laptop", "-v", "--wait", wait, "--", "true",
+        ])
+    };
+    let (code, _, err) = lock("busy", "0s");
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("busy is held by nas"), "{err}");
+    assert!(
+        !err.contains("waiting up to") && !err.contains("gave up after waiting"),
+        "no wait was asked for: {err}"
+    );
+
+    let (code, _, err) = lock("busy", "1s");
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(err.matches("waiting up to 1s").count(), 1, "{err}");
+    assert!(err.contains("gave up after waiting 1s"), "{err}");
+
+    let (code, _, err) = lock("free", "10s");
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("waiting"), "the job was free: {err}");
+}
+
+#[test]
+fn a_lease_is_first_renewed_a_third_of_the_ttl_after_it_was_granted() {
+    // With a 30 s ttl the first renewal is due 10 s after the grant: a command of 2 s sees
+    // none, and one granted after a wait sees only the renewal that confirms its grant.
+    let server = Server::builder().rust_log("foolock=debug").start();
+    let ttl = ["--client", "laptop", "--ttl", "30s"];
+    let (code, _, err) = server.run(&[&["lock", "now"], &ttl[..], &["--", "sleep", "2"]].concat());
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(renewals(&server, "laptop"), 0, "{}", server.log());
+
+    assert_eq!(server.run(&["acquire", "later", "--client", "nas"]).0, 0);
+    let mut run = spawn_lock(
+        &server,
+        &[&["later", "--wait", "30s"], &ttl[..], &["--", "sleep", "2"]].concat(),
+    );
+    assert!(eventually(Duration::from_secs(20), || server
+        .status("later")["waiting"]
+        == 1));
+    assert_eq!(server.run(&["release", "later", "--client", "nas"]).0, 0);
+    let exit = wait_exit(&mut run, Duration::from_secs(20));
+    assert_eq!(exit.code(), Some(0), "{}", stderr_of(&mut run));
+    assert_eq!(
+        renewals(&server, "laptop"),
+        1,
+        "only the confirmation: {}",
+        server.log()
+    );
+}
+
+/// Lets the waiting `foolock lock` behind `proxy` be granted `job` (held by `holder`), and
+/// holds its next request, the renewal that confirms the grant, at the proxy.
+fn grant_and_hold_the_confirmation(server: &Server, proxy: &Proxy, job: &str, holder: &str) {
+    assert!(eventually(
+        Duration::from_secs(20),
+        || server.status(job)["waiting"] == 1
+    ));
+    std::thread::scope(|s| {
+        // Returns once the long-poll's reply (the grant) has passed the proxy.
+        let holding = s.spawn(|| proxy.hold("POST"));
+        assert_eq!(server.run(&["release", job, "--client", holder]).0, 0);
+        holding.join().unwrap();
+    });
+    assert!(
+        eventually(Duration::from_secs(20), || proxy.held() == 1),
+        "the grant was not confirmed"
+    );
+}
+
+#[test]
+fn a_signal_while_a_grant_after_a_wait_is_confirmed_gives_the_lease_back() {
+    let server = Server::start(&[]);
+    let proxy = Proxy::start(server.addr);
+    assert_eq!(server.run(&["acquire", "job", "--client", "nas"]).0, 0);
+    let marker = server.dir().join("ran");
+    let mut run = spawn_lock_at(
+        &server,
+        &proxy.url,
+        &[
+            "job",
+            "--wait",
+            "60s",
+            "--client",
+            "laptop",
+            "--",
+            "touch",
+            path_str(&marker),
+        ],
+    );
+    grant_and_hold_the_confirmation(&server, &proxy, "job", "nas");
+    assert_eq!(server.status("job")["holder"], "laptop");
+    signal(run.id() as libc::pid_t, libc::SIGINT);
+    let status = wait_exit(&mut run, Duration::from_secs(10));
+    assert_eq!(status.code(), Some(130), "{}", stderr_of(&mut run));
+    // Checked before the held confirmation goes through (it would take the job afresh).
+    assert_eq!(
+        server.status("job")["holder"],
+        "",
+        "the grant it will not use was given back"
+    );
+    assert!(!marker.exists());
+}
+
+#[test]
+fn a_grant_after_a_wait_whose_confirmation_fails_runs_on_the_grants_own_time() {
+    let server = Server::builder().rust_log("foolock=debug").start();
+    let proxy = Proxy::start(server.addr);
+    assert_eq!(server.run(&["acquire", "job", "--client", "nas"]).0, 0);
+    let dir = server.dir().to_owned();
+    let script = format!(
+        "touch {d}/started; while [ ! -e {d}/go ]; do sleep 0.1; done; exit 4",
+        d = dir.display()
+    );
+    let mut run = spawn_lock_at(
+        &server,
+        &proxy.url,
+        &[
+            "job", "--wait", "60s", "--ttl", "10s", "--client", "laptop", "--", "sh", "-c", &script,
+        ],
+    );
+    assert!(eventually(Duration::from_secs(20), || server.status("job")
+        ["waiting"]
+        == 1));
+    // The long-poll is on its way; the renewals after it (the confirmation first) fail.
+    proxy.refuse("POST");
+    assert_eq!(server.run(&["release", "job", "--client", "nas"]).0, 0);
+    let ended = |run: &mut Child| run.try_wait().unwrap().is_some();
+    eventually(Duration::from_secs(20), || {
+        (dir.join("started").exists() && proxy.refused() >= 2) || ended(&mut run)
+    });
+    assert!(
+        dir.join("started").exists() && proxy.refused() >= 2 && !ended(&mut run),
+        "the command should run on the grant's remaining time: {}",
+        stderr_of(&mut run)
+    );
+    let before = renewals(&server, "laptop");
+    proxy.answer();
+    assert!(
+        eventually(Duration::from_secs(20), || renewals(&server, "laptop")
+            > before),
+        "no renewal once the server answers again: {}",
+        server.log()
+    );
+    std::fs::write(dir.join("go"), b"").unwrap();
+    let exit = wait_exit(&mut run, Duration::from_secs(20));
+    assert_eq!(exit.code(), Some(4), "{}", stderr_of(&mut run));
+    assert_eq!(server.status("job")["holder"], "");
+}
+
+#[test]
+fn a_confirmation_that_hangs_is_given_up_before_the_lease_could_end() {
+    // With an 8 s ttl the command must be stopped (and the lease released) 1.6 s before the
+    // lease ends: the confirmation is given up at that point, not after the usual 10 s
+    // request timeout.
+    let server = Server::start(&[]);
+    let proxy = Proxy::start(server.addr);
+    assert_eq!(server.run(&["acquire", "job", "--client", "nas"]).0, 0);
+    let mut run = spawn_lock_at(
+        &server,
+        &proxy.url,
+        &[
+            "job", "--wait", "60s", "--ttl", "8s", "--client", "laptop", "--", "sleep", "60",
+        ],
+    );
+    // The grant comes after this instant, so its lease ends more than 8 s after it.
+    let before_grant = std::time::Instant::now();
+    grant_and_hold_the_confirmation(&server, &proxy, "job", "nas");
+    let exit = wait_exit(&mut run, Duration::from_secs(30));
+    let took = before_grant.elapsed();
+    let err = stderr_of(&mut run);
+    assert_eq!(exit.code(), Some(75), "{err}");
+    assert!(
+        took < Duration::from_secs(8),
+        "gave the lease up {took:?} after it was granted, past its 8 s: {err}"
+    );
+}
