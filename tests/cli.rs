@@ -997,3 +997,48 @@ fn a_confirmation_that_hangs_is_given_up_before_the_lease_could_end() {
         "gave the lease up {took:?} after it was granted, past its 8 s: {err}"
     );
 }
+
+#[test]
+fn a_final_release_that_meets_a_server_error_is_retried_a_second_later() {
+    let server = Server::start(&[]);
+    let proxy = Proxy::start(server.addr);
+    let dir = server.dir().to_owned();
+    let script = format!(
+        "touch {d}/started; while [ ! -e {d}/go ]; do sleep 0.1; done; exit 3",
+        d = dir.display()
+    );
+    let mut run = spawn_lock_at(
+        &server,
+        &proxy.url,
+        &["job", "--client", "laptop", "--", "sh", "-c", &script],
+    );
+    assert!(
+        eventually(Duration::from_secs(20), || dir.join("started").exists()),
+        "the command did not start"
+    );
+    // The first release gets a 503: not a refusal, so it is tried again.
+    proxy.fail("DELETE", 503, 1);
+    std::fs::write(dir.join("go"), b"").unwrap();
+    let exit = wait_exit(&mut run, Duration::from_secs(20));
+    assert_eq!(
+        exit.code(),
+        Some(3),
+        "the command's own code: {}",
+        stderr_of(&mut run)
+    );
+    assert_eq!(server.status("job")["holder"], "", "released on the retry");
+    let deletes: Vec<_> = proxy
+        .seen()
+        .into_iter()
+        .filter(|r| r.method == "DELETE")
+        .map(|r| r.at)
+        .collect();
+    assert_eq!(deletes.len(), 2, "{deletes:?}");
+    // Sleeping a second lets a server that is restarting come back; the test only checks
+    // that the pause is there (it can only come out longer on a slow machine).
+    assert!(
+        deletes[1] - deletes[0] >= Duration::from_millis(900),
+        "retried after {:?}",
+        deletes[1] - deletes[0]
+    );
+}

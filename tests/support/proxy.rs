@@ -16,6 +16,8 @@ pub struct Seen {
     pub target: String,
     /// Header names lower-cased, values as sent.
     pub headers: Vec<(String, String)>,
+    /// When the proxy received it.
+    pub at: std::time::Instant,
 }
 
 impl Seen {
@@ -36,10 +38,11 @@ struct State {
     held: usize,
     /// How many requests are on their way to the server or back.
     forwarding: usize,
-    /// Requests with this method are closed without a reply until it is cleared.
-    refuse: Option<String>,
-    /// How many requests were closed without a reply.
-    refused: usize,
+    /// Requests with this method are refused (at most this many more) until it is cleared:
+    /// closed without a reply, or answered by the proxy with this status.
+    refuse: Option<(String, Option<u16>, usize)>,
+    /// How many requests were refused, and when each was received.
+    refused: Vec<std::time::Instant>,
 }
 
 type Shared = Arc<(Mutex<State>, Condvar)>;
@@ -95,7 +98,13 @@ impl Proxy {
 
     /// From now on, requests with `method` are closed unanswered until [`Proxy::answer`].
     pub fn refuse(&self, method: &str) {
-        self.shared.0.lock().unwrap().refuse = Some(method.to_owned());
+        self.shared.0.lock().unwrap().refuse = Some((method.to_owned(), None, usize::MAX));
+    }
+
+    /// The next `times` requests with `method` get `status` (with a JSON error) from the
+    /// proxy itself.
+    pub fn fail(&self, method: &str, status: u16, times: usize) {
+        self.shared.0.lock().unwrap().refuse = Some((method.to_owned(), Some(status), times));
     }
 
     /// Forwards every request again.
@@ -103,9 +112,14 @@ impl Proxy {
         self.shared.0.lock().unwrap().refuse = None;
     }
 
-    /// How many requests were closed unanswered so far.
+    /// How many requests were refused so far.
     pub fn refused(&self) -> usize {
-        self.shared.0.lock().unwrap().refused
+        self.shared.0.lock().unwrap().refused.len()
+    }
+
+    /// When each refused request was received, oldest first.
+    pub fn refused_at(&self) -> Vec<std::time::Instant> {
+        self.shared.0.lock().unwrap().refused.clone()
     }
 
     /// How many requests are being held right now.
@@ -143,9 +157,27 @@ fn serve(mut client: TcpStream, upstream: SocketAddr, shared: &Shared) -> std::i
             method: method.clone(),
             target: target.clone(),
             headers: headers.clone(),
+            at: std::time::Instant::now(),
         });
-        if state.refuse.as_deref() == Some(method.as_str()) {
-            state.refused += 1;
+        if let Some((refused, status, times)) = &mut state.refuse
+            && *refused == method
+        {
+            let status = *status;
+            *times -= 1;
+            if *times == 0 {
+                state.refuse = None;
+            }
+            state.refused.push(std::time::Instant::now());
+            drop(state);
+            if let Some(status) = status {
+                let body = r#"{"success":false,"error":"refused by the test's proxy"}"#;
+                let reply = format!(
+                    "HTTP/1.1 {status} Refused\r\ncontent-type: application/json\r\n\
+                     content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                client.write_all(reply.as_bytes())?;
+            }
             return Ok(());
         }
         if state.hold.as_deref() == Some(method.as_str()) {
