@@ -1042,3 +1042,24 @@ fn a_final_release_that_meets_a_server_error_is_retried_a_second_later() {
         deletes[1] - deletes[0]
     );
 }
+
+#[test]
+fn a_final_release_the_server_refuses_is_reported_and_not_retried() {
+    let server = Server::start(&[]);
+    let proxy = Proxy::start(server.addr);
+    proxy.fail("DELETE", 400, 1);
+    let mut run = spawn_lock_at(
+        &server,
+        &proxy.url,
+        &["job", "--client", "laptop", "--", "sh", "-c", "exit 3"],
+    );
+    let exit = wait_exit(&mut run, Duration::from_secs(20));
+    let err = stderr_of(&mut run);
+    assert_eq!(exit.code(), Some(3), "the command's own code: {err}");
+    assert!(
+        err.contains("releasing job as laptop was refused (HTTP 400"),
+        "{err}"
+    );
+    let deletes = proxy.seen().iter().filter(|r| r.method == "DELETE").count();
+    assert_eq!(deletes, 1, "a refusal is final");
+}
