@@ -235,6 +235,24 @@ fn stdin_gives_the_command_the_terminal_and_without_it_the_command_reads_nothing
 }
 
 #[test]
+fn after_a_command_given_the_terminal_the_terminal_is_taken_back() {
+    // What runs next on the terminal must be able to read it: a job left in the background
+    // of its own terminal cannot.
+    let server = Server::start(&[]);
+    let line = format!("{BIN} lock job --client laptop --stdin -- true; read y; echo after:$y");
+    let child = on_a_terminal(&server, &line)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("script");
+    let mut input = child.stdin.as_ref().expect("piped");
+    std::io::Write::write_all(&mut input, b"hello\n").expect("write");
+    let out = child.wait_with_output().expect("script");
+    let text = String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n");
+    assert!(text.contains("after:hello"), "{text}");
+}
+
+#[test]
 fn a_second_ctrl_c_kills_the_commands_group_and_says_so() {
     let server = Server::start(&[]);
     let dir = server.dir().to_owned();
