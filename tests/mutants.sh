@@ -7,7 +7,8 @@
 #   tests/mutants.sh ci           the bounded part the workflow runs: a quarter of the engine's
 #                                 mutants, a different quarter each day (MUTANTS_SHARD=k/n
 #                                 chooses one, e.g. MUTANTS_SHARD=0/1 for all of them)
-#   tests/mutants.sh AREA...      only these areas: engine, service, store, lease
+#   tests/mutants.sh AREA...      only these areas: engine, service, store, lease (all of
+#                                 `foolock lock`: lease keeper, supervisor, the run)
 #
 # Mutants that no test can tell from the original (equivalent mutants) are listed, each with
 # the reason, in .cargo/mutants.toml. Results go to target/mutants/AREA/mutants.out, and a
@@ -80,6 +81,9 @@ run_area() {
     local started=$SECONDS rc=0
     CARGO_TARGET_DIR=$(target_dir_for "$area") \
         cargo mutants --no-shuffle --colors never -o "$out/$area" "$@" "${args[@]}" || rc=$?
+    # The target directory now holds the last mutant's build, newer than the sources here:
+    # make them newer still, or the next `cargo test` would take that build as up to date.
+    touch src/lib.rs
     local dir="$out/$area/mutants.out"
     {
         printf '%s (%s): caught %s, missed %s, timeout %s, unviable %s, in %ss; exit %s\n' \
