@@ -1063,3 +1063,55 @@ fn a_final_release_the_server_refuses_is_reported_and_not_retried() {
     let deletes = proxy.seen().iter().filter(|r| r.method == "DELETE").count();
     assert_eq!(deletes, 1, "a refusal is final");
 }
+
+#[test]
+fn what_the_command_leaves_running_gets_sigterm_then_sigkill_after_the_grace() {
+    // The command starts two processes in its group and exits: one ends on SIGTERM (noting
+    // it), one ignores it. With a 30 s ttl the grace between the two signals is 3 s.
+    let server = Server::start(&[]);
+    let dir = server.dir().to_owned();
+    let script = format!(
+        "(trap 'touch {d}/term; exit' TERM; sleep 60 & wait) & echo $! > {d}/polite; \
+         (trap '' TERM; exec sleep 60) & echo $! > {d}/stubborn; touch {d}/started",
+        d = dir.display()
+    );
+    let mut run = spawn_lock(
+        &server,
+        &[
+            "job", "--ttl", "30s", "--client", "laptop", "--", "sh", "-c", &script,
+        ],
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || dir.join("started").exists()),
+        "the command did not start"
+    );
+    let ended = std::time::Instant::now();
+    let polite = read_pid(&dir.join("polite")).expect("pid");
+    let stubborn = read_pid(&dir.join("stubborn")).expect("pid");
+    let status = wait_exit(&mut run, Duration::from_secs(20));
+    let waited = ended.elapsed();
+    assert_eq!(status.code(), Some(0), "{}", stderr_of(&mut run));
+    assert!(dir.join("term").exists(), "the leftover got SIGTERM first");
+    assert!(
+        eventually(2 * SECOND, || !alive(polite) && !alive(stubborn)),
+        "leftovers outlived the lock"
+    );
+    assert!(
+        waited >= 2 * SECOND,
+        "SIGKILL came {waited:?} after the command ended, not after the 3 s grace"
+    );
+    assert_eq!(server.status("job")["holder"], "", "released");
+}
+
+#[test]
+fn with_nothing_left_behind_lock_ends_as_soon_as_the_command_does() {
+    // A 50 s ttl has a 5 s grace for leftovers: waiting it out with none would show.
+    let server = Server::start(&[]);
+    let started = std::time::Instant::now();
+    let (code, _, err) = server.run(&[
+        "lock", "job", "--ttl", "50s", "--client", "laptop", "--", "true",
+    ]);
+    let took = started.elapsed();
+    assert_eq!(code, 0, "{err}");
+    assert!(took < 4 * SECOND, "took {took:?}");
+}
