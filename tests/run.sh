@@ -10,7 +10,16 @@ export FOOLOCK_REQUIRE_TOOLS=1
 # The tray tests start their own Xvfb and D-Bus; under CI they fail rather than skip.
 export CI=${CI:-true}
 
-step() { printf '\n== %s\n' "$*"; }
+# Each step says how long the one before it took, so the CI log shows where the time goes.
+step_started=$SECONDS
+step() {
+    if [ -n "${step_name:-}" ]; then
+        printf '(%s: %d s)\n' "$step_name" $((SECONDS - step_started))
+    fi
+    step_name=$1
+    step_started=$SECONDS
+    printf '\n== %s\n' "$*"
+}
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
@@ -90,3 +99,4 @@ step "mutation check: a quarter of the engine's mutants, rotated daily (tests/mu
 bash tests/mutants.sh ci
 
 step "all tests passed"
+echo "the whole suite took $SECONDS s"
