@@ -46,12 +46,69 @@ pub struct Config {
     /// For the CLI: this device's client id (default: derived from the hostname).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client: Option<String>,
+    /// The shared access token: the server requires it, the CLI sends it. [`Config::load`]
+    /// fills it in from `auth_token_file`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_token: Option<AuthToken>,
+    /// A file holding the access token (readable by its owner only), instead of `auth_token`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_token_file: Option<PathBuf>,
     /// Whether the server answers `GET /metrics` (Prometheus). Off, it also skips the
     /// per-request timing.
     pub metrics: bool,
     /// The desktop agent holds off idle sleep while at least one lease is held.
     pub keep_awake: bool,
     pub notifications: Notifications,
+}
+
+/// The shared secret that clients present as `Authorization: Bearer <token>`. Its `Debug`
+/// and serialized forms hide it, so it is never printed or logged.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub struct AuthToken(String);
+
+impl AuthToken {
+    /// The token itself, to send or compare.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for AuthToken {
+    type Error = String;
+
+    /// A token must fit an HTTP header as one word: visible ASCII, no spaces.
+    fn try_from(text: String) -> Result<AuthToken, String> {
+        if text.is_empty() {
+            return Err("the access token is empty".into());
+        }
+        if !text.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(
+                "the access token may only contain visible ASCII characters (no spaces)".into(),
+            );
+        }
+        Ok(AuthToken(text))
+    }
+}
+
+impl fmt::Debug for AuthToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AuthToken(hidden)")
+    }
+}
+
+impl Serialize for AuthToken {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("(hidden)")
+    }
+}
+
+/// A new access token from the operating system's random source: 32 bytes as 64 hex digits.
+pub fn generate_token() -> std::io::Result<AuthToken> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).map_err(std::io::Error::other)?;
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    Ok(AuthToken(hex))
 }
 
 /// Which events the desktop agent posts a notification for.
@@ -91,6 +148,8 @@ impl Default for Config {
             state_dir: None,
             server: None,
             client: None,
+            auth_token: None,
+            auth_token_file: None,
             metrics: true,
             keep_awake: true,
             notifications: Notifications::default(),
@@ -230,16 +289,34 @@ impl OutOfRange {
 }
 
 impl Config {
-    /// Reads the config file at `path`; a missing file means defaults.
+    /// Reads the config file at `path`, and the token file it names; a missing config file
+    /// means defaults.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        match std::fs::read_to_string(path) {
-            Ok(text) => Config::parse(&text, path),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
-            Err(source) => Err(ConfigError::Read {
-                path: path.to_owned(),
-                source,
-            }),
+        let text = match std::fs::read_to_string(path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
+            Err(source) => {
+                return Err(ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                });
+            }
+        };
+        let mut config = Config::parse(&text, path)?;
+        if let Some(file) = &config.auth_token_file {
+            // A relative path is relative to the config file, not to wherever foolock runs.
+            let file = path.parent().unwrap_or(Path::new("")).join(file);
+            config.auth_token =
+                Some(
+                    read_token_file(&file).map_err(|problem| ConfigError::Invalid {
+                        path: path.to_owned(),
+                        line: line_of_key(&text, "auth_token_file"),
+                        key: "auth_token_file",
+                        problem,
+                    })?,
+                );
         }
+        Ok(config)
     }
 
     /// Parses and validates config text; `path` is only used in messages. A `state_dir`
@@ -262,8 +339,18 @@ impl Config {
             }
         })?;
         config.state_dir = config.state_dir.as_deref().map(expand_home).transpose()?;
-        config
-            .validate()
+        config.auth_token_file = config
+            .auth_token_file
+            .as_deref()
+            .map(expand_home)
+            .transpose()?;
+        // Checked here, not in `validate`: once loaded, `auth_token` holds the file's token too.
+        let both =
+            (config.auth_token.is_some() && config.auth_token_file.is_some()).then(|| OutOfRange {
+                key: "auth_token_file",
+                problem: "set either auth_token or auth_token_file, not both".into(),
+            });
+        both.map_or_else(|| config.validate(), Err)
             .map_err(|OutOfRange { key, problem }| ConfigError::Invalid {
                 path: path.to_owned(),
                 line: line_of_key(text, key),
@@ -316,6 +403,32 @@ impl Config {
     }
 }
 
+/// Reads an access token file: one token, surrounding whitespace ignored. The file must be
+/// private to its owner, since anyone who can read it can take and release every lock.
+fn read_token_file(path: &Path) -> Result<AuthToken, String> {
+    let shown = path.display();
+    let mut file = std::fs::File::open(path).map_err(|e| format!("cannot read {shown}: {e}"))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let mode = file
+            .metadata()
+            .map_err(|e| format!("cannot read {shown}: {e}"))?
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(format!(
+                "{shown} can be read or changed by other users (mode {:03o}); \
+                 make it private with `chmod 600 {shown}`",
+                mode & 0o777
+            ));
+        }
+    }
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut file, &mut text)
+        .map_err(|e| format!("cannot read {shown}: {e}"))?;
+    AuthToken::try_from(text.trim().to_owned()).map_err(|e| format!("{shown}: {e}"))
+}
+
 /// A toml error in the user's terms, each thing once: the line, the key and what it must be
 /// (`line 3: max_jobs = "ten": must be a whole number, like 10000`), rather than serde's
 /// "expected usize" followed by the same message again in toml's own layout.
@@ -356,7 +469,7 @@ fn expected_value(key: &str) -> Option<&'static str> {
             "a duration in quotes, like \"30s\", \"5m\" or \"1h30m\""
         }
         "max_jobs" => "a whole number, like 10000",
-        "state_dir" | "server" | "client" => "text in quotes",
+        "state_dir" | "server" | "client" | "auth_token_file" => "text in quotes",
         "takeover" | "force_release" | "acquire" | "release" | "expire" => "true or false",
         _ => return None,
     })
@@ -473,15 +586,17 @@ pub fn resolve_path(explicit: Option<&Path>) -> Result<PathBuf, ConfigError> {
     }
 }
 
-/// A commented config file with every key at its default, for `foolock config init`.
-pub fn default_file_text() -> String {
+/// A commented config file with every key at its default, for `foolock config init`, offering
+/// `suggested_token` (commented out) as the access token.
+pub fn default_file_text(suggested_token: &AuthToken) -> String {
     let d = Config::default();
     let n = &d.notifications;
     format!(
         r#"# foolock configuration. Every key is optional; shown here with its default.
 # Durations use Go's syntax: 300ms, 30s, 1h30m.
 
-# Address the lock server listens on. 0.0.0.0 lets the other devices on your LAN reach it.
+# Address the lock server listens on. 0.0.0.0 lets the other devices on your LAN reach it;
+# "127.0.0.1:8080" keeps it to this machine.
 listen = "{listen}"
 
 # Lease length when a client sends no ttl.
@@ -509,6 +624,14 @@ max_wait = "{max_wait}"
 # server = "http://192.168.1.20:8080"
 # client = "laptop1"
 
+# An access token. Once set, the server refuses every request without it (except /healthz)
+# and the CLI sends it, so give every device the same one (here, in FOOLOCK_AUTH_TOKEN, or in
+# a file only you can read, named by auth_token_file). This one was generated for you: remove
+# the # to use it. It travels as plain HTTP, so it keeps out other devices on the LAN, not
+# someone who can watch its traffic.
+# auth_token = "{token}"
+# auth_token_file = "/path/to/token"
+
 # Serve Prometheus metrics at /metrics (and time every request for them).
 metrics = {metrics}
 
@@ -532,6 +655,7 @@ expire = {expire}
         max_jobs = d.max_jobs,
         retention = Compact(d.retention),
         max_wait = Compact(d.max_wait),
+        token = suggested_token.expose(),
         metrics = d.metrics,
         keep_awake = d.keep_awake,
         takeover = n.takeover,
@@ -542,18 +666,20 @@ expire = {expire}
     )
 }
 
-/// Writes the default file at `path` unless one exists. Returns false if it existed.
+/// Writes the default file at `path` unless one exists. Returns false if it existed. The file
+/// is private to its owner (on Unix), since it holds a suggested access token.
 pub fn init_file(path: &Path) -> std::io::Result<bool> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    match std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
-    {
+    let text = default_file_text(&generate_token()?);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
         Ok(mut file) => {
-            std::io::Write::write_all(&mut file, default_file_text().as_bytes())?;
+            std::io::Write::write_all(&mut file, text.as_bytes())?;
             Ok(true)
         }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
@@ -585,7 +711,11 @@ mod tests {
 
     #[test]
     fn default_file_parses_to_defaults() {
-        assert_eq!(parse(&default_file_text()).unwrap(), Config::default());
+        let token = generate_token().unwrap();
+        assert_eq!(
+            parse(&default_file_text(&token)).unwrap(),
+            Config::default()
+        );
     }
 
     #[test]
@@ -767,5 +897,108 @@ mod tests {
         std::fs::write(&path, "max_jobs = 5\n").unwrap();
         assert!(!init_file(&path).unwrap());
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "max_jobs = 5\n");
+    }
+
+    #[test]
+    fn init_offers_a_fresh_random_token_commented_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let suggested = |name: &str| {
+            let path = dir.path().join(name);
+            assert!(init_file(&path).unwrap());
+            let text = std::fs::read_to_string(&path).unwrap();
+            let line = text
+                .lines()
+                .find(|l| l.starts_with("# auth_token = "))
+                .expect("a suggested token")
+                .to_owned();
+            // Uncommenting it gives a config that requires that token.
+            let enabled = text.replace(&line, &line[2..]);
+            let token = parse(&enabled).unwrap().auth_token.unwrap();
+            assert_eq!(token.expose().len(), 64);
+            assert!(token.expose().bytes().all(|b| b.is_ascii_hexdigit()));
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+                assert_eq!(mode & 0o077, 0, "config file mode {mode:o}");
+            }
+            token
+        };
+        assert_ne!(suggested("a.toml"), suggested("b.toml"));
+    }
+
+    #[test]
+    fn a_token_is_read_from_the_config_or_its_file_and_never_printed() {
+        let c = parse("auth_token = \"s3cret-token\"\n").unwrap();
+        assert_eq!(
+            c.auth_token.as_ref().map(AuthToken::expose),
+            Some("s3cret-token")
+        );
+        assert!(!c.to_string().contains("s3cret"), "{c}");
+        assert!(!format!("{c:?}").contains("s3cret"));
+
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "from-file\n").unwrap();
+        #[cfg(unix)]
+        set_mode(&token, 0o600);
+        let config = dir.path().join("config.toml");
+        std::fs::write(&config, "auth_token_file = \"token\"\n").unwrap();
+        let c = Config::load(&config).unwrap();
+        assert_eq!(
+            c.auth_token.as_ref().map(AuthToken::expose),
+            Some("from-file")
+        );
+    }
+
+    #[cfg(unix)]
+    fn set_mode(path: &Path, mode: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_token_file_others_can_read_is_refused_with_the_fix() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "t0ken\n").unwrap();
+        let config = dir.path().join("config.toml");
+        std::fs::write(
+            &config,
+            format!("# x\nauth_token_file = \"{}\"\n", token.display()),
+        )
+        .unwrap();
+        for mode in [0o640, 0o604, 0o620] {
+            set_mode(&token, mode);
+            let err = Config::load(&config).unwrap_err();
+            assert!(matches!(err, ConfigError::Invalid { .. }), "{err:?}");
+            let err = err.to_string();
+            assert!(err.contains("line 2, key `auth_token_file`"), "{err}");
+            assert!(err.contains(&format!("(mode {mode:03o})")), "{err}");
+            assert!(err.contains("chmod 600"), "{err}");
+            assert!(!err.contains("t0ken"), "{err}");
+        }
+    }
+
+    #[test]
+    fn bad_tokens_are_refused() {
+        let err = parse("auth_token = \"\"\n").unwrap_err();
+        assert!(err.contains("empty"), "{err}");
+        let err = parse("auth_token = \"two words\"\n").unwrap_err();
+        assert!(err.contains("visible ASCII"), "{err}");
+        let err = parse("auth_token = \"a\"\nauth_token_file = \"/t\"\n").unwrap_err();
+        assert!(err.contains("not both"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("config.toml");
+        std::fs::write(&config, "auth_token_file = \"missing\"\n").unwrap();
+        let err = Config::load(&config).unwrap_err().to_string();
+        assert!(err.contains("cannot read"), "{err}");
+        let empty = dir.path().join("missing");
+        std::fs::write(&empty, " \n").unwrap();
+        #[cfg(unix)]
+        set_mode(&empty, 0o600);
+        let err = Config::load(&config).unwrap_err().to_string();
+        assert!(err.contains("empty"), "{err}");
     }
 }

@@ -4,6 +4,9 @@
 //! `foolock serve` and the desktop agent both call [`Server::open`] and [`Server::run`], so they
 //! serve exactly the same API.
 
+mod connections;
+
+use crate::api::auth::Auth;
 use crate::api::{self, AppState};
 use crate::config::{self, Config};
 use crate::engine::{Engine, Restored};
@@ -24,6 +27,7 @@ pub struct Server {
     listener: TcpListener,
     running: Running,
     max_wait: Duration,
+    auth: Auth,
     metrics: bool,
 }
 
@@ -53,10 +57,15 @@ impl Server {
         let running = LockService::start(engine, clock, Some(store));
         // Save at once: a quarantine must outlive a crash, and this proves the disk works.
         running.service().save().await;
+        let auth = Auth::new(config.auth_token.as_ref());
+        if auth.is_required() {
+            tracing::info!("requests need the access token (all but /healthz)");
+        }
         Ok(Server {
             listener,
             running,
             max_wait: config.max_wait,
+            auth,
             metrics: config.metrics,
         })
     }
@@ -86,25 +95,27 @@ impl Server {
             max_wait: self.max_wait,
             shutdown: shutdown.clone(),
         };
-        let app = app(api, web.clone()).into_make_service_with_connect_info::<SocketAddr>();
-        let result = axum::serve(self.listener, web.metrics.count_connections(app))
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-            .await
-            .context("HTTP server failed");
+        let app = app(api, web.clone(), &self.auth);
+        let limits =
+            connections::Limits::for_open_files(crate::platform::socket::raise_open_file_limit());
+        tracing::debug!(?limits, "connection limits");
+        connections::serve(self.listener, app, limits, web.metrics, shutdown.clone()).await;
         shutdown.cancel();
         let _ = log.await;
         self.running.shutdown().await;
-        result
+        Ok(())
     }
 }
 
 /// Everything the server answers: the API, the status page and its event stream, and (if
-/// on) the metrics, behind (if on) the metrics middleware, which is outermost so that it also times and counts the replies of the layers inside it. Requests
-/// must carry their peer address (`ConnectInfo`): the admin rule reads it.
-pub fn app(api: AppState, web: WebState) -> Router {
+/// on) the metrics, behind the access token check (if a token is configured), behind (if on)
+/// the metrics middleware, which is outermost so that it also times and counts the replies of
+/// the layers inside it (401s included). Requests must carry their peer address
+/// (`ConnectInfo`): the admin rule reads it.
+pub fn app(api: AppState, web: WebState, auth: &Auth) -> Router {
     // No timeout layer: only requests that wait (`wait=`, the disk) can be slow, and the API
     // bounds those itself (`api::REQUEST_SLACK`), without a timer for every other request.
-    let app = api::router(api).merge(web::router(web.clone()));
+    let app = auth.protect(api::router(api).merge(web::router(web.clone())));
     if web.serve_metrics {
         app.layer(axum::middleware::from_fn_with_state(
             web.metrics,
@@ -156,8 +167,21 @@ fn restore(config: &Config, store: &Store, loaded: Loaded, now: crate::time::Now
             );
         }
     }
+    // Only a corrupt or hostile state file gets here; say so now rather than at the last grant.
+    let left = u64::MAX - engine.last_token();
+    if left < TOKENS_LEFT_WARNING {
+        tracing::error!(
+            path = %path.display(),
+            last_token = engine.last_token(),
+            "fencing tokens are nearly used up: {left} left; then only renewals are served. \
+             The saved token counter is far beyond any real use: check the state file"
+        );
+    }
     engine
 }
+
+/// Fewer fencing tokens left than this at start is worth an error in the log.
+const TOKENS_LEFT_WARNING: u64 = 1 << 32;
 
 /// Cancels `token` on SIGINT or SIGTERM.
 pub async fn cancel_on_signal(token: CancellationToken) {

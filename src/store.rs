@@ -164,7 +164,9 @@ impl Store {
     fn write_with_watermarks(&mut self, state: &SavedState, last: bool) -> io::Result<()> {
         let max_ttl_ms = max_ttl_ms(state);
         let ceiling = if state.last_token > self.on_disk.token_ceiling {
-            state.last_token + TOKEN_BLOCK
+            // A counter near u64::MAX (a corrupt or hostile file) must not wrap the ceiling
+            // below it; the engine refuses grants once the last token is issued.
+            state.last_token.saturating_add(TOKEN_BLOCK)
         } else {
             self.on_disk.token_ceiling
         };

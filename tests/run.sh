@@ -52,6 +52,24 @@ hurl --test --jobs 4 --variable "base=http://$addr" hurl/*.hurl
 kill "$server_pid"
 wait "$server_pid" 2>/dev/null || true
 
+step "fuzzing: libFuzzer on the nightly toolchain, 15 s per target (corpus in fuzz/)"
+fuzz_started=$SECONDS
+# A debug build without a sanitizer: about half the release build's time, and overflow
+# checks stay on. New inputs go to fuzz/corpus (not kept); seeds and regressions are kept.
+cargo +nightly fuzz build --dev --sanitizer none
+for target in query go_duration config state_file; do
+    mkdir -p "fuzz/corpus/$target"
+    fuzz_log="fuzz/corpus/$target.log"
+    if ! cargo +nightly fuzz run --dev --sanitizer none "$target" "fuzz/corpus/$target" \
+        "fuzz/seeds/$target" "fuzz/regressions/$target" -- -max_total_time=15 >"$fuzz_log" 2>&1; then
+        tail -40 "$fuzz_log"
+        echo "fuzz target $target failed; the input is in fuzz/artifacts/$target"
+        exit 1
+    fi
+    echo "$target: $(grep -E '^Done' "$fuzz_log")"
+done
+echo "fuzzing took $((SECONDS - fuzz_started)) s, build included"
+
 step "status page in a real browser (Debian's Chromium and chromedriver, headless)"
 /usr/bin/python3 tests/browser/status_page.py target/debug/foolock
 
@@ -59,6 +77,13 @@ step "status page in a real browser (Debian's Chromium and chromedriver, headles
 # fails it).
 step "Debian package"
 bash packaging/ci-deb.sh
+
+step "load test, short form (the full one and its figures: README, Reliability)"
+load_started=$SECONDS
+[ -x target/release/foolock ] || cargo build --release --locked
+(cd load && cargo build --release --locked --quiet)
+load/target/release/foolock-load --quick --bin target/release/foolock
+echo "load test took $((SECONDS - load_started)) s"
 
 # Last: it mutates the engine and rebuilds its unit tests many times (see the script).
 step "mutation check: a quarter of the engine's mutants, rotated daily (tests/mutants.sh ci)"

@@ -43,8 +43,15 @@ pub enum ApiError {
         message: String,
         retry_after_ms: Option<u64>,
     },
+    #[error(
+        "this server requires its access token: send `Authorization: Bearer <token>` \
+         (the CLI sends FOOLOCK_AUTH_TOKEN or the config file's auth_token)"
+    )]
+    Unauthorized,
     #[error("method not allowed")]
     MethodNotAllowed,
+    #[error("the request URI is longer than {0} bytes")]
+    UriTooLong(usize),
     #[error("not found")]
     NotFound,
     #[error("request timed out")]
@@ -63,9 +70,11 @@ impl ApiError {
             | ApiError::InvalidQuery(_)
             | ApiError::MissingJob => StatusCode::BAD_REQUEST,
             ApiError::NotHolder | ApiError::AdminOnly => StatusCode::FORBIDDEN,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::NotHeld => StatusCode::NOT_FOUND,
             ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::UriTooLong(_) => StatusCode::URI_TOO_LONG,
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::Timeout => StatusCode::REQUEST_TIMEOUT,
         }
@@ -86,7 +95,9 @@ impl ApiError {
             ApiError::AdminOnly => "admin_only",
             ApiError::NotHeld => "not_held",
             ApiError::Unavailable { .. } => "unavailable",
+            ApiError::Unauthorized => "unauthorized",
             ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::UriTooLong(_) => "uri_too_long",
             ApiError::NotFound => "not_found",
             ApiError::Timeout => "timeout",
         })
@@ -122,6 +133,12 @@ impl IntoResponse for ApiError {
         }
         let mut response = Reply(self.status(), body).into_response();
         response.extensions_mut().insert(self.reason());
+        if let ApiError::Unauthorized = self {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
         if let ApiError::Unavailable {
             retry_after_ms: Some(ms),
             ..

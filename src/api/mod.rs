@@ -1,5 +1,6 @@
 //! The HTTP API: `/lock` (acquire, renew, release, status), `/locks`, `/healthz`, and the
-//! admin action `/admin/force-release` ([`admin`]).
+//! admin action `/admin/force-release` ([`admin`]), and the optional access token in front of
+//! all of them and of the status page's stream and metrics ([`auth`]).
 //!
 //! Handlers only parse the query, call the [`LockService`], and map results to wire types;
 //! the rules live in the engine. Each returns `Result<_, ApiError>`: a refusal is an
@@ -7,6 +8,7 @@
 //! reply that names the holder.
 
 pub mod admin;
+pub mod auth;
 pub mod error;
 pub mod wire;
 
@@ -14,6 +16,7 @@ pub mod wire;
 mod tests;
 
 use crate::engine::{Denied, GrantKind, Who, validate_name};
+use crate::platform::socket::PeerSocket;
 use crate::service::{LockService, WaitError};
 use crate::time::parse_go_duration;
 pub use admin::admin_allowed;
@@ -131,9 +134,10 @@ fn refused(body: LockReply, why: Refusal) -> Response {
 
 /// Query parameters, first value wins (as Go's `Query().Get`). Unknown ones are ignored. They
 /// borrow from the query string unless they had to be decoded: most requests name plain
-/// jobs and clients, and copying each would cost more than the rest of parsing.
+/// jobs and clients, and copying each would cost more than the rest of parsing. Public so
+/// that the fuzz targets and property tests parse queries as the handlers do.
 #[derive(Default)]
-struct Params<'q> {
+pub struct Params<'q> {
     client: Option<Cow<'q, str>>,
     job: Option<Cow<'q, str>>,
     ttl: Option<Cow<'q, str>>,
@@ -142,7 +146,7 @@ struct Params<'q> {
 }
 
 impl<'q> Params<'q> {
-    fn parse(raw: Option<&'q str>) -> Result<Params<'q>, ApiError> {
+    pub fn parse(raw: Option<&'q str>) -> Result<Params<'q>, ApiError> {
         let mut p = Params::default();
         for pair in raw.unwrap_or("").split('&').filter(|pair| !pair.is_empty()) {
             let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -162,7 +166,7 @@ impl<'q> Params<'q> {
     }
 
     /// The job name; absent or empty means `default`, as in the original.
-    fn job(&self) -> Result<&str, ApiError> {
+    pub fn job(&self) -> Result<&str, ApiError> {
         let job = match self.job.as_deref() {
             None | Some("") => "default",
             Some(job) => job,
@@ -174,7 +178,7 @@ impl<'q> Params<'q> {
         Ok(job)
     }
 
-    fn client(&self) -> Result<&str, ApiError> {
+    pub fn client(&self) -> Result<&str, ApiError> {
         let client = match self.client.as_deref() {
             None | Some("") => return Err(ApiError::MissingClient),
             Some(c) => c,
@@ -251,15 +255,40 @@ async fn post_lock(State(app): App, request: Request) -> Result<Response, ApiErr
         let waiting = app
             .service
             .acquire_waiting(job, who, ttl, wait, &app.shutdown);
+        // The HTTP layer stops looking for a hang-up while it holds a pipelined request, so
+        // watch the socket too: a waiter whose client is gone must leave the queue.
+        let socket = request.extensions().get::<PeerSocket>().copied();
+        let hung_up = async {
+            match socket {
+                Some(socket) => socket.hung_up().await,
+                None => std::future::pending().await,
+            }
+        };
+        let waiting = async {
+            tokio::select! {
+                result = waiting => Some(result),
+                () = hung_up => None,
+            }
+        };
         match bounded(&app, waiting).await? {
-            Ok(grant) => Ok(grant),
-            Err(WaitError::Denied(denied)) => Err(denied),
-            Err(WaitError::Stopped) => {
+            Some(result) => result,
+            None => {
+                tracing::info!(job, client, "waiting client hung up");
                 return Err(ApiError::Unavailable {
-                    message: WaitError::Stopped.to_string(),
+                    message: "the client hung up".into(),
                     retry_after_ms: None,
                 });
             }
+        }
+    };
+    let result = match result {
+        Ok(grant) => Ok(grant),
+        Err(WaitError::Denied(denied)) => Err(denied),
+        Err(e @ (WaitError::Stopped | WaitError::NotSaved)) => {
+            return Err(ApiError::Unavailable {
+                message: e.to_string(),
+                retry_after_ms: None,
+            });
         }
     };
     let now = app.service.now();
@@ -287,12 +316,13 @@ async fn post_lock(State(app): App, request: Request) -> Result<Response, ApiErr
             body.message = Some(Message::Grace);
             Ok(refused(body, Refusal::Grace))
         }
-        Err(denied @ (Denied::Full { .. } | Denied::TooManyWaiters { .. })) => {
-            Err(ApiError::Unavailable {
-                message: denied.to_string(),
-                retry_after_ms: None,
-            })
-        }
+        Err(
+            denied
+            @ (Denied::Full { .. } | Denied::TooManyWaiters { .. } | Denied::TokensExhausted),
+        ) => Err(ApiError::Unavailable {
+            message: denied.to_string(),
+            retry_after_ms: None,
+        }),
         Err(denied @ Denied::Quarantined { until }) => Err(ApiError::Unavailable {
             message: denied.to_string(),
             retry_after_ms: Some(
@@ -356,17 +386,54 @@ async fn get_lock(State(app): App, request: Request) -> Result<Reply<LockReply>,
     ))
 }
 
-async fn get_locks(State(app): App) -> Response {
+/// The most rows one page of `GET /locks?limit=` holds.
+pub const MAX_PAGE: usize = 1000;
+
+/// `GET /locks`: every job, sorted by name. With `limit=N` (at most [`MAX_PAGE`]) only the
+/// first N after the job named by `after=`, and `next` when more follow: at `max_jobs` the
+/// whole table can be megabytes, more than a client wants in one reply.
+async fn get_locks(State(app): App, request: Request) -> Result<Response, ApiError> {
+    let (mut limit, mut after) = (None, None);
+    for pair in request.uri().query().unwrap_or("").split('&') {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match &*decode(key)? {
+            "limit" if limit.is_none() => {
+                limit = Some(
+                    decode(value)?
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|n| (1..=MAX_PAGE).contains(n))
+                        .ok_or_else(|| {
+                            ApiError::InvalidQuery(format!(
+                                "limit must be a number from 1 to {MAX_PAGE}"
+                            ))
+                        })?,
+                );
+            }
+            "after" if after.is_none() => after = Some(decode(value)?),
+            _ => {}
+        }
+    }
     let (all, now) = app.service.list();
-    let rows = all.len();
-    let body = LocksReply {
-        locks: all
-            .into_iter()
-            .map(|j| LockRow::new(j.job, j.lease, &now))
-            .collect(),
+    // `list` is sorted by name.
+    let start = after.map_or(0, |after| all.partition_point(|j| *j.job <= *after));
+    let mut rest = all.into_iter().skip(start);
+    let locks: Vec<LockRow> = rest
+        .by_ref()
+        .take(limit.unwrap_or(usize::MAX))
+        .map(|j| LockRow::new(j.job, j.lease, &now))
+        .collect();
+    let next = match rest.next() {
+        Some(_) => locks.last().map(|row| row.job.clone()),
+        None => None,
     };
+    let rows = locks.len();
     // A row with ordinary names takes about 160 bytes.
-    json_response(StatusCode::OK, &body, 16 + rows * 192)
+    Ok(json_response(
+        StatusCode::OK,
+        &LocksReply { locks, next },
+        16 + rows * 192,
+    ))
 }
 
 async fn healthz() -> Reply<serde_json::Value> {

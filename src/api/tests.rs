@@ -565,6 +565,140 @@ async fn takeover_reply_keeps_its_exact_json_bytes() {
     );
 }
 
+mod access_token {
+    use super::*;
+    use crate::api::auth::{Auth, Token};
+    use crate::config::AuthToken;
+
+    fn protected() -> Router {
+        let token = AuthToken::try_from("s3cret".to_owned()).unwrap();
+        Auth::new(Some(&token)).protect(app())
+    }
+
+    async fn send(app: &Router, method: Method, uri: &str, auth: Option<&str>) -> Response {
+        let mut request = Request::builder().method(method).uri(uri);
+        if let Some(value) = auth {
+            request = request.header("authorization", value);
+        }
+        app.clone()
+            .oneshot(request.body(Body::empty()).unwrap())
+            .await
+            .unwrap()
+    }
+
+    use axum::response::Response;
+
+    #[tokio::test]
+    async fn with_a_token_every_route_but_healthz_answers_401_without_it() {
+        let app = protected();
+        for (method, uri) in [
+            (Method::POST, "/lock?client=a&job=j"),
+            (Method::GET, "/lock?job=j"),
+            (Method::DELETE, "/lock?client=a&job=j"),
+            (Method::GET, "/locks"),
+            (Method::GET, "/no-such-path"),
+            (Method::PUT, "/lock"),
+        ] {
+            for auth in [None, Some("Bearer wrong"), Some("Basic s3cret")] {
+                let response = send(&app, method.clone(), uri, auth).await;
+                assert_eq!(
+                    response.status(),
+                    StatusCode::UNAUTHORIZED,
+                    "{method} {uri}"
+                );
+                assert_eq!(response.headers()["www-authenticate"], "Bearer");
+                let body = response.into_body().collect().await.unwrap().to_bytes();
+                let body: Value = serde_json::from_slice(&body).unwrap();
+                assert!(
+                    body["error"].as_str().unwrap().contains("access token"),
+                    "{body}"
+                );
+            }
+        }
+        let (s, st) = call(&app, Method::GET, "/lock?job=j").await;
+        assert_eq!(
+            (s, st["holder"].clone()),
+            (StatusCode::UNAUTHORIZED, Value::Null)
+        );
+        let response = send(&app, Method::GET, "/healthz", None).await;
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn with_the_token_the_api_works_as_without_one() {
+        let app = protected();
+        let good = Some("Bearer s3cret");
+        let r = send(&app, Method::POST, "/lock?client=a&job=j", good).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        let r = send(&app, Method::GET, "/lock?job=j", good).await;
+        let body = r.into_body().collect().await.unwrap().to_bytes();
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["holder"], "a");
+        let r = send(&app, Method::GET, "/nope", good).await;
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn handlers_see_what_the_request_proved() {
+        let token = AuthToken::try_from("s3cret".to_owned()).unwrap();
+        let seen =
+            |auth: Auth| {
+                auth.protect(Router::new().route(
+                    "/healthz",
+                    get(|req: Request<Body>| async move {
+                        format!("{:?}", Token::of(req.extensions()))
+                    }),
+                ))
+            };
+        let text = |r: Response| async move {
+            String::from_utf8(r.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap()
+        };
+        let app = seen(Auth::new(Some(&token)));
+        let r = send(&app, Method::GET, "/healthz", None).await;
+        assert_eq!(text(r).await, "Missing");
+        let r = send(&app, Method::GET, "/healthz", Some("Bearer s3cret")).await;
+        assert_eq!(text(r).await, "Valid");
+        let app = seen(Auth::new(None));
+        let r = send(&app, Method::GET, "/healthz", Some("Bearer s3cret")).await;
+        assert_eq!(text(r).await, "NotConfigured");
+    }
+}
+
+#[tokio::test]
+async fn locks_come_a_page_at_a_time_when_asked() {
+    let app = app();
+    for job in ["a", "b", "c", "d", "e"] {
+        call(&app, Method::POST, &format!("/lock?client=x&job={job}")).await;
+    }
+    let jobs = |v: &Value| -> Vec<String> {
+        v["locks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["job"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (s, all) = call(&app, Method::GET, "/locks").await;
+    assert_eq!((s, jobs(&all).len()), (StatusCode::OK, 5));
+    assert!(all.get("next").is_none(), "no paging unless asked: {all}");
+    let (_, first) = call(&app, Method::GET, "/locks?limit=2").await;
+    assert_eq!(
+        (jobs(&first), &first["next"]),
+        (vec!["a".into(), "b".into()], &Value::from("b"))
+    );
+    let (_, last) = call(&app, Method::GET, "/locks?limit=2&after=d").await;
+    assert_eq!(jobs(&last), ["e"]);
+    assert!(last.get("next").is_none(), "{last}");
+    let (_, exact) = call(&app, Method::GET, "/locks?limit=3&after=b").await;
+    assert_eq!(jobs(&exact), ["c", "d", "e"]);
+    assert!(exact.get("next").is_none(), "{exact}");
+    for bad in ["limit=0", "limit=1001", "limit=x"] {
+        let (s, e) = call(&app, Method::GET, &format!("/locks?{bad}")).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{bad}");
+        assert!(e["error"].as_str().unwrap().contains("limit"), "{e}");
+    }
+}
+
 #[tokio::test]
 async fn runs_of_one_client_are_holders_of_their_own_and_requests_without_run_keep_the_old_rule() {
     let app = app();

@@ -267,6 +267,9 @@ impl LockRow {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LocksReply {
     pub locks: Vec<LockRow>,
+    /// With `?limit=`: more rows follow; ask again with `after=` this job.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
 }
 
 #[cfg(test)]

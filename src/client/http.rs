@@ -17,6 +17,9 @@ use tokio::net::TcpStream;
 /// Replies larger than this are refused rather than buffered.
 const MAX_BODY: usize = 1 << 20;
 
+/// Rows asked for per `GET /locks` page: well under [`MAX_BODY`] with the longest names.
+const LIST_PAGE: usize = 500;
+
 /// How long a one-shot request may take in total (connect, reply, body).
 pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -167,27 +170,44 @@ impl Api {
         self.lock_call(Method::GET, &query, REQUEST_TIMEOUT).await
     }
 
-    /// `GET /locks`: every job with a recorded holder. A reply with an error status (a wrong
-    /// path in the server URL, say) comes back as the `Err` of the inner result, decoded
-    /// like a `/lock` error.
+    /// `GET /locks`: every job with a recorded holder, a page at a time (a full table can be
+    /// larger than [`MAX_BODY`]); a server that does not page answers the first request with
+    /// everything. A reply with an error status (a wrong path in the server URL, say) comes
+    /// back as the `Err` of the inner result, decoded like a `/lock` error.
     pub async fn list(&self) -> Result<Result<Reply<LocksReply>, Reply<LockReply>>, HttpError> {
-        let reply = self
-            .call(Method::GET, "/locks".to_owned(), REQUEST_TIMEOUT)
-            .await?;
-        if !reply.status.is_success() {
-            let body = serde_json::from_slice::<LockReply>(&reply.body)
-                .unwrap_or_else(|_| LockReply::error(format!("HTTP {}", reply.status)));
-            return Ok(Err(Reply {
-                status: reply.status,
-                body,
-            }));
+        let mut all = LocksReply {
+            locks: Vec::new(),
+            next: None,
+        };
+        let mut after: Option<String> = None;
+        loop {
+            let mut path = format!("/locks?limit={LIST_PAGE}");
+            if let Some(job) = &after {
+                path.push_str(&format!("&after={}", encode(job)));
+            }
+            let reply = self.call(Method::GET, path, REQUEST_TIMEOUT).await?;
+            if !reply.status.is_success() {
+                let body = serde_json::from_slice::<LockReply>(&reply.body)
+                    .unwrap_or_else(|_| LockReply::error(format!("HTTP {}", reply.status)));
+                return Ok(Err(Reply {
+                    status: reply.status,
+                    body,
+                }));
+            }
+            let page: LocksReply = serde_json::from_slice(&reply.body)
+                .map_err(|e| self.bad_reply(format!("invalid JSON: {e}")))?;
+            all.locks.extend(page.locks);
+            // A `next` that does not move on would loop forever.
+            match page.next {
+                Some(next) if after.as_ref().is_none_or(|a| next > *a) => after = Some(next),
+                _ => {
+                    return Ok(Ok(Reply {
+                        status: reply.status,
+                        body: all,
+                    }));
+                }
+            }
         }
-        let body = serde_json::from_slice(&reply.body)
-            .map_err(|e| self.bad_reply(format!("invalid JSON: {e}")))?;
-        Ok(Ok(Reply {
-            status: reply.status,
-            body,
-        }))
     }
 
     /// A `/lock` call. Error statuses still carry a [`LockReply`] (`{"error": …}`); a body

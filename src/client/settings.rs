@@ -35,8 +35,9 @@ impl Settings {
             client: non_empty(client)
                 .or_else(|| non_empty(config.client.as_deref()))
                 .unwrap_or_else(default_client_id),
-            // When the config file gains `auth_token`, add `.or(config.auth_token.clone())`.
-            auth_token: non_empty(auth_token),
+            // From `auth_token`, or the file `auth_token_file` names (read by `Config::load`).
+            auth_token: non_empty(auth_token)
+                .or_else(|| config.auth_token.as_ref().map(|t| t.expose().to_owned())),
         }
     }
 }
@@ -105,5 +106,14 @@ mod tests {
             (s.server.as_str(), s.client.as_str()),
             ("http://pi:1", "desk")
         );
+    }
+
+    #[test]
+    fn the_token_from_the_environment_wins_over_the_config_file() {
+        let config = Config::parse("auth_token = \"from-config\"\n", "c.toml".as_ref()).unwrap();
+        let s = Settings::resolve(None, None, None, &config);
+        assert_eq!(s.auth_token.as_deref(), Some("from-config"));
+        let s = Settings::resolve(None, None, Some("from-env"), &config);
+        assert_eq!(s.auth_token.as_deref(), Some("from-env"));
     }
 }

@@ -59,7 +59,7 @@ pub(crate) const MAX_NAME_BYTES: usize = 256;
 
 /// Why a job or client name is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum NameError {
+pub enum NameError {
     #[error("must not be empty")]
     Empty,
     #[error("must be at most {MAX_NAME_BYTES} bytes of UTF-8")]
@@ -69,7 +69,7 @@ pub(crate) enum NameError {
 }
 
 /// Checks a job or client name: 1–256 bytes of UTF-8 without control characters.
-pub(crate) fn validate_name(name: &str) -> Result<(), NameError> {
+pub fn validate_name(name: &str) -> Result<(), NameError> {
     if name.is_empty() {
         Err(NameError::Empty)
     } else if name.len() > MAX_NAME_BYTES {
@@ -222,6 +222,14 @@ pub enum Denied {
         "the server lost its saved state and refuses new grants until its old leases have surely expired"
     )]
     Quarantined { until: Mono },
+    /// The last fencing token (`u64::MAX`) has been issued: a new grant would need a larger
+    /// one. Only a corrupt or hostile state file gets a counter this high.
+    #[error(
+        "this server has issued its last fencing token ({}) and cannot grant to a new holder; \
+         its saved state holds an impossible token counter (see the server's log)",
+        u64::MAX
+    )]
+    TokensExhausted,
 }
 
 /// The caller of [`Engine::release`] does not hold the job.
@@ -634,9 +642,15 @@ impl Engine {
             Some(entry) => match entry.lease.state(now.mono) {
                 LeaseState::Held => return Err(Denied::Held(entry.lease.clone())),
                 LeaseState::Grace => return Err(Denied::Grace(entry.lease.clone())),
+                LeaseState::Expired if self.tokens_exhausted() => {
+                    return Err(Denied::TokensExhausted);
+                }
                 LeaseState::Expired => Some(self.remove(job)),
             },
             None => {
+                if self.tokens_exhausted() {
+                    return Err(Denied::TokensExhausted);
+                }
                 if self.jobs.len() >= self.rules.max_jobs && !self.evict_oldest_expired() {
                     return Err(Denied::Full {
                         max_jobs: self.rules.max_jobs,
@@ -656,7 +670,11 @@ impl Engine {
         previous: Option<Lease>,
         now: Now,
     ) -> Grant {
-        self.last_token += 1;
+        // Callers check `tokens_exhausted` first: a wrapped token would break fencing.
+        self.last_token = self
+            .last_token
+            .checked_add(1)
+            .expect("callers check that a token is left");
         let expires = now.mono + ttl;
         let lease = Lease {
             holder: who.client.to_owned(),
@@ -707,8 +725,17 @@ impl Engine {
         }
     }
 
+    /// Whether the last fencing token has been issued. Waiters then stay queued until their
+    /// wait ends, and new holders are refused ([`Denied::TokensExhausted`]).
+    pub fn tokens_exhausted(&self) -> bool {
+        self.last_token == u64::MAX
+    }
+
     /// Grants a job that just became free to others to its first waiter, if any.
     fn serve_waiters(&mut self, job: &str, now: Now) {
+        if self.tokens_exhausted() {
+            return;
+        }
         let Some(queue) = self.waiters.get_mut(job) else {
             return;
         };

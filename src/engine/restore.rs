@@ -80,8 +80,9 @@ impl Engine {
     /// ttl or a job seen twice are skipped; the number skipped is returned. `max_jobs` is not
     /// enforced here (it may have been lowered since the save): dropping a saved holder could
     /// double-grant its job, so the table may start over the limit and new jobs wait for room.
-    /// A saved quarantine continues until its saved end, capped at what was left of it when
-    /// saved (or, for files without that, at [`unseen_lease_may_run`] for `max_ttl`).
+    /// A saved quarantine continues for all that was left of it when saved, whatever the wall
+    /// clock says (a file without that continues until its saved end, capped at
+    /// [`unseen_lease_may_run`] for `max_ttl`).
     pub fn restore(&mut self, saved: SavedState, now: Now) -> usize {
         self.advance(now);
         if let Some(ms) = saved.quarantine_until_ms {
@@ -89,7 +90,15 @@ impl Engine {
                 || unseen_lease_may_run(self.rules.max_ttl, &self.rules),
                 Duration::from_millis,
             );
-            let until = now.mono_at(from_unix_ms(ms)).min(now.mono + cap);
+            // All that was left when saved is left now. The saved wall-clock end cannot say
+            // how long the server was down: a clock set forward after the restart (NTP on a
+            // Raspberry Pi without a battery) would end the quarantine early. So the downtime
+            // is not credited.
+            let until = match saved.quarantine_left_ms {
+                Some(_) => now.mono + cap,
+                // A file from before `quarantine_left_ms` has only the wall-clock end.
+                None => now.mono_at(from_unix_ms(ms)).min(now.mono + cap),
+            };
             if self.quarantined_until(now.mono).is_none_or(|q| q < until) && until > now.mono {
                 self.quarantine(until);
             }

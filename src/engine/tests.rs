@@ -733,14 +733,16 @@ fn quarantine_survives_export_and_restore() {
     let saved = e.export(at(1));
     assert!(saved.quarantine_until_ms.is_some());
     let mut after = engine();
+    // Saved with 29 s left; the 9 s the server was down are not credited (no clock can be
+    // trusted to measure them), so it runs 29 s from the restart.
     after.restore(saved, at(10));
     assert!(matches!(
-        after.acquire("j", "a", secs(1), at(29)),
+        after.acquire("j", "a", secs(1), at_ms(38_999)),
         Err(Denied::Quarantined { .. })
     ));
-    assert!(after.acquire("j", "a", secs(1), at(30)).is_ok());
+    assert!(after.acquire("j", "a", secs(1), at(39)).is_ok());
     // An ended quarantine is not saved again.
-    assert_eq!(after.export(at(31)).quarantine_until_ms, None);
+    assert_eq!(after.export(at(40)).quarantine_until_ms, None);
 }
 
 #[test]
@@ -1220,4 +1222,57 @@ fn the_run_survives_a_save_and_restore_and_old_files_without_it_load() {
         "acquired_at_ms":0,"expires_at_ms":0}]}"#;
     let old: SavedState = serde_json::from_str(old).unwrap();
     assert_eq!(old.leases[0].run, None);
+}
+
+/// A restart at `at(s)` whose wall clock reads `shift_s` seconds off (NTP correcting a
+/// Raspberry Pi's clock after boot, a user changing it).
+fn restart_at_with_wall_off_by(s: u64, shift_s: i64) -> Now {
+    let mut now = at(s);
+    let shift = secs(shift_s.unsigned_abs());
+    if shift_s >= 0 {
+        now.wall += shift;
+    } else {
+        now.wall -= shift;
+    }
+    now
+}
+
+#[test]
+fn a_wall_clock_jump_either_way_never_shortens_a_restored_quarantine() {
+    for shift in [-86_400, -30, 0, 30, 86_400] {
+        let mut e = engine();
+        e.quarantine(at(60).mono);
+        let saved = e.export(at(0));
+        let restart = restart_at_with_wall_off_by(10, shift);
+        let mut after = engine();
+        after.restore(saved, restart);
+        // No clock says how long the server was down, so all that was left still is.
+        let until = after.quarantined_until(restart.mono);
+        assert!(
+            until.is_some_and(|u| u >= restart.mono + secs(60)),
+            "wall clock off by {shift} s: quarantine until {until:?}"
+        );
+        // And a crash now would leave watermarks that cover it.
+        let again = after.export(restart);
+        assert!(again.quarantine_left_ms >= Some(60_000), "{again:?}");
+    }
+}
+
+#[test]
+fn a_wall_clock_jump_either_way_never_shortens_a_restored_lease() {
+    for shift in [-86_400, -30, 0, 30, 86_400] {
+        let mut before = engine();
+        before.acquire("j", "a", secs(30), at(0)).unwrap();
+        let saved = before.export(at(1));
+        let restart = restart_at_with_wall_off_by(5, shift);
+        let mut after = engine();
+        after.restore(saved, restart);
+        let expires = after.get("j", restart).unwrap().expires;
+        assert!(
+            expires >= restart.mono + secs(30),
+            "wall clock off by {shift} s: the lease ends {:?} after restart",
+            restart.mono.until(expires)
+        );
+        assert!(after.export(restart).leases[0].ttl_ms >= 30_000);
+    }
 }

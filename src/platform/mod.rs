@@ -18,6 +18,7 @@
 //! - [`local_time`]: an instant in the user's time zone, for the CLI's messages.
 //! - [`cli`]: the `install` and `uninstall` subcommands.
 //! - [`clock`]: the monotonic clocks that do and do not count sleep, per OS.
+//! - [`socket`]: the server's open-file limit, and noticing a client that hung up.
 //! - [`watch`]: waiting for a file to change (inotify, kqueue), for the agent's config file.
 //! - `awake` (feature `tray`): holding off idle sleep while jobs are held (IOKit, logind).
 //!
@@ -35,6 +36,7 @@ pub mod launchd;
 pub mod local_time;
 pub mod paths;
 pub mod process;
+pub mod socket;
 pub mod status;
 pub mod steps;
 pub mod watch;

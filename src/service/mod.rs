@@ -13,8 +13,8 @@
 mod saving;
 
 use crate::engine::{
-    Denied, Engine, Event, EventKind, Grant, JobLease, Lease, NotHolder, Rules, WaitOutcome,
-    WaiterId, Who,
+    Denied, Engine, Event, EventKind, Grant, GrantKind, JobLease, Lease, NotHolder, Rules,
+    WaitOutcome, WaiterId, Who,
 };
 use crate::store::Store;
 use crate::time::{Clock, Mono, Now};
@@ -31,13 +31,24 @@ use tokio_util::sync::CancellationToken;
 /// is harmless, so the timer then sleeps until that deadline and nothing wakes meanwhile.
 const TIMER_MAX_SLEEP: Duration = Duration::from_secs(60);
 
-/// Why [`LockService::acquire_waiting`] did not grant.
+/// How long a reply waits for its grant to reach the disk. A disk that takes longer is stuck;
+/// the grant is then undone and the client told it was not granted, rather than holding a job
+/// it does not know it holds.
+pub const SAVE_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Why [`LockService::acquire`] or [`LockService::acquire_waiting`] did not grant.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WaitError {
     #[error(transparent)]
     Denied(Denied),
     #[error("the server is shutting down")]
     Stopped,
+    #[error(
+        "the grant could not be saved within {}s (the server's disk is not answering), so it \
+         was undone: the job was not granted",
+        SAVE_DEADLINE.as_secs()
+    )]
+    NotSaved,
 }
 
 /// One job as of one instant, from [`LockService::status`].
@@ -195,13 +206,15 @@ impl LockService {
         self.inner.clock.now()
     }
 
-    /// Acquires or renews at once; a grant is on disk before this returns.
+    /// Acquires or renews at once; a grant is on disk before this returns. A new grant that
+    /// cannot be saved within [`SAVE_DEADLINE`], or whose caller goes away before it is
+    /// saved, is undone.
     pub async fn acquire<'a>(
         &self,
         job: &str,
         who: impl Into<Who<'a>>,
         ttl: Duration,
-    ) -> Result<Grant, Denied> {
+    ) -> Result<Grant, WaitError> {
         let who = who.into();
         let ((result, renewal), seq) = self.with_state_seq(|state, now| {
             let ttl_before = state.engine.peek(job).map(|lease| lease.ttl);
@@ -214,10 +227,32 @@ impl LockService {
             };
             (result, renewal)
         });
-        if result.is_ok() {
-            self.durable(seq.or(renewal)).await;
+        let grant = result.map_err(WaitError::Denied)?;
+        self.deliver(grant, seq.or(renewal)).await
+    }
+
+    /// Waits until change `seq` (the one that made `grant`, if any) is on disk, at most
+    /// [`SAVE_DEADLINE`]. A new holder's grant that misses the deadline, or whose future is
+    /// dropped first, is released again: nobody may hold a job without having been told so.
+    /// (A renewal has nothing to undo.)
+    async fn deliver(&self, grant: Grant, seq: Option<u64>) -> Result<Grant, WaitError> {
+        // Most renewals wait for nothing: no guard and no timer for them.
+        let (Some(saver), Some(seq)) = (&self.inner.saver, seq) else {
+            return Ok(grant);
+        };
+        let mut unsaved = UnsavedGrant {
+            service: self,
+            grant: Some(grant),
+        };
+        let saved = tokio::time::timeout(SAVE_DEADLINE, saver.durable(seq))
+            .await
+            .is_ok();
+        if saved {
+            Ok(unsaved.grant.take().expect("still set"))
+        } else {
+            // `unsaved` undoes the grant as it drops.
+            Err(WaitError::NotSaved)
         }
-        result
     }
 
     /// Acquires, waiting up to `wait` for a busy job. Waiters are served in arrival order. If
@@ -235,25 +270,24 @@ impl LockService {
     ) -> Result<Grant, WaitError> {
         let who = who.into();
         let (tx, rx) = oneshot::channel();
-        let (outcome, seq) = self.with_state_seq(|state, now| {
+        let ((outcome, renewal), seq) = self.with_state_seq(|state, now| {
             let ttl_before = state.engine.peek(job).map(|lease| lease.ttl);
             let outcome = state.engine.acquire_or_wait(job, who, ttl, now);
+            let mut renewal = None;
             match &outcome {
                 WaitOutcome::Queued(id) => {
                     state.waiters.insert(*id, tx);
                 }
                 WaitOutcome::Granted(grant) => {
                     note_longer_ttl(&mut state.pending, ttl_before, &Ok(grant.clone()));
+                    renewal = state.pending.change_for_renewal(grant);
                 }
                 WaitOutcome::Denied(_) => {}
             }
-            outcome
+            (outcome, renewal)
         });
         let id = match outcome {
-            WaitOutcome::Granted(grant) => {
-                self.grant_durable(&grant, seq).await;
-                return Ok(grant);
-            }
+            WaitOutcome::Granted(grant) => return self.deliver(grant, seq.or(renewal)).await,
             WaitOutcome::Denied(denied) => return Err(WaitError::Denied(denied)),
             WaitOutcome::Queued(id) => id,
         };
@@ -272,7 +306,7 @@ impl LockService {
         };
         if let Some(grant) = waited {
             guard.rx = None;
-            return Ok(guard.save_grant(grant).await);
+            return guard.save_grant(grant).await;
         }
         // Timed out or stopped: leave the queue, unless the grant arrived in the meantime.
         let granted = self.with_state(|state, _| {
@@ -285,9 +319,9 @@ impl LockService {
         });
         guard.rx = None;
         match granted {
-            Some(grant) => Ok(guard.save_grant(grant).await),
+            Some(grant) => guard.save_grant(grant).await,
             None if stop.is_cancelled() => Err(WaitError::Stopped),
-            None => self.acquire(job, who, ttl).await.map_err(WaitError::Denied),
+            None => self.acquire(job, who, ttl).await,
         }
     }
 
@@ -323,16 +357,6 @@ impl LockService {
         if let (Some(saver), Some(seq)) = (&self.inner.saver, seq) {
             saver.durable(seq).await;
         }
-    }
-
-    /// Waits until `grant` is on disk: its own change, or (for a renewal of a grant made
-    /// moments ago) the grant itself, which another request may still be waiting for.
-    async fn grant_durable(&self, grant: &Grant, seq: Option<u64>) {
-        if self.inner.saver.is_none() {
-            return;
-        }
-        let seq = seq.or_else(|| self.lock().pending.change_for_renewal(grant));
-        self.durable(seq).await;
     }
 
     /// What `GET /lock` reports about `job`.
@@ -424,6 +448,22 @@ impl LockService {
         self.with_engine(|engine, now| engine.release(job, who, now))
     }
 
+    /// Releases `grant` if its holder still holds it under its token (without waiting).
+    fn release_unsaved(&self, grant: &Grant) {
+        self.with_engine(|engine, now| {
+            if engine
+                .peek(&grant.job)
+                .is_some_and(|l| l.token == grant.lease.token)
+            {
+                let holder = Who {
+                    client: &grant.lease.holder,
+                    run: grant.lease.run.as_deref(),
+                };
+                let _ = engine.release(&grant.job, holder, now);
+            }
+        });
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         // A panic while holding the lock cannot leave the engine half-updated in a way that
         // breaks its invariants worse than refusing service would, so keep going.
@@ -468,6 +508,31 @@ impl LockService {
     }
 }
 
+/// A grant on its way to disk: released again if dropped before it is taken out (its reply
+/// was abandoned, or the disk missed the deadline).
+struct UnsavedGrant<'a> {
+    service: &'a LockService,
+    grant: Option<Grant>,
+}
+
+impl Drop for UnsavedGrant<'_> {
+    fn drop(&mut self) {
+        let Some(grant) = self.grant.take() else {
+            return;
+        };
+        if grant.kind == GrantKind::Renewed {
+            return;
+        }
+        tracing::warn!(
+            job = grant.job,
+            holder = grant.lease.holder,
+            token = grant.lease.token,
+            "a grant was not saved before its reply was given up; releasing it"
+        );
+        self.service.release_unsaved(&grant);
+    }
+}
+
 /// Forgets a queued waiter whose request went away; releases a grant that raced with it or
 /// that was still being saved when the request went away.
 struct WaitGuard<'a> {
@@ -482,13 +547,17 @@ struct WaitGuard<'a> {
 impl WaitGuard<'_> {
     /// Waits until a grant handed to this waiter is on disk. The grant was numbered when it
     /// was handed over, before we could take the lock, so wait for everything numbered so
-    /// far; if the request goes away meanwhile, `drop` releases the grant.
-    async fn save_grant(&mut self, grant: Grant) -> Grant {
+    /// far; if the request goes away meanwhile, or the disk does not answer within
+    /// [`SAVE_DEADLINE`], `drop` releases the grant.
+    async fn save_grant(&mut self, grant: Grant) -> Result<Grant, WaitError> {
         self.unsaved = Some(grant.clone());
         let seq = self.service.lock().pending.changes;
-        self.service.durable(Some(seq)).await;
+        let durable = self.service.durable(Some(seq));
+        if tokio::time::timeout(SAVE_DEADLINE, durable).await.is_err() {
+            return Err(WaitError::NotSaved);
+        }
         self.unsaved = None;
-        grant
+        Ok(grant)
     }
 }
 

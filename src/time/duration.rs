@@ -158,7 +158,8 @@ pub fn parse_non_negative(input: &str) -> Result<Duration, String> {
     Ok(Duration::from_nanos(parsed.0 as u64))
 }
 
-/// Displays a duration compactly in Go's style for whole units: `1h30m`, `45s`, `1.5s`, `300ms`.
+/// Displays a duration compactly in Go's style for whole units: `1h30m`, `45s`, `1.5s`, `300ms`,
+/// exactly (`1.000000001s`), so that the text reads back as the same duration.
 pub struct Compact(pub Duration);
 
 impl fmt::Display for Compact {
@@ -179,16 +180,18 @@ impl fmt::Display for Compact {
         }
         let secs = d.as_secs();
         let (h, m, s) = (secs / 3600, (secs / 60) % 60, secs % 60);
-        let millis = d.subsec_millis();
+        // Every digit of the fraction, down to nanoseconds: `config check` prints what the
+        // file says, and what it prints must read back as the same value.
+        let nanos = d.subsec_nanos();
         if h > 0 {
             write!(f, "{h}h")?;
         }
         if m > 0 {
             write!(f, "{m}m")?;
         }
-        if s > 0 || millis > 0 {
-            if millis > 0 {
-                let frac = format!("{millis:03}");
+        if s > 0 || nanos > 0 {
+            if nanos > 0 {
+                let frac = format!("{nanos:09}");
                 write!(f, "{s}.{}s", frac.trim_end_matches('0'))?;
             } else {
                 write!(f, "{s}s")?;
@@ -288,6 +291,8 @@ mod tests {
             (Duration::from_secs(30), "30s"),
             (Duration::from_secs(5400), "1h30m"),
             (Duration::from_millis(1500), "1.5s"),
+            (Duration::from_nanos(1_000_000_001), "1.000000001s"),
+            (Duration::from_micros(5_396_038_701), "1h29m56.038701s"),
             (Duration::from_millis(300), "300ms"),
             (Duration::from_secs(86400), "24h"),
             (Duration::ZERO, "0s"),

@@ -15,7 +15,6 @@ use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use futures_util::future::{MapOk, TryFutureExt};
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -25,9 +24,7 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 use std::fmt::Write as _;
 use std::sync::{Arc, OnceLock};
-use std::task::{Context, Poll};
 use std::time::Instant;
-use tower_service::Service;
 
 /// What happened to a lock request or lease. Grants are `granted` (the job was free) plus
 /// `taken_over` (a lapsed lease was replaced).
@@ -368,13 +365,11 @@ impl Metrics {
         out
     }
 
-    /// Wraps a make-service (e.g. `router.into_make_service_with_connect_info()`) so that
-    /// every connection it serves is counted while open.
-    pub fn count_connections<M>(&self, make_service: M) -> CountConnections<M> {
-        CountConnections {
-            inner: make_service,
-            gauge: self.inner.connections.clone(),
-        }
+    /// Counts an open connection while the guard lives (the server's accept loop holds one
+    /// per connection).
+    pub fn open_connection(&self) -> ConnectionGuard {
+        self.inner.connections.inc();
+        ConnectionGuard(self.inner.connections.clone())
     }
 }
 
@@ -432,64 +427,9 @@ pub async fn scrape(State(web): State<WebState>) -> Response {
         .into_response()
 }
 
-/// A make-service whose connections are counted in `foolock_open_connections`: each
-/// connection's service holds a share of a guard, dropped when hyper drops the service at the
-/// end of the connection (and its last request).
-#[derive(Clone)]
-pub struct CountConnections<M> {
-    inner: M,
-    gauge: Gauge,
-}
-
-impl<M, T> Service<T> for CountConnections<M>
-where
-    M: Service<T>,
-{
-    type Response = Counted<M::Response>;
-    type Error = M::Error;
-    type Future = MapOk<M::Future, Box<dyn FnOnce(M::Response) -> Counted<M::Response> + Send>>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, target: T) -> Self::Future {
-        let gauge = self.gauge.clone();
-        self.inner.call(target).map_ok(Box::new(move |service| {
-            gauge.inc();
-            Counted {
-                inner: service,
-                _open: Arc::new(ConnectionGuard(gauge)),
-            }
-        }))
-    }
-}
-
-/// One connection's service, counted while any clone of it lives.
-#[derive(Clone)]
-pub struct Counted<S> {
-    inner: S,
-    _open: Arc<ConnectionGuard>,
-}
-
-impl<S, R> Service<R> for Counted<S>
-where
-    S: Service<R>,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: R) -> Self::Future {
-        self.inner.call(request)
-    }
-}
-
-struct ConnectionGuard(Gauge);
+/// Decrements the open connection gauge when dropped.
+#[derive(Debug)]
+pub struct ConnectionGuard(Gauge);
 
 impl Drop for ConnectionGuard {
     fn drop(&mut self) {

@@ -68,6 +68,7 @@ fn harness_full(rules: Rules, metrics: bool) -> Harness {
             shutdown: shutdown.clone(),
         },
         web.clone(),
+        &crate::api::auth::Auth::default(),
     );
     Harness {
         web,

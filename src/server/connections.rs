@@ -1,0 +1,352 @@
+//! The accept loop: every connection is served by hyper in a task of its own, within limits
+//! that keep a misbehaving or hostile client on the LAN from taking the server down.
+//!
+//! - A request head must arrive within [`Limits::header_timeout`] (and an idle kept-alive
+//!   connection is closed after as long): the client gets a 408 and the connection closes.
+//! - A head larger than [`MAX_HEAD`] gets 431, a URI longer than [`MAX_URI`] 414.
+//! - At most [`Limits::max_connections`] connections are open, well under the open-file limit.
+//!   At the cap, a new connection takes the place of the oldest one that has no request being
+//!   served (idle, or stalled in its head): a flood of stalled connections cannot lock out the
+//!   renewals of well-behaved clients, which send a whole request at once. Only when every
+//!   connection is busy is a new one refused, at once.
+//! - Shutdown is bounded: connections get [`Limits::shutdown_grace`] to finish what they are
+//!   serving, then the rest are cut.
+//!
+//! Nothing here blocks: each connection lives in its own task, and the registry's lock is held
+//! only for map updates.
+
+use crate::api::ApiError;
+use crate::platform::socket::{PeerSocket, send_now};
+use crate::web::Metrics;
+use axum::Router;
+use axum::extract::ConnectInfo;
+use axum::response::IntoResponse;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
+
+/// The largest request head (request line and headers) read; larger gets 431.
+pub const MAX_HEAD: usize = 16 * 1024;
+/// The longest request URI; longer gets 414. Two names of 256 bytes, percent-encoded, fit
+/// several times over.
+pub const MAX_URI: usize = 8 * 1024;
+
+/// File descriptors kept free of connections: the state files, the log, the tray's own.
+const RESERVED_FDS: u64 = 64;
+/// The cap on connections however many files may be open.
+const MAX_CONNECTIONS: usize = 4096;
+
+/// The limits one server's connections live under.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub header_timeout: Duration,
+    pub max_connections: usize,
+    pub shutdown_grace: Duration,
+}
+
+impl Limits {
+    /// Limits for a process that may have `open_files` files open (`None`: unknown). Half of
+    /// what is left after a reserve goes to connections: a long-poll may use a second
+    /// descriptor to watch its client.
+    pub fn for_open_files(open_files: Option<u64>) -> Limits {
+        let max_connections = open_files.map_or(MAX_CONNECTIONS, |n| {
+            usize::try_from(n.saturating_sub(RESERVED_FDS) / 2)
+                .unwrap_or(usize::MAX)
+                .clamp(16, MAX_CONNECTIONS)
+        });
+        Limits {
+            header_timeout: Duration::from_secs(10),
+            max_connections,
+            shutdown_grace: Duration::from_secs(3),
+        }
+    }
+}
+
+/// What the accept loop knows of one open connection.
+struct Entry {
+    /// Requests being served on it.
+    busy: Arc<AtomicUsize>,
+    /// Closes it at once.
+    cut: CancellationToken,
+}
+
+/// The open connections, oldest first.
+#[derive(Default)]
+struct Registry {
+    open: Mutex<BTreeMap<u64, Entry>>,
+}
+
+impl Registry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Entry>> {
+        self.open.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Makes room for one more connection under `cap`: closes the oldest one serving no
+    /// request. False if every one is busy.
+    fn make_room(&self, cap: usize) -> bool {
+        let mut open = self.lock();
+        if open.len() < cap {
+            return true;
+        }
+        let idle = open
+            .iter()
+            .find(|(_, e)| e.busy.load(Ordering::Acquire) == 0)
+            .map(|(id, _)| *id);
+        match idle.and_then(|id| open.remove(&id)) {
+            Some(entry) => {
+                entry.cut.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` is cancelled, then closes every connection
+/// within the grace period. Returns once all are closed. Open connections are counted in
+/// `metrics`.
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    limits: Limits,
+    metrics: Metrics,
+    shutdown: CancellationToken,
+) {
+    let registry = Arc::new(Registry::default());
+    let tracker = TaskTracker::new();
+    let graceful = CancellationToken::new();
+    let mut refusals = Refusals::default();
+    let mut next_id = 0u64;
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // Out of file descriptors, most likely: let some close before trying again.
+                    refusals.note(&format!("cannot accept a connection: {err}"));
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => break,
+        };
+        if !registry.make_room(limits.max_connections) {
+            refusals.note(&format!(
+                "refused a connection from {peer}: all {} connections are serving requests",
+                limits.max_connections
+            ));
+            drop(stream);
+            continue;
+        }
+        next_id += 1;
+        let id = next_id;
+        let entry = Entry {
+            busy: Arc::new(AtomicUsize::new(0)),
+            cut: CancellationToken::new(),
+        };
+        let (busy, cut) = (entry.busy.clone(), entry.cut.clone());
+        registry.lock().insert(id, entry);
+        let (app, registry, graceful) = (app.clone(), registry.clone(), graceful.clone());
+        let open = metrics.open_connection();
+        tracker.spawn(async move {
+            let _open = open;
+            serve_connection(stream, peer, app, busy, limits, graceful, cut).await;
+            registry.lock().remove(&id);
+        });
+    }
+    drop(listener);
+    tracker.close();
+    graceful.cancel();
+    if tokio::time::timeout(limits.shutdown_grace, tracker.wait())
+        .await
+        .is_err()
+    {
+        let open: Vec<Entry> = std::mem::take(&mut *registry.lock())
+            .into_values()
+            .collect();
+        tracing::info!(
+            connections = open.len(),
+            "closing connections still open after {}s",
+            limits.shutdown_grace.as_secs_f64()
+        );
+        for entry in open {
+            entry.cut.cancel();
+        }
+        tracker.wait().await;
+    }
+}
+
+/// One connection, until it closes, is cut, or is asked to finish.
+async fn serve_connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    app: Router,
+    busy: Arc<AtomicUsize>,
+    limits: Limits,
+    graceful: CancellationToken,
+    cut: CancellationToken,
+) {
+    let _ = stream.set_nodelay(true);
+    let socket = peer_socket(&stream);
+    let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+        let (app, busy) = (app.clone(), busy.clone());
+        async move {
+            let _serving = Serving::start(busy);
+            Ok::<_, Infallible>(handle(app, request, peer, socket).await)
+        }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(MAX_HEAD);
+    let connection = builder.serve_connection(TokioIo::new(stream), service);
+    tokio::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => {
+            if result.is_err_and(|e| e.is_timeout()) {
+                // The head did not arrive in time (or the connection sat idle): say so.
+                send_now(
+                    socket,
+                    b"HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n\r\n",
+                );
+            }
+            return;
+        }
+        _ = graceful.cancelled() => {}
+        _ = cut.cancelled() => return,
+    }
+    connection.as_mut().graceful_shutdown();
+    tokio::select! {
+        _ = connection => {}
+        _ = cut.cancelled() => {}
+    }
+}
+
+/// One request: the peer's address and socket for the handlers, then the API.
+async fn handle(
+    app: Router,
+    mut request: hyper::Request<Incoming>,
+    peer: SocketAddr,
+    socket: PeerSocket,
+) -> axum::response::Response {
+    let uri_len = request
+        .uri()
+        .path_and_query()
+        .map_or(0, |p| p.as_str().len());
+    if uri_len > MAX_URI {
+        return ApiError::UriTooLong(MAX_URI).into_response();
+    }
+    request.extensions_mut().insert(ConnectInfo(peer));
+    request.extensions_mut().insert(socket);
+    match app.oneshot(request.map(axum::body::Body::new)).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    }
+}
+
+#[cfg(unix)]
+fn peer_socket(stream: &TcpStream) -> PeerSocket {
+    use std::os::fd::AsRawFd;
+    PeerSocket(stream.as_raw_fd())
+}
+
+#[cfg(not(unix))]
+fn peer_socket(_stream: &TcpStream) -> PeerSocket {
+    PeerSocket()
+}
+
+/// Counts a request as being served for as long as it lives.
+struct Serving(Arc<AtomicUsize>);
+
+impl Serving {
+    fn start(busy: Arc<AtomicUsize>) -> Serving {
+        busy.fetch_add(1, Ordering::AcqRel);
+        Serving(busy)
+    }
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Logs refused connections at most once a second, with a count of the rest.
+#[derive(Default)]
+struct Refusals {
+    last: Option<Instant>,
+    unlogged: u64,
+}
+
+impl Refusals {
+    fn note(&mut self, what: &str) {
+        if self
+            .last
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
+        {
+            self.unlogged += 1;
+            return;
+        }
+        self.last = Some(Instant::now());
+        let more = std::mem::take(&mut self.unlogged);
+        if more > 0 {
+            tracing::warn!("{what} ({more} more since the last report)");
+        } else {
+            tracing::warn!("{what}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_stay_well_under_the_open_file_limit() {
+        assert_eq!(Limits::for_open_files(Some(256)).max_connections, 96);
+        assert_eq!(Limits::for_open_files(Some(20_000)).max_connections, 4096);
+        assert_eq!(Limits::for_open_files(Some(10)).max_connections, 16);
+        assert_eq!(Limits::for_open_files(None).max_connections, 4096);
+    }
+
+    #[test]
+    fn at_the_cap_the_oldest_idle_connection_makes_room() {
+        let registry = Registry::default();
+        let entry = |busy: usize| Entry {
+            busy: Arc::new(AtomicUsize::new(busy)),
+            cut: CancellationToken::new(),
+        };
+        let cuts: Vec<_> = [1, 0, 0]
+            .into_iter()
+            .enumerate()
+            .map(|(id, busy)| {
+                let e = entry(busy);
+                let cut = e.cut.clone();
+                registry.lock().insert(id as u64, e);
+                cut
+            })
+            .collect();
+        assert!(registry.make_room(4), "under the cap");
+        assert!(registry.make_room(3));
+        assert!(!cuts[0].is_cancelled(), "busy connections are kept");
+        assert!(cuts[1].is_cancelled(), "the oldest idle one goes");
+        assert!(!cuts[2].is_cancelled());
+        registry
+            .lock()
+            .get(&2)
+            .unwrap()
+            .busy
+            .store(1, Ordering::Release);
+        assert!(!registry.make_room(2), "all busy: refuse the new one");
+    }
+}
