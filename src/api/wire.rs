@@ -235,61 +235,61 @@ impl LockReply {
     pub fn write_json(&self, out: &mut Vec<u8>) {
         let mut o = Object::open(out);
         if let Some(v) = self.success {
-            o.bool("success", v);
+            o.bool(key!("success"), v);
         }
         if let Some(v) = &self.error {
-            o.str("error", v);
+            o.str(key!("error"), v);
         }
         if let Some(v) = &self.job {
-            o.str("job", v);
+            o.str(key!("job"), v);
         }
         if let Some(v) = &self.holder {
-            o.str("holder", v);
+            o.str(key!("holder"), v);
         }
         if let Some(v) = &self.run {
-            o.str("run", v);
+            o.str(key!("run"), v);
         }
         if let Some(v) = &self.message {
-            o.message("message", v);
+            o.message(key!("message"), v);
         }
         if let Some(v) = &self.status {
-            o.message("status", v);
+            o.message(key!("status"), v);
         }
         if let Some(v) = self.token {
-            o.uint("token", v);
+            o.uint(key!("token"), v);
         }
         if let Some(v) = &self.acquired_at {
-            o.str("acquired_at", v);
+            o.str(key!("acquired_at"), v);
         }
         if let Some(v) = &self.expires_at {
-            o.str("expires_at", v);
+            o.str(key!("expires_at"), v);
         }
         if let Some(v) = self.expires_in_ms {
-            o.int("expires_in_ms", v);
+            o.int(key!("expires_in_ms"), v);
         }
         if let Some(v) = self.ttl_ms {
-            o.uint("ttl_ms", v);
+            o.uint(key!("ttl_ms"), v);
         }
         if let Some(v) = self.is_expired {
-            o.bool("is_expired", v);
+            o.bool(key!("is_expired"), v);
         }
         if let Some(v) = &self.grace_until {
-            o.str("grace_until", v);
+            o.str(key!("grace_until"), v);
         }
         if let Some(v) = self.state {
-            o.str("state", v.as_str());
+            o.str(key!("state"), v.as_str());
         }
         if let Some(v) = self.retry_after_ms {
-            o.uint("retry_after_ms", v);
+            o.uint(key!("retry_after_ms"), v);
         }
         if let Some(v) = self.last_token {
-            o.uint("last_token", v);
+            o.uint(key!("last_token"), v);
         }
         if let Some(v) = self.waiting {
-            o.uint("waiting", v as u64);
+            o.uint(key!("waiting"), v as u64);
         }
         if let Some(v) = self.max_wait_ms {
-            o.uint("max_wait_ms", v);
+            o.uint(key!("max_wait_ms"), v);
         }
         o.close();
     }
@@ -332,15 +332,15 @@ impl LockRow {
     /// Appends the row as JSON to `out`, byte for byte as serde_json writes it.
     pub fn write_json(&self, out: &mut Vec<u8>) {
         let mut o = Object::open(out);
-        o.str("job", &self.job);
-        o.str("holder", &self.holder);
-        o.uint("token", self.token);
-        o.str("acquired_at", &self.acquired_at);
-        o.str("expires_at", &self.expires_at);
-        o.int("expires_in_ms", self.expires_in_ms);
-        o.str("state", self.state.as_str());
+        o.str(key!("job"), &self.job);
+        o.str(key!("holder"), &self.holder);
+        o.uint(key!("token"), self.token);
+        o.str(key!("acquired_at"), &self.acquired_at);
+        o.str(key!("expires_at"), &self.expires_at);
+        o.int(key!("expires_in_ms"), self.expires_in_ms);
+        o.str(key!("state"), self.state.as_str());
         if let Some(v) = &self.grace_until {
-            o.str("grace_until", v);
+            o.str(key!("grace_until"), v);
         }
         o.close();
     }
@@ -367,15 +367,23 @@ impl LocksReply {
         }
         out.push(b']');
         if let Some(next) = &self.next {
-            out.extend_from_slice(b",\"next\":");
+            out.extend_from_slice(key!("next").as_bytes());
             push_str(out, next);
         }
         out.push(b'}');
     }
 }
 
-/// A JSON object being written: keys are this file's field names (plain ASCII, written as
-/// they are), values are escaped exactly as serde_json escapes them.
+/// `,"name":`, the bytes before a field's value; the comma is left out before the first.
+macro_rules! key {
+    ($name:literal) => {
+        concat!(",\"", $name, "\":")
+    };
+}
+use key;
+
+/// A JSON object being written: keys are this file's field names (plain ASCII, given by
+/// [`key!`] with their punctuation), values are escaped exactly as serde_json escapes them.
 struct Object<'a> {
     out: &'a mut Vec<u8>,
     empty: bool,
@@ -388,12 +396,12 @@ impl<'a> Object<'a> {
     }
 
     fn key(&mut self, key: &str) {
-        if !std::mem::take(&mut self.empty) {
-            self.out.push(b',');
-        }
-        self.out.push(b'"');
+        let key = if std::mem::take(&mut self.empty) {
+            &key[1..]
+        } else {
+            key
+        };
         self.out.extend_from_slice(key.as_bytes());
-        self.out.extend_from_slice(b"\":");
     }
 
     fn str(&mut self, key: &str, value: &str) {
@@ -446,12 +454,28 @@ fn push_str(out: &mut Vec<u8>, value: &str) {
     out.push(b'"');
 }
 
+/// Whether serde_json escapes this byte of a string: `"`, `\\` and the control characters.
+fn needs_escape(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\'
+}
+
 /// `value` escaped as serde_json escapes strings: `"` and `\\` with a backslash, the control
 /// characters below 0x20 as `\b`, `\t`, `\n`, `\f`, `\r` or `\u00xx`; everything else as is.
 fn push_escaped(out: &mut Vec<u8>, value: &str) {
     let bytes = value.as_bytes();
-    let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    // Names and times have nothing to escape: one look, one copy.
+    let Some(first) = bytes.iter().position(|&b| needs_escape(b)) else {
+        out.extend_from_slice(bytes);
+        return;
+    };
+    out.extend_from_slice(&bytes[..first]);
+    let mut start = first;
+    for (i, &b) in bytes.iter().enumerate().skip(first) {
+        if !needs_escape(b) {
+            continue;
+        }
+        out.extend_from_slice(&bytes[start..i]);
+        start = i + 1;
         let short = match b {
             b'"' => b'"',
             b'\\' => b'\\',
@@ -460,20 +484,16 @@ fn push_escaped(out: &mut Vec<u8>, value: &str) {
             b'\t' => b't',
             0x08 => b'b',
             0x0c => b'f',
-            0x00..=0x1f => 0,
-            _ => continue,
+            _ => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[usize::from(b >> 4)]);
+                out.push(HEX[usize::from(b & 0xf)]);
+                continue;
+            }
         };
-        out.extend_from_slice(&bytes[start..i]);
-        start = i + 1;
-        if short == 0 {
-            const HEX: &[u8; 16] = b"0123456789abcdef";
-            out.extend_from_slice(b"\\u00");
-            out.push(HEX[usize::from(b >> 4)]);
-            out.push(HEX[usize::from(b & 0xf)]);
-        } else {
-            out.push(b'\\');
-            out.push(short);
-        }
+        out.push(b'\\');
+        out.push(short);
     }
     out.extend_from_slice(&bytes[start..]);
 }
