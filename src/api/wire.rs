@@ -459,12 +459,38 @@ fn needs_escape(b: u8) -> bool {
     b < 0x20 || b == b'"' || b == b'\\'
 }
 
+/// Where the first byte to escape is, if any, looking at eight bytes at a time: a reply's
+/// strings are names and times, which almost never have one.
+fn first_to_escape(bytes: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    // Nonzero exactly when some byte of `x` is below `n` (at most 0x80): such a byte borrows
+    // into its high bit, and `!x` leaves out bytes that had it set already.
+    let below = |x: u64, n: u8| x.wrapping_sub(ONES * u64::from(n)) & !x & HIGHS;
+    let mut chunks = bytes.chunks_exact(8);
+    for (i, chunk) in chunks.by_ref().enumerate() {
+        let x = u64::from_ne_bytes(chunk.try_into().expect("eight bytes"));
+        let quote = x ^ (ONES * u64::from(b'"'));
+        let backslash = x ^ (ONES * u64::from(b'\\'));
+        if below(x, 0x20) | below(quote, 1) | below(backslash, 1) != 0
+            && let Some(at) = chunk.iter().position(|&b| needs_escape(b))
+        {
+            return Some(i * 8 + at);
+        }
+    }
+    let tail = chunks.remainder();
+    let start = bytes.len() - tail.len();
+    tail.iter()
+        .position(|&b| needs_escape(b))
+        .map(|at| start + at)
+}
+
 /// `value` escaped as serde_json escapes strings: `"` and `\\` with a backslash, the control
 /// characters below 0x20 as `\b`, `\t`, `\n`, `\f`, `\r` or `\u00xx`; everything else as is.
 fn push_escaped(out: &mut Vec<u8>, value: &str) {
     let bytes = value.as_bytes();
     // Names and times have nothing to escape: one look, one copy.
-    let Some(first) = bytes.iter().position(|&b| needs_escape(b)) else {
+    let Some(first) = first_to_escape(bytes) else {
         out.extend_from_slice(bytes);
         return;
     };
@@ -554,7 +580,7 @@ mod tests {
     /// Every reply field set, to `text` where it is a string.
     fn full_reply(text: &str, message: Message, n: u64, ms: i64) -> LockReply {
         LockReply {
-            success: Some(n % 2 == 0),
+            success: Some(n.is_multiple_of(2)),
             error: Some(text.into()),
             job: Some(text.into()),
             holder: Some(format!("{text}-holder")),
@@ -566,7 +592,7 @@ mod tests {
             expires_at: Some(text.into()),
             expires_in_ms: Some(ms),
             ttl_ms: Some(n),
-            is_expired: Some(n % 2 == 1),
+            is_expired: Some(!n.is_multiple_of(2)),
             grace_until: Some(text.into()),
             state: Some(LeaseState::Grace),
             retry_after_ms: Some(n),
@@ -606,6 +632,14 @@ mod tests {
             (7, i64::MAX),
         ];
         let mut replies = vec![LockReply::default(), LockReply::error("no")];
+        // Each character that needs escaping at each place of a string up to three words long.
+        for special in ['"', '\\', '\n', '\u{0}', '\u{1f}'] {
+            for at in 0..24 {
+                let mut text = "abcdefghijklmnopqrstuvwxyz".to_owned();
+                text.insert(at, special);
+                replies.push(LockReply::error(text));
+            }
+        }
         for text in texts {
             for message in &messages {
                 for (n, ms) in numbers {
