@@ -6,9 +6,10 @@
 //! variants while scripts keep comparing the same text.
 
 use crate::engine::{self, Lease};
-use crate::time::{Now, rfc3339};
+use crate::time::{Now, push_rfc3339, rfc3339};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
+use std::time::SystemTime;
 
 /// Where a lease stands: the `state` field (`held`, `grace`, `expired`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -295,6 +296,66 @@ impl LockReply {
     }
 }
 
+/// A `/lock` reply about a lease, written straight from the lease: the bytes of the
+/// [`LockReply`] that [`LockReply::for_lease`] plus these fields would give (a test pins
+/// that), without making its strings. Status and renewal replies are most of what the server
+/// sends, and building the owned reply cost more than writing it.
+#[derive(Debug, Clone, Copy)]
+pub struct LeaseJson<'a> {
+    pub job: &'a str,
+    pub lease: &'a Lease,
+    pub now: &'a Now,
+    pub success: Option<bool>,
+    pub error: Option<&'a str>,
+    pub message: &'a Message,
+    pub is_expired: Option<bool>,
+    pub last_token: Option<u64>,
+    pub waiting: Option<usize>,
+}
+
+impl LeaseJson<'_> {
+    /// Appends the reply as JSON to `out`.
+    pub fn write_json(&self, out: &mut Vec<u8>) {
+        let (lease, now) = (self.lease, self.now);
+        let state = lease.state(now.mono);
+        let mut o = Object::open(out);
+        if let Some(v) = self.success {
+            o.bool(key!("success"), v);
+        }
+        if let Some(v) = self.error {
+            o.str(key!("error"), v);
+        }
+        o.str(key!("job"), self.job);
+        o.str(key!("holder"), &lease.holder);
+        if let Some(v) = &lease.run {
+            o.str(key!("run"), v);
+        }
+        o.message(key!("message"), self.message);
+        o.uint(key!("token"), lease.token);
+        o.time(key!("acquired_at"), lease.acquired_at);
+        o.time(key!("expires_at"), now.wall_at(lease.expires));
+        o.int(key!("expires_in_ms"), now.millis_until(lease.expires));
+        o.uint(
+            key!("ttl_ms"),
+            u64::try_from(lease.ttl.as_millis()).unwrap_or(u64::MAX),
+        );
+        if let Some(v) = self.is_expired {
+            o.bool(key!("is_expired"), v);
+        }
+        if state == engine::LeaseState::Grace {
+            o.time(key!("grace_until"), now.wall_at(lease.grace_until));
+        }
+        o.str(key!("state"), LeaseState::from(state).as_str());
+        if let Some(v) = self.last_token {
+            o.uint(key!("last_token"), v);
+        }
+        if let Some(v) = self.waiting {
+            o.uint(key!("waiting"), v as u64);
+        }
+        o.close();
+    }
+}
+
 /// One row of `GET /locks`, and the part of a `/lock` reply that describes a lease.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LockRow {
@@ -421,6 +482,13 @@ impl<'a> Object<'a> {
             Message::Other(text) => push_str(self.out, text),
             fixed => push_str(self.out, fixed.fixed_text().unwrap_or_default()),
         }
+    }
+
+    fn time(&mut self, key: &str, value: SystemTime) {
+        self.key(key);
+        self.out.push(b'"');
+        push_rfc3339(self.out, value);
+        self.out.push(b'"');
     }
 
     fn bool(&mut self, key: &str, value: bool) {
@@ -704,6 +772,76 @@ mod tests {
                 String::from_utf8(ours).unwrap(),
                 serde_json::to_string(listing).unwrap()
             );
+        }
+    }
+
+    /// Each way a handler describes a lease, written from the lease and built as a reply.
+    #[test]
+    fn a_lease_written_directly_is_the_reply_built_for_it() {
+        use crate::time::Mono;
+        use std::time::{Duration, SystemTime};
+        let now = Now {
+            mono: Mono::from_duration(Duration::from_secs(1_000)),
+            awake: Duration::from_secs(900),
+            wall: SystemTime::UNIX_EPOCH + Duration::from_millis(1_795_436_383_042),
+        };
+        let lease = |expires: u64, run: Option<&str>| Lease {
+            holder: "mac \"mini\"".into(),
+            run: run.map(str::to_owned),
+            token: 17,
+            ttl: Duration::from_millis(30_500),
+            acquired_at: now.wall - Duration::from_secs(3_600),
+            expires: Mono::from_duration(Duration::from_millis(expires)),
+            grace_until: Mono::from_duration(Duration::from_millis(expires + 5_000)),
+        };
+        // Held, in grace, expired; with and without a run.
+        let leases = [
+            lease(1_030_000, None),
+            lease(998_000, Some("r1")),
+            lease(900_000, None),
+        ];
+        let messages = [
+            Message::Renewed,
+            Message::AcquiredFrom("pc".into()),
+            Message::Held,
+            Message::Grace,
+        ];
+        for lease in &leases {
+            for message in &messages {
+                for (success, error, is_expired, last_token, waiting) in [
+                    (Some(true), None, None, None, None),
+                    (Some(false), Some("grace period active"), None, None, None),
+                    (Some(true), None, Some(false), Some(40), Some(2)),
+                    (None, None, Some(true), Some(0), Some(0)),
+                ] {
+                    let direct = LeaseJson {
+                        job: "build\n",
+                        lease,
+                        now: &now,
+                        success,
+                        error,
+                        message,
+                        is_expired,
+                        last_token,
+                        waiting,
+                    };
+                    let mut ours = Vec::new();
+                    direct.write_json(&mut ours);
+                    let built = LockReply {
+                        success,
+                        error: error.map(str::to_owned),
+                        message: Some(message.clone()),
+                        is_expired,
+                        last_token,
+                        waiting,
+                        ..LockReply::for_lease("build\n".into(), lease.clone(), &now)
+                    };
+                    assert_eq!(
+                        String::from_utf8(ours).unwrap(),
+                        serde_json::to_string(&built).unwrap()
+                    );
+                }
+            }
         }
     }
 
