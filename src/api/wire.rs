@@ -592,17 +592,28 @@ fn push_escaped(out: &mut Vec<u8>, value: &str) {
     out.extend_from_slice(&bytes[start..]);
 }
 
-/// `value` in decimal.
+/// `value` in decimal, two digits at a time.
 fn push_uint(out: &mut Vec<u8>, mut value: u64) {
+    const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+        2021222324252627282930313233343536373839\
+        4041424344454647484950515253545556575859\
+        6061626364656667686970717273747576777879\
+        8081828384858687888990919293949596979899";
     let mut digits = [0u8; 20];
     let mut at = digits.len();
-    loop {
+    while value >= 100 {
+        let pair = usize::try_from(value % 100).expect("below 100") * 2;
+        value /= 100;
+        at -= 2;
+        digits[at..at + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    }
+    if value >= 10 {
+        let pair = usize::try_from(value).expect("below 100") * 2;
+        at -= 2;
+        digits[at..at + 2].copy_from_slice(&PAIRS[pair..pair + 2]);
+    } else {
         at -= 1;
-        digits[at] = b'0' + (value % 10) as u8;
-        value /= 10;
-        if value == 0 {
-            break;
-        }
+        digits[at] = b'0' + value as u8;
     }
     out.extend_from_slice(&digits[at..]);
 }
@@ -772,6 +783,21 @@ mod tests {
                 String::from_utf8(ours).unwrap(),
                 serde_json::to_string(listing).unwrap()
             );
+        }
+    }
+
+    #[test]
+    fn numbers_are_written_in_decimal_at_every_length() {
+        let mut values = vec![0, 9, 10, 99, 100, u64::MAX];
+        let mut power = 1u64;
+        while let Some(next) = power.checked_mul(10) {
+            values.extend([power - 1, power, power + 1, next / 2 + 7]);
+            power = next;
+        }
+        for value in values {
+            let mut out = Vec::new();
+            push_uint(&mut out, value);
+            assert_eq!(String::from_utf8(out).unwrap(), value.to_string());
         }
     }
 

@@ -22,7 +22,7 @@ pub fn push_rfc3339(out: &mut Vec<u8>, t: SystemTime) {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
         .min(LAST_SECOND_OF_9999);
-    out.extend_from_slice(Rfc3339::new(secs, None).as_str().as_bytes());
+    out.extend_from_slice(Rfc3339::new(secs, None).as_bytes());
 }
 
 /// 9999-12-31T23:59:59Z: the formatter writes four-digit years only.
@@ -67,7 +67,11 @@ impl Rfc3339 {
     }
 
     fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.bytes[..self.len]).expect("only ASCII digits and separators")
+        std::str::from_utf8(self.as_bytes()).expect("only ASCII digits and separators")
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
     }
 }
 
