@@ -104,7 +104,7 @@ impl Serialize for AuthToken {
 }
 
 /// A new access token from the operating system's random source: 32 bytes as 64 hex digits.
-pub fn generate_token() -> std::io::Result<AuthToken> {
+pub(crate) fn generate_token() -> std::io::Result<AuthToken> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).map_err(std::io::Error::other)?;
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();

@@ -112,7 +112,7 @@ impl Server {
 /// the metrics middleware, which is outermost so that it also times and counts the replies of
 /// the layers inside it (401s included). Requests must carry their peer address
 /// (`ConnectInfo`): the admin rule reads it.
-pub fn app(api: AppState, web: WebState, auth: &Auth) -> Router {
+pub(crate) fn app(api: AppState, web: WebState, auth: &Auth) -> Router {
     // No timeout layer: only requests that wait (`wait=`, the disk) can be slow, and the API
     // bounds those itself (`api::REQUEST_SLACK`), without a timer for every other request.
     let app = auth.protect(api::router(api).merge(web::router(web.clone())));

@@ -9,6 +9,8 @@
 //! Invariants:
 //! - The file is replaced atomically (`state.json.partial`, fsync, rename, fsync of the
 //!   directory): after a crash it holds either the old state or the new one, never a mix.
+//! - A directory with `watermarks.json` has a `state.json` (an empty one is written at the
+//!   first start), so a missing state file always means a lost one.
 //! - One server at a time uses a directory (`state.lock`, held with flock while the store
 //!   lives).
 //! - `watermarks.json` beside the state file bounds what `state.json` holds: the longest ttl
@@ -129,6 +131,16 @@ impl Store {
             source,
         })?;
         let loaded = load(&mut *disk, dir)?;
+        if loaded.found == Found::Nothing {
+            // A state file before any watermarks: otherwise a power cut between the first
+            // write's watermarks and its state file would look like a lost table.
+            write_state(&mut *disk, dir, &SavedState::default()).map_err(|source| {
+                StoreError::NotWritable {
+                    path: dir.to_owned(),
+                    source,
+                }
+            })?;
+        }
         let on_disk = read_watermarks(&mut *disk, dir).unwrap_or_default();
         let store = Store {
             dir: dir.to_owned(),

@@ -67,13 +67,13 @@ mod desktop {
     /// outside CI. Under CI a missing tool is a failure: the tests must really run there.
     pub fn start() -> Option<Desktop> {
         let under_ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false" && v != "0");
+        // GUI tests are ignored without the tray feature, so this is reached only with
+        // `--ignored`, or from a GUI test that lacks the attribute: fail rather than pass.
         if !cfg!(feature = "tray") {
-            // Only reached with `--ignored`: say so rather than pass.
-            if under_ci {
-                panic!("agent GUI tests cannot run under CI: built without the `tray` feature");
-            }
-            eprintln!("SKIPPED: built without the `tray` feature");
-            return None;
+            panic!(
+                "a GUI test needs the `tray` feature (mark it \
+                 #[cfg_attr(not(feature = \"tray\"), ignore = \"needs the tray feature\")])"
+            );
         }
         let missing: Vec<&str> = ["Xvfb", "dbus-daemon"]
             .into_iter()
@@ -752,6 +752,7 @@ fn menu_shows_each_job_holder_and_countdown_and_counts_down() {
 /// Thousands of held jobs made thousands of submenus (over a gigabyte, and a redraw at every
 /// second boundary of any of them); the menu lists 20 and counts the rest in one line.
 #[test]
+#[cfg_attr(not(feature = "tray"), ignore = "needs the tray feature")]
 fn menu_lists_twenty_jobs_and_counts_the_rest_in_one_line() {
     let Some(desktop) = desktop::start() else {
         return;
@@ -784,6 +785,7 @@ fn menu_lists_twenty_jobs_and_counts_the_rest_in_one_line() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "tray"), ignore = "needs the tray feature")]
 fn open_status_page_hands_the_local_page_url_to_the_opener() {
     let Some(desktop) = desktop::start() else {
         return;
@@ -796,8 +798,7 @@ fn open_status_page_hands_the_local_page_url_to_the_opener() {
         "#!/bin/sh\nprintf '%s\\n' \"$*\" > '{out}.tmp' && mv '{out}.tmp' '{out}'\n",
         out = opened.display()
     );
-    std::fs::write(&opener, script).unwrap();
-    std::fs::set_permissions(&opener, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    support::write_executable(&opener, script);
     let mut agent =
         Agent::start_with_path(&desktop, &["--listen", "127.0.0.1:0"], "", Some(bin.path()));
     let addr = listening_addr(&mut agent.child).expect("serving");
@@ -1041,6 +1042,7 @@ fn save(path: &std::path::Path, text: &str) {
 }
 
 #[test]
+#[cfg_attr(not(feature = "tray"), ignore = "needs the tray feature")]
 fn a_bad_config_file_is_shown_in_the_menu_and_serving_starts_once_it_is_saved_fixed() {
     let Some(desktop) = desktop::start() else {
         return;
@@ -1148,10 +1150,9 @@ fn without_a_tray_a_bad_config_file_still_exits_2() {
 /// desktop app takes the file (a message on stderr, exit 3). Returns it and a `PATH` with it
 /// first.
 fn fake_opener() -> (tempfile::TempDir, std::ffi::OsString) {
-    use std::os::unix::fs::PermissionsExt;
     let bin = tempfile::tempdir().unwrap();
     let script = bin.path().join("xdg-open");
-    std::fs::write(
+    support::write_executable(
         &script,
         "#!/bin/sh\n\
          dir=$(dirname \"$0\")\n\
@@ -1160,9 +1161,7 @@ fn fake_opener() -> (tempfile::TempDir, std::ffi::OsString) {
          \techo \"xdg-open: no method available for opening '$1'\" >&2\n\
          \texit 3\n\
          fi\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    );
     let mut dirs = vec![bin.path().to_owned()];
     dirs.extend(std::env::split_paths(
         &std::env::var_os("PATH").unwrap_or_default(),
@@ -1172,6 +1171,7 @@ fn fake_opener() -> (tempfile::TempDir, std::ffi::OsString) {
 }
 
 #[test]
+#[cfg_attr(not(feature = "tray"), ignore = "needs the tray feature")]
 fn open_config_file_runs_the_opener_and_notifies_when_it_fails_even_while_paused() {
     let Some(desktop) = desktop::start() else {
         return;
@@ -1217,6 +1217,7 @@ fn open_config_file_runs_the_opener_and_notifies_when_it_fails_even_while_paused
 }
 
 #[test]
+#[cfg_attr(not(feature = "tray"), ignore = "needs the tray feature")]
 fn a_second_agent_finds_the_first_and_exits_quietly_without_an_icon() {
     let Some(desktop) = desktop::start() else {
         return;
@@ -1290,6 +1291,7 @@ fn a_second_agent_finds_the_first_and_exits_quietly_without_an_icon() {
 }
 
 #[test]
+#[cfg_attr(not(feature = "tray"), ignore = "needs the tray feature")]
 fn keep_awake_holds_one_logind_idle_sleep_lock_while_jobs_are_held_and_closes_it_after() {
     let Some(desktop) = desktop::start() else {
         return;
@@ -1370,6 +1372,7 @@ fn keep_awake_holds_one_logind_idle_sleep_lock_while_jobs_are_held_and_closes_it
 }
 
 #[test]
+#[cfg_attr(not(feature = "tray"), ignore = "needs the tray feature")]
 fn keep_awake_off_in_the_config_starts_unticked_and_takes_no_lock_until_ticked() {
     let Some(desktop) = desktop::start() else {
         return;

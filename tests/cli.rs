@@ -222,7 +222,10 @@ fn lost_lock_when_the_server_stops_answering_stops_the_command_before_the_lease_
     );
     let (pid, grandchild) = started_pids(&dir);
     // Let at least one renewal through, then freeze the server: renewals now time out.
-    std::thread::sleep(4 * SECOND);
+    assert!(
+        eventually(Duration::from_secs(20), || renewals(&server, "laptop") > 0),
+        "no renewal got through"
+    );
     signal(server.pid(), libc::SIGSTOP);
     assert!(
         eventually(Duration::from_secs(20), || dir.join("term").exists()),
@@ -517,28 +520,59 @@ fn server_and_client_come_from_flags_then_environment_then_config_then_hostname(
     assert_eq!(server.run(&["list"]).0, 2);
 }
 
+/// How many renewals by `client` the server has logged (it logs them at debug level).
+fn renewals(server: &Server, client: &str) -> usize {
+    let holder = format!("holder=\"{client}\"");
+    server
+        .log()
+        .lines()
+        .filter(|l| l.contains(" renewed") && l.contains(&holder))
+        .count()
+}
+
 #[test]
-fn a_short_server_outage_is_ridden_out() {
-    let server = Server::start(&[]);
-    let mut run = spawn_lock(
+fn a_short_outage_is_ridden_out_by_retrying_the_renewal() {
+    let server = Server::builder().rust_log("foolock=debug").start();
+    let proxy = Proxy::start(server.addr);
+    // The command runs until the test says so.
+    let dir = server.dir().to_owned();
+    let script = format!(
+        "touch {d}/started; while [ ! -e {d}/go ]; do sleep 0.1; done; exit 4",
+        d = dir.display()
+    );
+    let mut run = spawn_lock_at(
         &server,
+        &proxy.url,
         &[
-            "job",
-            "--ttl",
-            "10s",
-            "--client",
-            "laptop",
-            "--",
-            "sh",
-            "-c",
-            "sleep 9; exit 4",
+            "job", "--ttl", "10s", "--client", "laptop", "--", "sh", "-c", &script,
         ],
     );
-    std::thread::sleep(3 * SECOND);
-    // Renewals stall for two seconds, well inside the lease.
-    signal(server.pid(), libc::SIGSTOP);
-    std::thread::sleep(2 * SECOND);
-    signal(server.pid(), libc::SIGCONT);
+    assert!(
+        eventually(Duration::from_secs(20), || dir.join("started").exists()),
+        "the command did not start"
+    );
+    // The server cannot be reached: renewals fail at once. Two failures mean the first was
+    // retried; the lease (10 s) is far from its end.
+    proxy.refuse("POST");
+    let ended = |run: &mut std::process::Child| run.try_wait().unwrap().is_some();
+    eventually(Duration::from_secs(20), || {
+        proxy.refused() >= 2 || ended(&mut run)
+    });
+    assert!(
+        proxy.refused() >= 2 && !ended(&mut run),
+        "the failed renewal was not retried: {}",
+        stderr_of(&mut run)
+    );
+    let before = renewals(&server, "laptop");
+    proxy.answer();
+    assert!(
+        eventually(Duration::from_secs(20), || renewals(&server, "laptop")
+            > before),
+        "no renewal after the outage: {}",
+        server.log()
+    );
+    assert!(run.try_wait().unwrap().is_none(), "{}", stderr_of(&mut run));
+    std::fs::write(dir.join("go"), b"").unwrap();
     let exit = wait_exit(&mut run, Duration::from_secs(20));
     assert_eq!(exit.code(), Some(4), "{}", stderr_of(&mut run));
     assert_eq!(server.status("job")["holder"], "");
@@ -776,4 +810,308 @@ fn l4_out_of_range_port_is_a_usage_error_not_port_80() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+// The lease keeper's schedule and its confirmation of a grant that arrived after a wait.
+
+#[test]
+fn lock_announces_a_wait_only_when_it_will_wait_for_a_taken_job() {
+    let server = Server::start(&[]);
+    assert_eq!(server.run(&["acquire", "busy", "--client", "nas"]).0, 0);
+    // -v prints what a terminal would see, and more.
+    let lock = |job: &str, wait: &str| {
+        server.run(&[
+            "lock", job, "--client", "laptop", "-v", "--wait", wait, "--", "true",
+        ])
+    };
+    let (code, _, err) = lock("busy", "0s");
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("busy is held by nas"), "{err}");
+    assert!(
+        !err.contains("waiting up to") && !err.contains("gave up after waiting"),
+        "no wait was asked for: {err}"
+    );
+
+    let (code, _, err) = lock("busy", "1s");
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(err.matches("waiting up to 1s").count(), 1, "{err}");
+    assert!(err.contains("gave up after waiting 1s"), "{err}");
+
+    let (code, _, err) = lock("free", "10s");
+    assert_eq!(code, 0, "{err}");
+    assert!(!err.contains("waiting"), "the job was free: {err}");
+}
+
+#[test]
+fn a_lease_is_first_renewed_a_third_of_the_ttl_after_it_was_granted() {
+    // With a 30 s ttl the first renewal is due 10 s after the grant: a command of 2 s sees
+    // none, and one granted after a wait sees only the renewal that confirms its grant.
+    let server = Server::builder().rust_log("foolock=debug").start();
+    let ttl = ["--client", "laptop", "--ttl", "30s"];
+    let (code, _, err) = server.run(&[&["lock", "now"], &ttl[..], &["--", "sleep", "2"]].concat());
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(renewals(&server, "laptop"), 0, "{}", server.log());
+
+    assert_eq!(server.run(&["acquire", "later", "--client", "nas"]).0, 0);
+    let mut run = spawn_lock(
+        &server,
+        &[&["later", "--wait", "30s"], &ttl[..], &["--", "sleep", "2"]].concat(),
+    );
+    assert!(eventually(Duration::from_secs(20), || server
+        .status("later")["waiting"]
+        == 1));
+    assert_eq!(server.run(&["release", "later", "--client", "nas"]).0, 0);
+    let exit = wait_exit(&mut run, Duration::from_secs(20));
+    assert_eq!(exit.code(), Some(0), "{}", stderr_of(&mut run));
+    assert_eq!(
+        renewals(&server, "laptop"),
+        1,
+        "only the confirmation: {}",
+        server.log()
+    );
+}
+
+/// Lets the waiting `foolock lock` behind `proxy` be granted `job` (held by `holder`), and
+/// holds its next request, the renewal that confirms the grant, at the proxy.
+fn grant_and_hold_the_confirmation(server: &Server, proxy: &Proxy, job: &str, holder: &str) {
+    assert!(eventually(
+        Duration::from_secs(20),
+        || server.status(job)["waiting"] == 1
+    ));
+    std::thread::scope(|s| {
+        // Returns once the long-poll's reply (the grant) has passed the proxy.
+        let holding = s.spawn(|| proxy.hold("POST"));
+        assert_eq!(server.run(&["release", job, "--client", holder]).0, 0);
+        holding.join().unwrap();
+    });
+    assert!(
+        eventually(Duration::from_secs(20), || proxy.held() == 1),
+        "the grant was not confirmed"
+    );
+}
+
+#[test]
+fn a_signal_while_a_grant_after_a_wait_is_confirmed_gives_the_lease_back() {
+    let server = Server::start(&[]);
+    let proxy = Proxy::start(server.addr);
+    assert_eq!(server.run(&["acquire", "job", "--client", "nas"]).0, 0);
+    let marker = server.dir().join("ran");
+    let mut run = spawn_lock_at(
+        &server,
+        &proxy.url,
+        &[
+            "job",
+            "--wait",
+            "60s",
+            "--client",
+            "laptop",
+            "--",
+            "touch",
+            path_str(&marker),
+        ],
+    );
+    grant_and_hold_the_confirmation(&server, &proxy, "job", "nas");
+    assert_eq!(server.status("job")["holder"], "laptop");
+    signal(run.id() as libc::pid_t, libc::SIGINT);
+    let status = wait_exit(&mut run, Duration::from_secs(10));
+    assert_eq!(status.code(), Some(130), "{}", stderr_of(&mut run));
+    // Checked before the held confirmation goes through (it would take the job afresh).
+    assert_eq!(
+        server.status("job")["holder"],
+        "",
+        "the grant it will not use was given back"
+    );
+    assert!(!marker.exists());
+}
+
+#[test]
+fn a_grant_after_a_wait_whose_confirmation_fails_runs_on_the_grants_own_time() {
+    let server = Server::builder().rust_log("foolock=debug").start();
+    let proxy = Proxy::start(server.addr);
+    assert_eq!(server.run(&["acquire", "job", "--client", "nas"]).0, 0);
+    let dir = server.dir().to_owned();
+    let script = format!(
+        "touch {d}/started; while [ ! -e {d}/go ]; do sleep 0.1; done; exit 4",
+        d = dir.display()
+    );
+    let mut run = spawn_lock_at(
+        &server,
+        &proxy.url,
+        &[
+            "job", "--wait", "60s", "--ttl", "10s", "--client", "laptop", "--", "sh", "-c", &script,
+        ],
+    );
+    assert!(eventually(Duration::from_secs(20), || server.status("job")
+        ["waiting"]
+        == 1));
+    // The long-poll is on its way; the renewals after it (the confirmation first) fail.
+    proxy.refuse("POST");
+    assert_eq!(server.run(&["release", "job", "--client", "nas"]).0, 0);
+    let ended = |run: &mut Child| run.try_wait().unwrap().is_some();
+    eventually(Duration::from_secs(20), || {
+        (dir.join("started").exists() && proxy.refused() >= 2) || ended(&mut run)
+    });
+    assert!(
+        dir.join("started").exists() && proxy.refused() >= 2 && !ended(&mut run),
+        "the command should run on the grant's remaining time: {}",
+        stderr_of(&mut run)
+    );
+    let before = renewals(&server, "laptop");
+    proxy.answer();
+    assert!(
+        eventually(Duration::from_secs(20), || renewals(&server, "laptop")
+            > before),
+        "no renewal once the server answers again: {}",
+        server.log()
+    );
+    std::fs::write(dir.join("go"), b"").unwrap();
+    let exit = wait_exit(&mut run, Duration::from_secs(20));
+    assert_eq!(exit.code(), Some(4), "{}", stderr_of(&mut run));
+    assert_eq!(server.status("job")["holder"], "");
+}
+
+#[test]
+fn a_confirmation_that_hangs_is_given_up_before_the_lease_could_end() {
+    // With an 8 s ttl the command must be stopped (and the lease released) 1.6 s before the
+    // lease ends: the confirmation is given up at that point, not after the usual 10 s
+    // request timeout.
+    let server = Server::start(&[]);
+    let proxy = Proxy::start(server.addr);
+    assert_eq!(server.run(&["acquire", "job", "--client", "nas"]).0, 0);
+    let mut run = spawn_lock_at(
+        &server,
+        &proxy.url,
+        &[
+            "job", "--wait", "60s", "--ttl", "8s", "--client", "laptop", "--", "sleep", "60",
+        ],
+    );
+    // The grant comes after this instant, so its lease ends more than 8 s after it.
+    let before_grant = std::time::Instant::now();
+    grant_and_hold_the_confirmation(&server, &proxy, "job", "nas");
+    let exit = wait_exit(&mut run, Duration::from_secs(30));
+    let took = before_grant.elapsed();
+    let err = stderr_of(&mut run);
+    assert_eq!(exit.code(), Some(75), "{err}");
+    assert!(
+        took < Duration::from_secs(8),
+        "gave the lease up {took:?} after it was granted, past its 8 s: {err}"
+    );
+}
+
+#[test]
+fn a_final_release_that_meets_a_server_error_is_retried_a_second_later() {
+    let server = Server::start(&[]);
+    let proxy = Proxy::start(server.addr);
+    let dir = server.dir().to_owned();
+    let script = format!(
+        "touch {d}/started; while [ ! -e {d}/go ]; do sleep 0.1; done; exit 3",
+        d = dir.display()
+    );
+    let mut run = spawn_lock_at(
+        &server,
+        &proxy.url,
+        &["job", "--client", "laptop", "--", "sh", "-c", &script],
+    );
+    assert!(
+        eventually(Duration::from_secs(20), || dir.join("started").exists()),
+        "the command did not start"
+    );
+    // The first release gets a 503: not a refusal, so it is tried again.
+    proxy.fail("DELETE", 503, 1);
+    std::fs::write(dir.join("go"), b"").unwrap();
+    let exit = wait_exit(&mut run, Duration::from_secs(20));
+    assert_eq!(
+        exit.code(),
+        Some(3),
+        "the command's own code: {}",
+        stderr_of(&mut run)
+    );
+    assert_eq!(server.status("job")["holder"], "", "released on the retry");
+    let deletes: Vec<_> = proxy
+        .seen()
+        .into_iter()
+        .filter(|r| r.method == "DELETE")
+        .map(|r| r.at)
+        .collect();
+    assert_eq!(deletes.len(), 2, "{deletes:?}");
+    // Sleeping a second lets a server that is restarting come back; the test only checks
+    // that the pause is there (it can only come out longer on a slow machine).
+    assert!(
+        deletes[1] - deletes[0] >= Duration::from_millis(900),
+        "retried after {:?}",
+        deletes[1] - deletes[0]
+    );
+}
+
+#[test]
+fn a_final_release_the_server_refuses_is_reported_and_not_retried() {
+    let server = Server::start(&[]);
+    let proxy = Proxy::start(server.addr);
+    proxy.fail("DELETE", 400, 1);
+    let mut run = spawn_lock_at(
+        &server,
+        &proxy.url,
+        &["job", "--client", "laptop", "--", "sh", "-c", "exit 3"],
+    );
+    let exit = wait_exit(&mut run, Duration::from_secs(20));
+    let err = stderr_of(&mut run);
+    assert_eq!(exit.code(), Some(3), "the command's own code: {err}");
+    assert!(
+        err.contains("releasing job as laptop was refused (HTTP 400"),
+        "{err}"
+    );
+    let deletes = proxy.seen().iter().filter(|r| r.method == "DELETE").count();
+    assert_eq!(deletes, 1, "a refusal is final");
+}
+
+#[test]
+fn what_the_command_leaves_running_gets_sigterm_then_sigkill_after_the_grace() {
+    // The command starts two processes in its group and exits: one ends on SIGTERM (noting
+    // it), one ignores it. With a 30 s ttl the grace between the two signals is 3 s.
+    let server = Server::start(&[]);
+    let dir = server.dir().to_owned();
+    let script = format!(
+        "(trap 'touch {d}/term; exit' TERM; sleep 60 & wait) & echo $! > {d}/polite; \
+         (trap '' TERM; exec sleep 60) & echo $! > {d}/stubborn; touch {d}/started",
+        d = dir.display()
+    );
+    let mut run = spawn_lock(
+        &server,
+        &[
+            "job", "--ttl", "30s", "--client", "laptop", "--", "sh", "-c", &script,
+        ],
+    );
+    assert!(
+        eventually(Duration::from_secs(10), || dir.join("started").exists()),
+        "the command did not start"
+    );
+    let ended = std::time::Instant::now();
+    let polite = read_pid(&dir.join("polite")).expect("pid");
+    let stubborn = read_pid(&dir.join("stubborn")).expect("pid");
+    let status = wait_exit(&mut run, Duration::from_secs(20));
+    let waited = ended.elapsed();
+    assert_eq!(status.code(), Some(0), "{}", stderr_of(&mut run));
+    assert!(dir.join("term").exists(), "the leftover got SIGTERM first");
+    assert!(
+        eventually(2 * SECOND, || !alive(polite) && !alive(stubborn)),
+        "leftovers outlived the lock"
+    );
+    assert!(
+        waited >= 2 * SECOND,
+        "SIGKILL came {waited:?} after the command ended, not after the 3 s grace"
+    );
+    assert_eq!(server.status("job")["holder"], "", "released");
+}
+
+#[test]
+fn with_nothing_left_behind_lock_ends_as_soon_as_the_command_does() {
+    // A 50 s ttl has a 5 s grace for leftovers: waiting it out with none would show.
+    let server = Server::start(&[]);
+    let started = std::time::Instant::now();
+    let (code, _, err) = server.run(&[
+        "lock", "job", "--ttl", "50s", "--client", "laptop", "--", "true",
+    ]);
+    let took = started.elapsed();
+    assert_eq!(code, 0, "{err}");
+    assert!(took < 4 * SECOND, "took {took:?}");
 }

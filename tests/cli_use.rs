@@ -210,11 +210,14 @@ fn on_a_terminal_lock_says_once_whom_it_waits_for_and_when_it_got_the_job() {
 #[test]
 fn stdin_gives_the_command_the_terminal_and_without_it_the_command_reads_nothing() {
     let server = Server::start(&[]);
-    let read = "sh -c 'read x; echo got:$x'";
+    // Whether its stdin is the terminal, then what it read: an empty read alone could also
+    // mean the typed line was gone before the command read it (seen under cargo-mutants).
+    let read =
+        "sh -c 'test -t 0 && echo stdin:tty; test -t 0 || echo stdin:other; read x; echo got:$x'";
     for (flag, want) in [
-        ("--stdin", "got:hello"),
-        ("--pass-stdin", "got:hello"),
-        ("", "got:\n"),
+        ("--stdin", "stdin:tty\ngot:hello"),
+        ("--pass-stdin", "stdin:tty\ngot:hello"),
+        ("", "stdin:other\ngot:\n"),
     ] {
         let line = format!("{BIN} lock job --client laptop {flag} -- {read}");
         let child = on_a_terminal(&server, &line)
@@ -229,6 +232,24 @@ fn stdin_gives_the_command_the_terminal_and_without_it_the_command_reads_nothing
         assert_eq!(out.status.code(), Some(0), "{flag}: {text}");
         assert!(text.contains(want), "{flag}: {text}");
     }
+}
+
+#[test]
+fn after_a_command_given_the_terminal_the_terminal_is_taken_back() {
+    // What runs next on the terminal must be able to read it: a job left in the background
+    // of its own terminal cannot.
+    let server = Server::start(&[]);
+    let line = format!("{BIN} lock job --client laptop --stdin -- true; read y; echo after:$y");
+    let child = on_a_terminal(&server, &line)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("script");
+    let mut input = child.stdin.as_ref().expect("piped");
+    std::io::Write::write_all(&mut input, b"hello\n").expect("write");
+    let out = child.wait_with_output().expect("script");
+    let text = String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n");
+    assert!(text.contains("after:hello"), "{text}");
 }
 
 #[test]

@@ -19,6 +19,23 @@ fn read_until_closed(stream: &mut TcpStream) -> String {
     String::from_utf8_lossy(&raw).into_owned()
 }
 
+/// The server's `/metrics` text.
+fn metrics_text(addr: std::net::SocketAddr) -> String {
+    let mut conn = TcpStream::connect(addr).unwrap();
+    conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    read_until_closed(&mut conn)
+}
+
+/// The count of 4xx replies for `reason` in `/metrics`, 0 when not listed.
+fn client_errors(addr: std::net::SocketAddr, reason: &str) -> u64 {
+    let series = format!("foolock_http_client_errors_total{{reason=\"{reason}\"}} ");
+    metrics_text(addr)
+        .lines()
+        .find_map(|l| l.strip_prefix(&series))
+        .map_or(0, |n| n.trim().parse().unwrap())
+}
+
 #[test]
 fn a_head_that_stalls_gets_408_and_the_connection_closes() {
     let server = Server::start(&[]);
@@ -37,6 +54,11 @@ fn a_head_that_stalls_gets_408_and_the_connection_closes() {
     // Nothing of the half-sent request happened.
     let status = request(server.addr, "GET", "/lock?job=j").unwrap();
     assert_eq!(status.body["holder"], "");
+    assert_eq!(
+        client_errors(server.addr, "timeout"),
+        1,
+        "the 408 is counted"
+    );
 }
 
 #[test]
@@ -75,11 +97,12 @@ fn oversized_uris_get_414_and_oversized_heads_431() {
 
     let mut conn = TcpStream::connect(server.addr).unwrap();
     let big = "a".repeat(20 * 1024);
-    write!(
+    // The server stops reading once the head is too large, answers and closes: the rest of
+    // this write may meet the closed connection (EPIPE). The answer is read all the same.
+    let _ = write!(
         conn,
         "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {big}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
+    );
     let reply = read_until_closed(&mut conn);
     assert!(
         reply.starts_with("HTTP/1.1 431"),
@@ -87,6 +110,9 @@ fn oversized_uris_get_414_and_oversized_heads_431() {
         &reply[..reply.len().min(200)]
     );
     assert_eq!(request(server.addr, "GET", "/healthz").unwrap().status, 200);
+    // Answered before the app saw them, and counted all the same.
+    assert_eq!(client_errors(server.addr, "uri_too_long"), 1);
+    assert_eq!(client_errors(server.addr, "headers_too_large"), 1);
 }
 
 #[test]

@@ -13,6 +13,8 @@
 //! `FOOLOCK_REQUIRE_TOOLS` is set (CI sets it), which turns the skip into a failure.
 #![cfg(target_os = "linux")]
 
+mod support;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -37,14 +39,12 @@ impl Scratch {
         std::fs::create_dir_all(&home).unwrap();
         std::fs::create_dir_all(&bin).unwrap();
         let fake = bin.join("systemctl");
-        std::fs::write(
+        support::write_executable(
             &fake,
             "#!/bin/sh\n\
              echo \"$*\" >> \"$FOOLOCK_TEST_SYSTEMCTL_LOG\"\n\
              case \"$2\" in is-enabled) echo enabled ;; is-active) echo active ;; esac\n",
-        )
-        .unwrap();
-        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        );
         Scratch {
             tmp,
             home,
@@ -353,7 +353,7 @@ fn a_binary_under_a_path_with_spaces_and_percent_gets_files_the_validators_accep
     let dir = s.tmp.path().join("my apps 100%");
     std::fs::create_dir_all(&dir).unwrap();
     let copy = dir.join("foolock");
-    std::fs::copy(FOOLOCK, &copy).unwrap();
+    support::copy_executable(Path::new(FOOLOCK), &copy);
 
     let out = s.run_program(&copy, &["install"]);
     assert!(out.status.success(), "{out:?}");
@@ -538,8 +538,7 @@ impl Postflight {
         }
         let double = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/doubles/launchctl");
         let launchctl = tmp.path().join("bin/launchctl");
-        std::fs::copy(double, &launchctl).unwrap();
-        std::fs::set_permissions(&launchctl, std::fs::Permissions::from_mode(0o755)).unwrap();
+        support::copy_executable(&double, &launchctl);
         Postflight { tmp }
     }
 

@@ -8,7 +8,7 @@
 //! finds no extension, which [`Token::of`] reads as [`Token::NotConfigured`].
 
 use super::ApiError;
-pub use super::admin::Token;
+use super::admin::Token;
 use crate::config::AuthToken;
 use axum::Router;
 use axum::extract::{ConnectInfo, Request, State};
@@ -24,7 +24,7 @@ use subtle::ConstantTimeEq;
 /// the server is up without knowing the secret. The status page and its assets are public too
 /// (a browser cannot send the token with a page load; the page shows no locks then, and its
 /// script asks for the token). Their handlers still see a [`Token`] extension.
-pub const PUBLIC_PATHS: &[&str] = &["/healthz"];
+pub(crate) const PUBLIC_PATHS: &[&str] = &["/healthz"];
 
 fn is_public(path: &str) -> bool {
     PUBLIC_PATHS.contains(&path) || crate::web::PUBLIC_PATHS.contains(&path)
@@ -36,7 +36,7 @@ const LOG_WINDOW: Duration = Duration::from_secs(60);
 
 /// The configured token, if any, and the log of refusals. Cheap to clone.
 #[derive(Clone, Default)]
-pub struct Auth {
+pub(crate) struct Auth {
     inner: Option<Arc<Inner>>,
 }
 
@@ -47,7 +47,7 @@ struct Inner {
 
 impl Auth {
     /// Requires `token`, or nothing when it is `None`.
-    pub fn new(token: Option<&AuthToken>) -> Auth {
+    pub(crate) fn new(token: Option<&AuthToken>) -> Auth {
         Auth {
             inner: token.map(|t| {
                 Arc::new(Inner {
@@ -58,13 +58,13 @@ impl Auth {
         }
     }
 
-    pub fn is_required(&self) -> bool {
+    pub(crate) fn is_required(&self) -> bool {
         self.inner.is_some()
     }
 
     /// What `headers` prove. The comparison takes the same time wherever the presented token
     /// first differs, so timing reveals nothing about the secret but its length.
-    pub fn check(&self, headers: &HeaderMap) -> Token {
+    pub(crate) fn check(&self, headers: &HeaderMap) -> Token {
         let Some(inner) = &self.inner else {
             return Token::NotConfigured;
         };
@@ -75,7 +75,7 @@ impl Auth {
     }
 
     /// `router` behind the token check; `router` itself when no token is configured.
-    pub fn protect(&self, router: Router) -> Router {
+    pub(crate) fn protect(&self, router: Router) -> Router {
         if self.inner.is_none() {
             return router;
         }

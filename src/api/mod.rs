@@ -8,7 +8,7 @@
 //! reply that names the holder.
 
 pub mod admin;
-pub mod auth;
+pub(crate) mod auth;
 pub mod error;
 pub mod wire;
 
@@ -387,7 +387,7 @@ async fn get_lock(State(app): App, request: Request) -> Result<Reply<LockReply>,
 }
 
 /// The most rows one page of `GET /locks?limit=` holds.
-pub const MAX_PAGE: usize = 1000;
+pub(crate) const MAX_PAGE: usize = 1000;
 
 /// `GET /locks`: every job, sorted by name. With `limit=N` (at most [`MAX_PAGE`]) only the
 /// first N after the job named by `after=`, and `next` when more follow: at `max_jobs` the

@@ -567,7 +567,8 @@ async fn takeover_reply_keeps_its_exact_json_bytes() {
 
 mod access_token {
     use super::*;
-    use crate::api::auth::{Auth, Token};
+    use crate::api::admin::Token;
+    use crate::api::auth::Auth;
     use crate::config::AuthToken;
 
     fn protected() -> Router {

@@ -727,7 +727,7 @@ impl Engine {
 
     /// Whether the last fencing token has been issued. Waiters then stay queued until their
     /// wait ends, and new holders are refused ([`Denied::TokensExhausted`]).
-    pub fn tokens_exhausted(&self) -> bool {
+    pub(crate) fn tokens_exhausted(&self) -> bool {
         self.last_token == u64::MAX
     }
 
@@ -783,14 +783,13 @@ impl Engine {
         self.deadlines.insert((at, Arc::clone(&entry.name)));
     }
 
+    /// Takes `job` off the deadline set. The expired set is not touched: the callers that
+    /// move an entry out of the expired phase (`remove`, a renewal in `try_grant`) take it out
+    /// there themselves.
     fn unschedule(&mut self, job: &str) {
         if let Some(entry) = self.jobs.get(job) {
             let at = entry.deadline(self.rules.retention);
             self.deadlines.remove(&(at, Arc::clone(&entry.name)));
-            if entry.phase == Phase::Expired {
-                self.expired
-                    .remove(&(entry.lease.expires, Arc::clone(&entry.name)));
-            }
         }
     }
 

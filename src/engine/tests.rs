@@ -595,12 +595,30 @@ fn restore_skips_invalid_entries_and_keeps_token_above_all_saved() {
                 acquired_at_ms: 0,
                 expires_at_ms: 0,
             },
+            SavedLease {
+                job: "bad-holder".into(),
+                holder: "a\u{1}".into(),
+                run: None,
+                token: 3,
+                ttl_ms: 1000,
+                acquired_at_ms: 0,
+                expires_at_ms: 0,
+            },
+            SavedLease {
+                job: "bad-run".into(),
+                holder: "a".into(),
+                run: Some("".into()),
+                token: 3,
+                ttl_ms: 1000,
+                acquired_at_ms: 0,
+                expires_at_ms: 0,
+            },
         ],
         quarantine_until_ms: None,
         quarantine_left_ms: None,
     };
     let mut e = engine();
-    assert_eq!(e.restore(saved, at(0)), 2);
+    assert_eq!(e.restore(saved, at(0)), 4);
     assert_eq!(e.len(), 1);
     assert_eq!(e.acquire("n", "b", secs(1), at(0)).unwrap().lease.token, 10);
 }
@@ -1275,4 +1293,58 @@ fn a_wall_clock_jump_either_way_never_shortens_a_restored_lease() {
         );
         assert!(after.export(restart).leases[0].ttl_ms >= 30_000);
     }
+}
+
+/// An engine whose next fencing token is the last one there is (`u64::MAX`): only a corrupt
+/// or hostile state file gets a counter this high.
+fn engine_with_one_token_left() -> Engine {
+    let mut e = engine();
+    e.restore(
+        SavedState {
+            last_token: u64::MAX - 1,
+            leases: vec![],
+            quarantine_until_ms: None,
+            quarantine_left_ms: None,
+        },
+        at(0),
+    );
+    e
+}
+
+#[test]
+fn after_the_last_token_no_new_holder_is_granted_but_the_holder_renews() {
+    let mut e = engine_with_one_token_left();
+    assert!(!e.tokens_exhausted());
+    let last = e.acquire("a", "x", secs(10), at(0)).unwrap();
+    assert_eq!(last.lease.token, u64::MAX);
+    assert!(e.tokens_exhausted());
+    // A job nobody holds would need a new token.
+    assert_eq!(
+        e.acquire("b", "y", secs(10), at(1)),
+        Err(Denied::TokensExhausted)
+    );
+    // So would taking over a lease that lapsed (expired at 10 s, grace over at 15 s).
+    assert_eq!(
+        e.acquire("a", "y", secs(10), at(30)),
+        Err(Denied::TokensExhausted)
+    );
+    // Its holder renews under the same token, even after the lapse.
+    let renewed = e.acquire("a", "x", secs(10), at(31)).unwrap();
+    assert_eq!(renewed.kind, GrantKind::Renewed);
+    assert_eq!(renewed.lease.token, u64::MAX);
+}
+
+#[test]
+fn after_the_last_token_a_released_job_is_not_handed_to_its_waiter() {
+    let mut e = engine_with_one_token_left();
+    e.acquire("a", "x", secs(10), at(0)).unwrap();
+    let WaitOutcome::Queued(_) = e.acquire_or_wait("a", "y", secs(10), at(1)) else {
+        panic!("y queues behind x");
+    };
+    e.release("a", "x", at(2)).unwrap();
+    assert!(
+        e.take_woken().is_empty(),
+        "no token left to grant the waiter"
+    );
+    assert_eq!(e.get("a", at(2)), None);
 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 /// The open-file limit after raising the soft limit as far as the hard one allows (macOS gives
 /// a launchd agent 256). `None` where there is no such limit to read.
 #[cfg(unix)]
-pub fn raise_open_file_limit() -> Option<u64> {
+pub(crate) fn raise_open_file_limit() -> Option<u64> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -37,7 +37,7 @@ pub fn raise_open_file_limit() -> Option<u64> {
 }
 
 #[cfg(not(unix))]
-pub fn raise_open_file_limit() -> Option<u64> {
+pub(crate) fn raise_open_file_limit() -> Option<u64> {
     None
 }
 
@@ -46,7 +46,7 @@ pub fn raise_open_file_limit() -> Option<u64> {
 /// while it holds a pipelined request in its buffer). Valid while the request is served,
 /// since the connection owns the socket for longer than any of its requests.
 #[derive(Debug, Clone, Copy)]
-pub struct PeerSocket(#[cfg(unix)] pub std::os::fd::RawFd);
+pub(crate) struct PeerSocket(#[cfg(unix)] pub(crate) std::os::fd::RawFd);
 
 /// How often to look again when the socket is readable but not closed: the client sent
 /// more than the HTTP layer has read (more pipelined requests).
@@ -56,7 +56,7 @@ impl PeerSocket {
     /// Completes once the peer has closed (or reset) the connection; pending forever if it
     /// cannot watch.
     #[cfg(unix)]
-    pub async fn hung_up(self) {
+    pub(crate) async fn hung_up(self) {
         use std::os::fd::BorrowedFd;
         // A second descriptor for the same socket, registered with the runtime on its own,
         // so that watching it does not disturb the connection's reads.
@@ -79,7 +79,7 @@ impl PeerSocket {
     }
 
     #[cfg(not(unix))]
-    pub async fn hung_up(self) {
+    pub(crate) async fn hung_up(self) {
         std::future::pending().await
     }
 }
@@ -87,7 +87,7 @@ impl PeerSocket {
 /// Writes `bytes` to the socket without waiting (a last word before closing it: a 408);
 /// whatever does not fit at once is dropped.
 #[cfg(unix)]
-pub fn send_now(socket: PeerSocket, bytes: &[u8]) {
+pub(crate) fn send_now(socket: PeerSocket, bytes: &[u8]) {
     #[cfg(target_os = "linux")]
     let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
     #[cfg(not(target_os = "linux"))]
@@ -99,4 +99,4 @@ pub fn send_now(socket: PeerSocket, bytes: &[u8]) {
 }
 
 #[cfg(not(unix))]
-pub fn send_now(_socket: PeerSocket, _bytes: &[u8]) {}
+pub(crate) fn send_now(_socket: PeerSocket, _bytes: &[u8]) {}

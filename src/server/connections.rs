@@ -20,6 +20,7 @@ use crate::platform::socket::{PeerSocket, send_now};
 use crate::web::Metrics;
 use axum::Router;
 use axum::extract::ConnectInfo;
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -157,9 +158,11 @@ pub async fn serve(
         registry.lock().insert(id, entry);
         let (app, registry, graceful) = (app.clone(), registry.clone(), graceful.clone());
         let open = metrics.open_connection();
+        let metrics = metrics.clone();
         tracker.spawn(async move {
             let _open = open;
-            serve_connection(stream, peer, app, busy, limits, graceful, cut).await;
+            let ends = Ends { graceful, cut };
+            serve_connection(stream, peer, app, busy, limits, metrics, ends).await;
             registry.lock().remove(&id);
         });
     }
@@ -185,6 +188,12 @@ pub async fn serve(
     }
 }
 
+/// How a connection is told to end: finish what it serves (`graceful`), or stop now (`cut`).
+struct Ends {
+    graceful: CancellationToken,
+    cut: CancellationToken,
+}
+
 /// One connection, until it closes, is cut, or is asked to finish.
 async fn serve_connection(
     stream: TcpStream,
@@ -192,16 +201,17 @@ async fn serve_connection(
     app: Router,
     busy: Arc<AtomicUsize>,
     limits: Limits,
-    graceful: CancellationToken,
-    cut: CancellationToken,
+    metrics: Metrics,
+    Ends { graceful, cut }: Ends,
 ) {
     let _ = stream.set_nodelay(true);
     let socket = peer_socket(&stream);
+    let refusals = metrics.clone();
     let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-        let (app, busy) = (app.clone(), busy.clone());
+        let (app, busy, metrics) = (app.clone(), busy.clone(), metrics.clone());
         async move {
             let _serving = Serving::start(busy);
-            Ok::<_, Infallible>(handle(app, request, peer, socket).await)
+            Ok::<_, Infallible>(handle(app, request, peer, socket, &metrics).await)
         }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
@@ -213,12 +223,20 @@ async fn serve_connection(
     tokio::pin!(connection);
     tokio::select! {
         result = connection.as_mut() => {
-            if result.is_err_and(|e| e.is_timeout()) {
-                // The head did not arrive in time (or the connection sat idle): say so.
-                send_now(
-                    socket,
-                    b"HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n\r\n",
-                );
+            match result {
+                Err(e) if e.is_timeout() => {
+                    // The head did not arrive in time (or the connection sat idle): say so.
+                    send_now(
+                        socket,
+                        b"HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n\r\n",
+                    );
+                    refusals.refused_before_routing(StatusCode::REQUEST_TIMEOUT);
+                }
+                // hyper answered it with 431 itself.
+                Err(e) if e.is_parse_too_large() => {
+                    refusals.refused_before_routing(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+                }
+                _ => {}
             }
             return;
         }
@@ -238,12 +256,14 @@ async fn handle(
     mut request: hyper::Request<Incoming>,
     peer: SocketAddr,
     socket: PeerSocket,
+    metrics: &Metrics,
 ) -> axum::response::Response {
     let uri_len = request
         .uri()
         .path_and_query()
         .map_or(0, |p| p.as_str().len());
     if uri_len > MAX_URI {
+        metrics.refused_before_routing(StatusCode::URI_TOO_LONG);
         return ApiError::UriTooLong(MAX_URI).into_response();
     }
     request.extensions_mut().insert(ConnectInfo(peer));

@@ -34,7 +34,7 @@ const TIMER_MAX_SLEEP: Duration = Duration::from_secs(60);
 /// How long a reply waits for its grant to reach the disk. A disk that takes longer is stuck;
 /// the grant is then undone and the client told it was not granted, rather than holding a job
 /// it does not know it holds.
-pub const SAVE_DEADLINE: Duration = Duration::from_secs(10);
+pub(crate) const SAVE_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Why [`LockService::acquire`] or [`LockService::acquire_waiting`] did not grant.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -686,6 +686,36 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn with_one_write_per_change_each_change_is_on_disk_before_its_reply() {
+        // The benchmarks' batching: a write covers only the oldest change not yet written, so
+        // changes made together are acknowledged one write after another.
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = Store::open(dir.path(), crate::store::Batching::PerChange).unwrap();
+        let engine = Engine::new(Rules::default());
+        let running = LockService::start(engine, Arc::new(SystemClock), Some(store));
+        let mut changes = tokio::task::JoinSet::new();
+        for i in 0..5 {
+            let service = running.service().clone();
+            let dir = dir.path().to_owned();
+            changes.spawn(async move {
+                let job = format!("j{i}");
+                service
+                    .acquire(&job, "a", Duration::from_secs(60))
+                    .await
+                    .unwrap();
+                assert!(
+                    saved_jobs(&dir).contains(&job),
+                    "{job} replied before saved"
+                );
+            });
+        }
+        let all = tokio::time::timeout(Duration::from_secs(20), changes.join_all());
+        all.await.expect("every change is written in turn");
+        assert_eq!(saved_jobs(dir.path()).len(), 5);
+        running.shutdown().await;
+    }
+
+    #[tokio::test]
     async fn shutdown_makes_the_final_write_and_frees_the_state_dir() {
         let dir = tempfile::tempdir().unwrap();
         let running = service_with_store(dir.path());
@@ -740,15 +770,19 @@ mod tests {
             .acquire("j", "a", Duration::from_millis(300))
             .await
             .unwrap();
-        let grant = service
-            .acquire_waiting(
-                "j",
-                "b",
-                Duration::from_secs(10),
-                Duration::from_secs(10),
-                &CancellationToken::new(),
-            )
+        // Nothing but the timer notices the end of the grace period (1.3 s from now): the
+        // wait is far longer, so a waiter served only when it runs out fails the timeout.
+        let stop = CancellationToken::new();
+        let waiting = service.acquire_waiting(
+            "j",
+            "b",
+            Duration::from_secs(10),
+            Duration::from_secs(60),
+            &stop,
+        );
+        let grant = tokio::time::timeout(Duration::from_secs(10), waiting)
             .await
+            .expect("served by the timer, not at the end of the wait")
             .expect("granted after grace");
         assert_eq!(grant.lease.holder, "b");
         running.shutdown().await;

@@ -353,6 +353,17 @@ impl Metrics {
         }
     }
 
+    /// Counts a 4xx that the accept loop answered before the request reached the app (a head
+    /// that timed out or was too large, a URI too long), under the reason its status gives.
+    pub(crate) fn refused_before_routing(&self, status: StatusCode) {
+        self.inner
+            .client_errors
+            .get_or_create(&ReasonLabels {
+                reason: reason_for(status),
+            })
+            .inc();
+    }
+
     /// The text exposition, with the gauges read from the service just now.
     pub fn encode(&self, held_jobs: usize, waiters: usize) -> String {
         self.inner

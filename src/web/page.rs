@@ -32,15 +32,27 @@ const ICON: &[u8] = include_bytes!("../../assets/foolock.svg");
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
                    connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 
-/// `GET /`.
+/// `GET /`. With an access token configured, a page load without it (a browser cannot send
+/// one with a plain page load) shows no locks and no addresses, only a form asking for the
+/// token; the page's script keeps the token and sends it with every request it makes.
 pub async fn status_page(State(web): State<WebState>, caller: Caller) -> Response {
-    let view = match caller.token {
-        // An authentication layer lets the page itself through without the token (a browser
-        // cannot send it with a plain page load); the page's script asks for it.
-        Token::Missing => web.log.view().redacted(),
-        Token::NotConfigured | Token::Valid => web.log.view(),
+    let locked = caller.token == Token::Missing;
+    let view = if locked {
+        web.log.view().redacted()
+    } else {
+        web.log.view()
     };
-    let html = render(&view, admin_allowed(&caller), web.serve_metrics);
+    let html = render(
+        &view,
+        Viewer {
+            admin: admin_allowed(&caller),
+            locked,
+            // A browser follows a link without the token: with one configured, the links
+            // would only lead to a 401.
+            links: caller.token == Token::NotConfigured,
+        },
+        web.serve_metrics,
+    );
     let mut response = (
         [
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
@@ -94,9 +106,26 @@ pub async fn method_not_allowed() -> crate::api::ApiError {
     crate::api::ApiError::MethodNotAllowed
 }
 
-/// The page for `view`; `admin` adds the "Force release" controls, `metrics` the link to
-/// `/metrics` (when it is served).
-pub fn render(view: &View, admin: bool, metrics: bool) -> String {
+/// What the page shows to whom.
+#[derive(Debug, Clone, Copy)]
+pub struct Viewer {
+    /// The "Force release" controls ([`admin_allowed`]).
+    pub admin: bool,
+    /// A token is configured and the request did not bring it: the token form instead of the
+    /// tables (their data is left out by the caller, see [`View::redacted`]).
+    pub locked: bool,
+    /// The footer's links to `/events` and `/metrics`.
+    pub links: bool,
+}
+
+/// The page for `view` as `viewer` sees it; `metrics` adds the link to `/metrics` (when it is
+/// served).
+pub fn render(view: &View, viewer: Viewer, metrics: bool) -> String {
+    let Viewer {
+        admin,
+        locked,
+        links,
+    } = viewer;
     let mut rows = String::new();
     for job in &view.jobs {
         job_row(&mut rows, job, view.now, admin);
@@ -112,12 +141,27 @@ pub fn render(view: &View, admin: bool, metrics: bool) -> String {
         &[
             ("version", escape(view.info.version)),
             ("admin", admin.to_string()),
+            ("locked", locked.to_string()),
+            ("data_hidden", hidden(locked).into()),
+            ("auth_hidden", hidden(!locked).into()),
+            (
+                "connection",
+                if locked {
+                    "Waiting for the access token.".into()
+                } else {
+                    format!(
+                        "As of <time datetime=\"{}\">{}</time>. Reload the page for fresh data.",
+                        rfc3339_millis(view.now),
+                        readable_utc(view.now)
+                    )
+                },
+            ),
             ("addrs", escape(&addrs.join(", "))),
+            // Left out of a redacted view.
+            ("addrs_hidden", hidden(addrs.is_empty()).into()),
             ("uptime", span(view.uptime)),
             ("started_at", rfc3339_millis(view.info.started_at)),
             ("started_at_text", readable_utc(view.info.started_at)),
-            ("now", rfc3339_millis(view.now)),
-            ("now_text", readable_utc(view.now)),
             ("job_count", view.jobs.len().to_string()),
             ("actions_hidden", hidden(!admin).into()),
             ("rows", rows),
@@ -126,11 +170,13 @@ pub fn render(view: &View, admin: bool, metrics: bool) -> String {
             ("no_events_hidden", hidden(!view.recent.is_empty()).into()),
             ("state_json", script_json(&view.to_json())),
             (
-                "metrics_link",
-                if metrics {
-                    " · <a href=\"/metrics\">Metrics</a>".into()
-                } else {
-                    String::new()
+                "links",
+                match (links, metrics) {
+                    (false, _) => String::new(),
+                    (true, false) => "<a href=\"/events\">Event stream</a>".into(),
+                    (true, true) => "<a href=\"/events\">Event stream</a> · \
+                                     <a href=\"/metrics\">Metrics</a>"
+                        .into(),
                 },
             ),
         ],

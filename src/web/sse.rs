@@ -6,9 +6,13 @@
 //! entries it missed. Then one unnamed event per change, each with an `id`. Comments every
 //! [`KEEP_ALIVE`] keep proxies and the page's watchdog from giving up on a quiet stream. The
 //! stream ends when the server shuts down.
+//!
+//! The reply's [`ADMIN_HEADER`] tells the page whether this viewer may force a release (the
+//! page itself may have been loaded without the token, and so without the controls).
 
 use super::WebState;
 use super::log::{Message, Subscription};
+use crate::api::admin::{Caller, admin_allowed};
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -20,8 +24,10 @@ use std::time::Duration;
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// What an `EventSource` waits before reconnecting.
 const RETRY: Duration = Duration::from_secs(2);
+/// `true` when [`admin_allowed`] lets the caller use `/admin/force-release`, else `false`.
+pub const ADMIN_HEADER: &str = "x-foolock-admin";
 
-pub async fn events(State(web): State<WebState>, headers: HeaderMap) -> Response {
+pub async fn events(State(web): State<WebState>, caller: Caller, headers: HeaderMap) -> Response {
     let last = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -31,10 +37,15 @@ pub async fn events(State(web): State<WebState>, headers: HeaderMap) -> Response
     let mut response = Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive"))
         .into_response();
+    let out = response.headers_mut();
     // Tells reverse proxies not to buffer the stream.
-    response
-        .headers_mut()
-        .insert("x-accel-buffering", HeaderValue::from_static("no"));
+    out.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    let admin = if admin_allowed(&caller) {
+        "true"
+    } else {
+        "false"
+    };
+    out.insert(ADMIN_HEADER, HeaderValue::from_static(admin));
     response
 }
 

@@ -3,7 +3,10 @@
 // stream ends (the server restarted, the network dropped, the phone slept).
 //
 // The stream is read with fetch rather than EventSource so it can send the access token in
-// an Authorization header when the server wants one.
+// an Authorization header (EventSource cannot send headers); the same code runs whether or not
+// the server wants a token. With one, the page arrives without locks ("locked") and asks for
+// it; the token is kept in localStorage and sent with every request. A token the server
+// refuses (401) is forgotten and asked for again.
 'use strict';
 (function () {
   var RECENT = 20; // as RECENT in log.rs
@@ -12,6 +15,7 @@
 
   var $ = function (id) { return document.getElementById(id); };
   var admin = document.body.dataset.admin === 'true';
+  var locked = document.body.dataset.locked === 'true';
   var tbody = $('job-rows');
   var jobs = new Map(); // name -> {job, holder, token, expires, graceUntil, waiting} (ms)
   var recent = []; // newest first
@@ -26,12 +30,15 @@
   var lastId = null;
   var token = storage('get');
   var tokenWanted = null;
+  var rejected = false; // the last token was refused: say so when asking again
+  var stream = null; // the current connection's AbortController
   var delay = 1000; // before the next reconnection attempt; reset by every message
 
   function storage(op, value) {
     try {
       if (op === 'get') return localStorage.getItem('foolock-token') || '';
-      localStorage.setItem('foolock-token', value);
+      if (op === 'remove') localStorage.removeItem('foolock-token');
+      else localStorage.setItem('foolock-token', value);
     } catch (e) { /* storage disabled: keep the token for this page only */ }
     return '';
   }
@@ -84,6 +91,7 @@
     sampleClock(Date.parse(now));
     uptimeBase = Date.now() - s.uptime_ms;
     $('addrs').textContent = s.addrs.join(', ');
+    $('addrs-item').hidden = s.addrs.length === 0;
     $('version').textContent = s.version;
     var started = $('started');
     started.setAttribute('datetime', s.started_at);
@@ -247,10 +255,45 @@
 
   function AuthNeeded() {}
 
+  // Shows or hides the "Force release" controls, as the server decides for this viewer.
+  function setAdmin(allowed) {
+    if (allowed === admin) return;
+    admin = allowed;
+    document.querySelector('#jobs thead th.actions').hidden = !admin;
+    renderJobs();
+  }
+
+  // Hides everything about locks (the server wants a token this page does not have).
+  function lock() {
+    locked = true;
+    lastId = null;
+    jobs = new Map();
+    recent = [];
+    setAdmin(false);
+    render();
+    $('jobs-section').hidden = true;
+    $('events-section').hidden = true;
+  }
+
+  function unlock() {
+    locked = false;
+    $('auth').hidden = true;
+    $('jobs-section').hidden = false;
+    $('events-section').hidden = false;
+  }
+
+  // Forgets a token the server refused.
+  function rejectToken() {
+    if (token) rejected = true;
+    token = '';
+    storage('remove');
+  }
+
   // Reads one connection's events until it ends; throws on failure.
   async function follow() {
     connection++;
     var ctrl = new AbortController();
+    stream = ctrl;
     var watchdog = setTimeout(function () { ctrl.abort(); }, WATCHDOG_MS);
     var headers = { Accept: 'text/event-stream' };
     if (lastId) headers['Last-Event-ID'] = lastId;
@@ -259,6 +302,9 @@
       var res = await fetch('/events', { headers: headers, cache: 'no-store', signal: ctrl.signal });
       if (res.status === 401) throw new AuthNeeded();
       if (!res.ok || !res.body) throw new Error('HTTP ' + res.status);
+      var allowed = res.headers.get('X-Foolock-Admin');
+      if (allowed !== null) setAdmin(allowed === 'true');
+      if (locked) unlock();
       var reader = res.body.getReader();
       var decoder = new TextDecoder();
       var buf = '', name = '', data = [], id = null;
@@ -304,16 +350,26 @@
   }
 
   function askToken() {
-    var form = $('auth');
-    form.hidden = false;
-    status('down', 'Waiting for the access token');
+    var error = $('auth-error');
+    error.textContent = rejected
+      ? 'The server did not accept that access token. Check it and enter it again.'
+      : '';
+    error.hidden = !rejected;
+    $('auth').hidden = false;
+    if (rejected) $('token').focus();
+    status('down', 'Waiting for the access token.');
     return new Promise(function (resolve) { tokenWanted = resolve; });
   }
 
   $('auth').addEventListener('submit', function (e) {
     e.preventDefault();
-    token = $('token').value.trim();
+    var entered = $('token').value.trim();
+    if (!entered) return;
+    token = entered;
     storage('set', token);
+    rejected = false;
+    $('token').value = '';
+    $('auth-error').hidden = true;
     $('auth').hidden = true;
     if (tokenWanted) { tokenWanted(); tokenWanted = null; }
   });
@@ -328,6 +384,11 @@
       var res = await fetch(form.action, { method: 'POST', headers: headers });
       if (res.ok || res.status === 404) {
         notice(''); // the stream removes the row (404: it was already free)
+      } else if (res.status === 401) {
+        // The token changed under us: the stream's reconnection asks for the new one.
+        notice('');
+        rejectToken();
+        if (stream) stream.abort();
       } else {
         var body = await res.json().catch(function () { return {}; });
         notice(body.error || 'Force release failed (HTTP ' + res.status + ').');
@@ -340,10 +401,13 @@
   async function run() {
     for (;;) {
       try {
+        if (locked && !token) await askToken();
         status('down', 'Connecting…');
         await follow();
       } catch (e) {
         if (e instanceof AuthNeeded) {
+          rejectToken();
+          lock();
           await askToken();
           continue;
         }
@@ -355,6 +419,10 @@
   }
 
   applySnapshot(JSON.parse($('state').textContent));
+  // A page without locks has nothing to resume from: the stream starts with a snapshot.
+  if (locked) lastId = null;
+  // A kept token is tried before anything is asked.
+  if (locked && token) $('auth').hidden = true;
   render();
   setInterval(function () { renderJobs(); renderUptime(); }, 1000);
   run();

@@ -5,6 +5,8 @@
 use super::log::{Message, RING};
 use super::{ServerInfo, WebState};
 use crate::api::AppState;
+use crate::api::auth::Auth;
+use crate::config::AuthToken;
 use crate::engine::{Engine, Rules};
 use crate::service::{LockService, Running};
 use crate::time::SystemClock;
@@ -42,12 +44,21 @@ fn harness() -> Harness {
 }
 
 fn harness_with(rules: Rules) -> Harness {
-    harness_full(rules, true)
+    harness_full(rules, true, None)
+}
+
+/// The access token [`harness_with_token`] requires.
+const TOKEN: &str = "s3cret-t0ken";
+
+/// A server configured with the access token [`TOKEN`].
+fn harness_with_token() -> Harness {
+    harness_full(Rules::default(), true, Some(TOKEN))
 }
 
 /// Wired as the server wires them: a service with its timer, an event log fed by its events
-/// and its waiter count, and the server's app over both; `metrics` as the config key.
-fn harness_full(rules: Rules, metrics: bool) -> Harness {
+/// and its waiter count, and the server's app over both; `metrics` and `token` as the config
+/// keys `metrics` and `auth_token`.
+fn harness_full(rules: Rules, metrics: bool, token: Option<&str>) -> Harness {
     let running = LockService::start(Engine::new(rules), Arc::new(SystemClock), None);
     let service = running.service().clone();
     let web = WebState::new(
@@ -68,7 +79,11 @@ fn harness_full(rules: Rules, metrics: bool) -> Harness {
             shutdown: shutdown.clone(),
         },
         web.clone(),
-        &crate::api::auth::Auth::default(),
+        &Auth::new(
+            token
+                .map(|t| AuthToken::try_from(t.to_owned()).unwrap())
+                .as_ref(),
+        ),
     );
     Harness {
         web,
@@ -214,6 +229,186 @@ async fn status_page_shows_no_locks_to_a_caller_without_the_configured_token() {
     assert!(!html.contains("build"), "{html}");
     assert!(!html.contains("192.0.2.1"));
     assert!(html.contains("data-admin=\"false\""));
+}
+
+/// `request` with `Authorization: Bearer <token>`.
+fn with_token(builder: axum::http::request::Builder, token: &str) -> axum::http::request::Builder {
+    builder.header("authorization", format!("Bearer {token}"))
+}
+
+#[tokio::test]
+async fn with_a_token_the_page_is_served_without_it_but_shows_only_the_token_form() {
+    let h = harness_with_token();
+    let grant = with_token(
+        request("POST", "/lock?job=build&client=mac", LOOPBACK),
+        TOKEN,
+    );
+    assert_eq!(
+        send(&h.app, grant.body(Body::empty()).unwrap()).await.0,
+        StatusCode::OK
+    );
+    settle(&h).await;
+    let (status, html) = call(&h.app, "GET", "/", LOOPBACK).await;
+    assert_eq!(status, StatusCode::OK);
+    // No lock data: no job, no holder, no event, no address.
+    for secret in ["build", "mac", "192.0.2.1", "__settle__"] {
+        assert!(!html.contains(secret), "{secret} in {html}");
+    }
+    assert!(html.contains("data-locked=\"true\""));
+    assert!(
+        html.contains("data-admin=\"false\""),
+        "no controls before the token"
+    );
+    // The form is shown (not hidden), labelled, and the tables are hidden.
+    assert!(
+        html.contains("<form id=\"auth\" class=\"auth\" aria-labelledby=\"auth-heading\">"),
+        "{html}"
+    );
+    assert!(html.contains("<label for=\"token\">Access token</label>"));
+    assert!(html.contains("<input id=\"token\" type=\"password\""));
+    assert!(html.contains("<section id=\"jobs-section\" aria-labelledby=\"jobs-caption\" hidden>"));
+    assert!(
+        html.contains("<section id=\"events-section\" aria-labelledby=\"events-heading\" hidden>")
+    );
+    // Links a browser could only follow into a 401 are left out.
+    assert!(!html.contains("href=\"/events\""), "{html}");
+    assert!(!html.contains("{{"), "every template key is filled");
+    // Its assets are served without the token too.
+    for path in ["/status.js", "/status.css", "/favicon.svg"] {
+        let (status, _) = call(&h.app, "GET", path, OTHER_DEVICE).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+    }
+    // A wrong token is no token.
+    let wrong = with_token(request("GET", "/", LOOPBACK), "wrong");
+    let (status, html) = send(&h.app, wrong.body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!html.contains("build"));
+}
+
+#[tokio::test]
+async fn without_a_token_configured_the_page_shows_no_token_form() {
+    let h = harness();
+    let (_, html) = call(&h.app, "GET", "/", OTHER_DEVICE).await;
+    assert!(html.contains("data-locked=\"false\""));
+    assert!(
+        html.contains("<form id=\"auth\" class=\"auth\" aria-labelledby=\"auth-heading\" hidden>")
+    );
+    assert!(html.contains("<section id=\"jobs-section\" aria-labelledby=\"jobs-caption\">"));
+    assert!(html.contains("<a href=\"/events\">Event stream</a>"));
+}
+
+#[tokio::test]
+async fn with_a_token_the_page_shows_the_locks_to_a_request_that_brings_it() {
+    let h = harness_with_token();
+    let grant = with_token(
+        request("POST", "/lock?job=build&client=mac", LOOPBACK),
+        TOKEN,
+    );
+    send(&h.app, grant.body(Body::empty()).unwrap()).await;
+    settle(&h).await;
+    let page = with_token(request("GET", "/", LOOPBACK), TOKEN);
+    let (status, html) = send(&h.app, page.body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("data-job=\"build\""), "{html}");
+    assert!(html.contains("data-locked=\"false\""));
+    assert!(html.contains("data-admin=\"true\""));
+}
+
+#[tokio::test]
+async fn with_a_token_events_metrics_and_force_release_refuse_requests_without_it() {
+    let h = harness_with_token();
+    for (method, path) in [
+        ("GET", "/events"),
+        ("GET", "/metrics"),
+        ("POST", "/admin/force-release?job=build"),
+        ("GET", "/locks"),
+    ] {
+        for token in [None, Some("wrong")] {
+            let mut req = request(method, path, LOOPBACK);
+            if let Some(token) = token {
+                req = with_token(req, token);
+            }
+            let response = h
+                .app
+                .clone()
+                .oneshot(req.body(Body::empty()).unwrap())
+                .await
+                .unwrap();
+            assert_eq!(
+                response.status(),
+                StatusCode::UNAUTHORIZED,
+                "{method} {path} {token:?}"
+            );
+            assert_eq!(response.headers()["www-authenticate"], "Bearer");
+        }
+    }
+    // Refusals are counted (the metrics layer sits outside the token check).
+    let scrape = with_token(request("GET", "/metrics", OTHER_DEVICE), TOKEN);
+    let (status, text) = send(&h.app, scrape.body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    let metrics = parse_prometheus(&text);
+    assert_eq!(
+        metrics["foolock_http_client_errors_total{reason=\"unauthorized\"}"],
+        8.0
+    );
+}
+
+#[tokio::test]
+async fn with_the_token_events_stream_and_say_whether_the_viewer_may_force_release() {
+    let h = harness_with_token();
+    let grant = with_token(
+        request("POST", "/lock?job=build&client=mac", LOOPBACK),
+        TOKEN,
+    );
+    send(&h.app, grant.body(Body::empty()).unwrap()).await;
+    settle(&h).await;
+    for (peer, token, admin) in [(OTHER_DEVICE, TOKEN, "true"), (LOOPBACK, TOKEN, "true")] {
+        let events = with_token(request("GET", "/events", peer), token);
+        let response = h
+            .app
+            .clone()
+            .oneshot(events.body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        assert_eq!(response.headers()["x-foolock-admin"], admin, "{peer}");
+        let mut stream = SseReader {
+            body: response.into_body(),
+            buf: String::new(),
+        };
+        let first = stream.next().await;
+        assert_eq!(first.event.as_deref(), Some("snapshot"));
+        assert_eq!(first.json()["jobs"][0]["job"], "build");
+    }
+    // Without a token configured, only the server's own machine may.
+    let h = harness();
+    for (peer, admin) in [(OTHER_DEVICE, "false"), (LOOPBACK, "true")] {
+        let response = h
+            .app
+            .clone()
+            .oneshot(request("GET", "/events", peer).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.headers()["x-foolock-admin"], admin, "{peer}");
+    }
+}
+
+#[tokio::test]
+async fn with_the_token_another_device_may_force_release() {
+    let h = harness_with_token();
+    let grant = with_token(
+        request("POST", "/lock?job=build&client=mac", LOOPBACK),
+        TOKEN,
+    );
+    send(&h.app, grant.body(Body::empty()).unwrap()).await;
+    let release = with_token(
+        request("POST", "/admin/force-release?job=build", OTHER_DEVICE),
+        TOKEN,
+    );
+    let (status, body) = send(&h.app, release.body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(h.web.service.status("build").lease.is_none());
 }
 
 #[tokio::test]
@@ -847,7 +1042,7 @@ async fn a_grace_refusal_and_a_force_release_are_counted() {
 
 #[tokio::test]
 async fn metrics_turned_off_are_not_served() {
-    let h = harness_full(Rules::default(), false);
+    let h = harness_full(Rules::default(), false, None);
     call(&h.app, "POST", "/lock?job=build&client=mac", LOOPBACK).await;
     let (status, _) = call(&h.app, "GET", "/metrics", LOOPBACK).await;
     assert_eq!(status, StatusCode::NOT_FOUND);

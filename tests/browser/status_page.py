@@ -5,7 +5,9 @@ Drives Debian's Chromium through Debian's chromedriver with Debian's python3-sel
 is downloaded. Checks that the page follows the server live (a job acquired over HTTP appears
 without a reload and its countdown goes down; a released job disappears), that it reconnects
 after the server restarts on the same port and state directory, and that it fits a phone's
-width; takes light and dark screenshots along the way.
+width; takes light and dark screenshots along the way. Then, against a server with an access
+token (from a token file), that the page asks for the token and shows no locks before it, that
+a wrong token is refused with a message, and that with the right one the page goes live.
 
 Usage: status_page.py FOOLOCK_BINARY [--screenshots DIR]
 """
@@ -57,11 +59,20 @@ def wait_for(what, predicate, timeout=WAIT):
 class Server:
     """`foolock serve` on loopback with its own config and state directory."""
 
-    def __init__(self, binary, workdir):
+    def __init__(self, binary, workdir, token=None):
         self.binary = binary
         self.workdir = workdir
+        self.token = token
         self.proc = None
         self.addr = None
+        if token:
+            # The token in a file only its owner may read, named by the config file.
+            path = os.path.join(workdir, "token")
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(token + "\n")
+            with open(os.path.join(workdir, "config.toml"), "w") as f:
+                f.write('auth_token_file = "token"\n')
 
     def start(self, listen="127.0.0.1:0"):
         out = open(os.path.join(self.workdir, "server.out"), "w")
@@ -87,8 +98,12 @@ class Server:
             self.proc.wait(timeout=WAIT)
         self.proc = None
 
-    def request(self, method, path):
+    def request(self, method, path, token=None):
+        """`method path` with `token` (default: the server's own, if it has one)."""
         req = urllib.request.Request(f"http://{self.addr}{path}", method=method)
+        token = token if token is not None else self.token
+        if token:
+            req.add_header("Authorization", f"Bearer {token}")
         try:
             with urllib.request.urlopen(req, timeout=WAIT) as res:
                 return res.status, json.load(res)
@@ -123,6 +138,78 @@ def countdown_seconds(driver, job):
 
 def connection(driver):
     return driver.find_element(By.ID, "connection").text
+
+
+def shown(driver, element_id):
+    return driver.find_element(By.ID, element_id).is_displayed()
+
+
+def enter_token(driver, token):
+    field = driver.find_element(By.ID, "token")
+    field.clear()
+    field.send_keys(token)
+    driver.find_element(By.CSS_SELECTOR, "#auth button[type=submit]").click()
+
+
+def with_token(binary, work, driver, step):
+    """The page of a server that wants an access token."""
+    token = "correct-horse-battery-staple"
+    os.makedirs(os.path.join(work, "token-server"))
+    server = Server(binary, os.path.join(work, "token-server"), token=token)
+    try:
+        addr = server.start()
+        status, body = server.request("POST", "/lock?job=before-page&client=nas&ttl=5m")
+        assert status == 200, body
+        status, body = server.request("POST", "/lock?job=x&client=nas", token="")
+        assert status == 401, (status, body)
+        status, body = server.request("GET", "/events", token="wrong")
+        assert status == 401, (status, body)
+
+        driver.get(f"http://{addr}/")
+        wait_for("the token form", lambda: shown(driver, "auth"))
+        assert not shown(driver, "jobs-section"), "the table is hidden before the token"
+        text = driver.find_element(By.TAG_NAME, "body").text
+        assert "before-page" not in text and "nas" not in text, text
+        label = driver.find_element(By.CSS_SELECTOR, "label[for=token]").text
+        assert label == "Access token", label
+        step("with a token configured the page shows no locks and asks for the token")
+
+        enter_token(driver, "not-the-token")
+        wait_for("the refusal message", lambda: shown(driver, "auth-error"))
+        message = driver.find_element(By.ID, "auth-error").text
+        assert "did not accept" in message, message
+        assert shown(driver, "auth") and not shown(driver, "jobs-section")
+        kept = driver.execute_script("return localStorage.getItem('foolock-token')")
+        assert kept is None, f"a refused token is forgotten, not {kept!r}"
+        step("a wrong token is refused with a message and asked for again")
+
+        enter_token(driver, token)
+        wait_for("the page to go live", lambda: connection(driver) == "Live")
+        wait_for("the job held before the page loaded", lambda: row(driver, "before-page"))
+        assert not shown(driver, "auth") and not shown(driver, "auth-error")
+        driver.execute_script("window.__noReload = true")
+        status, body = server.request("POST", "/lock?job=backup&client=laptop&ttl=30s")
+        assert status == 200, body
+        wait_for("the acquired job's row", lambda: row(driver, "backup"))
+        cells = [c.text for c in row(driver, "backup").find_elements(By.CSS_SELECTOR, "th, td")]
+        assert cells[:3] == ["backup", "laptop", str(body["token"])], cells
+        assert driver.execute_script("return window.__noReload === true"), "page was reloaded"
+        force = row(driver, "backup").find_elements(By.CSS_SELECTOR, "details.force summary")
+        assert force, "Force release is offered with the token on the server's own machine"
+        step("with the token the page goes live: a job acquired over HTTP appears")
+
+        force[0].click()
+        row(driver, "backup").find_element(By.CSS_SELECTOR, "button.danger").click()
+        wait_for("the force-released job to disappear", lambda: row(driver, "backup") is None)
+        step("Force release sends the token")
+
+        driver.refresh()
+        wait_for("the page to go live again", lambda: connection(driver) == "Live")
+        wait_for("the held job after the reload", lambda: row(driver, "before-page"))
+        assert not shown(driver, "auth"), "a kept token is not asked for again"
+        step("the token is kept across a reload")
+    finally:
+        server.stop()
 
 
 def run(binary, screenshots):
@@ -217,6 +304,8 @@ def run(binary, screenshots):
         assert row(driver, "photos-sync"), "jobs held across the restart are still listed"
         assert driver.execute_script("return window.__noReload === true"), "page was reloaded"
         step("the page reconnects after the server restarts")
+
+        with_token(binary, work, driver, step)
         print(f"browser: {passed} passed, 0 failed", flush=True)
         return 0
     except (Failure, AssertionError) as e:

@@ -17,7 +17,8 @@ mod server;
 pub use http::{Reply, http, request};
 #[allow(unused_imports)]
 pub use process::{
-    alive, connected_to, eventually, path_str, read_pid, signal, wait_exit, wait_for,
+    alive, connected_to, copy_executable, eventually, path_str, read_pid, signal, wait_exit,
+    wait_for, write_executable,
 };
 #[allow(unused_imports)]
 pub use proxy::{Proxy, Seen};

@@ -90,3 +90,32 @@ pub fn connected_to(pid: libc::pid_t, port: u16) -> bool {
         cols.len() > 9 && cols[2].ends_with(&port) && inodes.iter().any(|i| i == cols[9])
     })
 }
+
+/// Makes `dest` an executable with `contents`.
+///
+/// Written by a child process (`install`), never by the test itself: a file this process has
+/// open for writing can be inherited by a child that another test thread is forking at that
+/// moment, and executing it then fails with ETXTBSY ("Text file busy") until that child execs.
+pub fn write_executable(dest: &Path, contents: impl AsRef<[u8]>) {
+    // The bytes go to a sibling that is never executed, so the same race there is harmless.
+    let source = dest.with_extension("source");
+    std::fs::write(&source, contents).unwrap();
+    copy_executable(&source, dest);
+    std::fs::remove_file(&source).unwrap();
+}
+
+/// Copies `source` to `dest` as an executable, by a child process (see [`write_executable`]).
+pub fn copy_executable(source: &Path, dest: &Path) {
+    let status = std::process::Command::new("install")
+        .args(["-m", "0755"])
+        .arg(source)
+        .arg(dest)
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "install {} {}: {status}",
+        source.display(),
+        dest.display()
+    );
+}

@@ -1,6 +1,6 @@
 //! An HTTP proxy between a client under test and a real server: it records every request
-//! (method, target, headers) and can hold requests of one method until the test lets them
-//! through. A held request is the observable moment "the client's request is out and
+//! (method, target, headers), can hold requests of one method until the test lets them
+//! through, and can drop them unanswered, as a server that went away would. A held request is the observable moment "the client's request is out and
 //! unanswered", which a test can act on without guessing at timing.
 
 use std::io::{Read, Write};
@@ -16,6 +16,8 @@ pub struct Seen {
     pub target: String,
     /// Header names lower-cased, values as sent.
     pub headers: Vec<(String, String)>,
+    /// When the proxy received it.
+    pub at: std::time::Instant,
 }
 
 impl Seen {
@@ -36,6 +38,11 @@ struct State {
     held: usize,
     /// How many requests are on their way to the server or back.
     forwarding: usize,
+    /// Requests with this method are refused (at most this many more) until it is cleared:
+    /// closed without a reply, or answered by the proxy with this status.
+    refuse: Option<(String, Option<u16>, usize)>,
+    /// How many requests were refused, and when each was received.
+    refused: Vec<std::time::Instant>,
 }
 
 type Shared = Arc<(Mutex<State>, Condvar)>;
@@ -89,6 +96,32 @@ impl Proxy {
         self.shared.1.notify_all();
     }
 
+    /// From now on, requests with `method` are closed unanswered until [`Proxy::answer`].
+    pub fn refuse(&self, method: &str) {
+        self.shared.0.lock().unwrap().refuse = Some((method.to_owned(), None, usize::MAX));
+    }
+
+    /// The next `times` requests with `method` get `status` (with a JSON error) from the
+    /// proxy itself.
+    pub fn fail(&self, method: &str, status: u16, times: usize) {
+        self.shared.0.lock().unwrap().refuse = Some((method.to_owned(), Some(status), times));
+    }
+
+    /// Forwards every request again.
+    pub fn answer(&self) {
+        self.shared.0.lock().unwrap().refuse = None;
+    }
+
+    /// How many requests were refused so far.
+    pub fn refused(&self) -> usize {
+        self.shared.0.lock().unwrap().refused.len()
+    }
+
+    /// When each refused request was received, oldest first.
+    pub fn refused_at(&self) -> Vec<std::time::Instant> {
+        self.shared.0.lock().unwrap().refused.clone()
+    }
+
     /// How many requests are being held right now.
     pub fn held(&self) -> usize {
         self.shared.0.lock().unwrap().held
@@ -124,7 +157,29 @@ fn serve(mut client: TcpStream, upstream: SocketAddr, shared: &Shared) -> std::i
             method: method.clone(),
             target: target.clone(),
             headers: headers.clone(),
+            at: std::time::Instant::now(),
         });
+        if let Some((refused, status, times)) = &mut state.refuse
+            && *refused == method
+        {
+            let status = *status;
+            *times -= 1;
+            if *times == 0 {
+                state.refuse = None;
+            }
+            state.refused.push(std::time::Instant::now());
+            drop(state);
+            if let Some(status) = status {
+                let body = r#"{"success":false,"error":"refused by the test's proxy"}"#;
+                let reply = format!(
+                    "HTTP/1.1 {status} Refused\r\ncontent-type: application/json\r\n\
+                     content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                client.write_all(reply.as_bytes())?;
+            }
+            return Ok(());
+        }
         if state.hold.as_deref() == Some(method.as_str()) {
             state.held += 1;
             while state.hold.as_deref() == Some(method.as_str()) {

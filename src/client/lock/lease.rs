@@ -497,6 +497,27 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_first_grant_that_says_renewed_is_another_runs_lease_and_is_refused() {
+        // Only a server too old to tell runs apart says "renewed" to a run's first request.
+        let req = request(Duration::from_secs(30));
+        let grant = |message| Reply {
+            status: StatusCode::OK,
+            body: LockReply {
+                message: Some(message),
+                token: Some(3),
+                ..LockReply::default()
+            },
+        };
+        assert!(refuse_own_lease(&req, &grant(Message::Acquired)).is_ok());
+        match refuse_own_lease(&req, &grant(Message::Renewed)) {
+            Err(ClientError::Refused(why)) => {
+                assert!(why.contains("too old to tell two runs apart"), "{why}");
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+
     #[tokio::test]
     async fn keep_gives_the_lease_up_before_its_end_when_no_renewal_gets_through() {
         // A port nobody listens on: every renewal is refused a connection.
