@@ -140,9 +140,21 @@ fn json_response<T: Serialize + 'static>(
     }
 }
 
+/// A reply about a lease, written straight from it (see [`wire::LeaseJson`]).
+fn lease_reply(status: StatusCode, body: wire::LeaseJson<'_>) -> Response {
+    let mut buf = Vec::with_capacity(REPLY_CAPACITY);
+    body.write_json(&mut buf);
+    let mut response = Response::new(Body::from(buf));
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
 /// A 409 for `body`, marked with why for the metrics layer.
-fn refused(body: LockReply, why: Refusal) -> Response {
-    let mut response = Reply(StatusCode::CONFLICT, body).into_response();
+fn refused(body: wire::LeaseJson<'_>, why: Refusal) -> Response {
+    let mut response = lease_reply(StatusCode::CONFLICT, body);
     response.extensions_mut().insert(why);
     response
 }
@@ -292,28 +304,34 @@ async fn post_lock(State(app): App, request: Request) -> Result<Response, ApiErr
         }
     };
     let now = app.service.now();
+    let about = |lease, success, error, message| wire::LeaseJson {
+        job,
+        lease,
+        now: &now,
+        success: Some(success),
+        error,
+        message,
+        is_expired: None,
+        last_token: None,
+        waiting: None,
+    };
     match result {
         Ok(grant) => {
-            let mut body = LockReply::for_lease(grant.job, grant.lease, &now);
-            body.success = Some(true);
-            body.message = Some(match grant.kind {
+            let message = match grant.kind {
                 GrantKind::Acquired => Message::Acquired,
                 GrantKind::Renewed => Message::Renewed,
                 GrantKind::TookOver { previous, .. } => Message::AcquiredFrom(previous),
-            });
-            Ok(Reply(StatusCode::OK, body).into_response())
+            };
+            let body = about(&grant.lease, true, None, &message);
+            Ok(lease_reply(StatusCode::OK, body))
         }
         Err(Denied::Held(lease)) => {
-            let mut body = LockReply::for_lease(job.to_owned(), lease, &now);
-            body.success = Some(false);
-            body.message = Some(Message::HeldByAnother);
+            let body = about(&lease, false, None, &Message::HeldByAnother);
             Ok(refused(body, Refusal::Held))
         }
         Err(Denied::Grace(lease)) => {
-            let mut body = LockReply::for_lease(job.to_owned(), lease, &now);
-            body.success = Some(false);
-            body.error = Some(Message::Grace.to_string());
-            body.message = Some(Message::Grace);
+            let error = Message::Grace.to_string();
+            let body = about(&lease, false, Some(&error), &Message::Grace);
             Ok(refused(body, Refusal::Grace))
         }
         Err(
@@ -382,18 +400,25 @@ async fn delete_lock(State(app): App, request: Request) -> Result<Reply<LockRepl
     ))
 }
 
-async fn get_lock(State(app): App, request: Request) -> Result<Reply<LockReply>, ApiError> {
+async fn get_lock(State(app): App, request: Request) -> Result<Response, ApiError> {
     let p = Params::parse(request.uri().query())?;
     let job = p.job()?;
     let status = app.service.status(job);
     let (lease, now) = (status.lease, status.now);
     let body = match lease {
         Some(lease) => {
-            let is_expired = now.mono >= lease.expires;
-            let mut body = LockReply::for_lease(job.to_owned(), lease, &now);
-            body.message = Some(Message::Held);
-            body.is_expired = Some(is_expired);
-            body
+            let body = wire::LeaseJson {
+                job,
+                lease: &lease,
+                now: &now,
+                success: Some(true),
+                error: None,
+                message: &Message::Held,
+                is_expired: Some(now.mono >= lease.expires),
+                last_token: Some(status.last_token),
+                waiting: Some(status.waiting),
+            };
+            return Ok(lease_reply(StatusCode::OK, body));
         }
         None => LockReply {
             job: Some(job.to_owned()),
@@ -412,7 +437,8 @@ async fn get_lock(State(app): App, request: Request) -> Result<Reply<LockReply>,
             waiting: Some(status.waiting),
             ..body
         },
-    ))
+    )
+    .into_response())
 }
 
 /// The most rows one page of `GET /locks?limit=` holds.
