@@ -84,7 +84,9 @@ pub(crate) async fn bounded<F: Future>(app: &AppState, work: F) -> Result<F::Out
     let first = std::future::poll_fn(|cx| Poll::Ready(work.as_mut().poll(cx))).await;
     match first {
         Poll::Ready(done) => Ok(done),
-        Poll::Pending => tokio::time::timeout(app.max_wait + REQUEST_SLACK, work)
+        // Boxed: the timer is only needed by requests that wait, and the handler's future
+        // would otherwise carry its room on every request.
+        Poll::Pending => Box::pin(tokio::time::timeout(app.max_wait + REQUEST_SLACK, work))
             .await
             .map_err(|_| ApiError::Timeout),
     }
