@@ -117,10 +117,7 @@ pub(crate) fn app(api: AppState, web: WebState, auth: &Auth) -> Router {
     // bounds those itself (`api::REQUEST_SLACK`), without a timer for every other request.
     let app = auth.protect(api::router(api).merge(web::router(web.clone())));
     if web.serve_metrics {
-        app.layer(axum::middleware::from_fn_with_state(
-            web.metrics,
-            web::metrics::track,
-        ))
+        app.layer(web::metrics::TrackLayer::new(web.metrics))
     } else {
         app
     }

@@ -26,6 +26,7 @@ pub use saved::{SavedLease, SavedState, Watermarks};
 
 use crate::time::{Compact, Mono, Now};
 use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 /// Policy knobs the engine enforces.
@@ -265,6 +266,9 @@ enum Phase {
 
 #[derive(Debug)]
 struct Entry {
+    /// The job's name, shared with its keys in the table and the deadline sets: moving a
+    /// deadline copies a pointer, not the name.
+    name: Arc<str>,
     lease: Lease,
     /// The phase the table has processed; `deadline()` is when it ends.
     phase: Phase,
@@ -296,11 +300,11 @@ const SLEEP_THRESHOLD: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub struct Engine {
     rules: Rules,
-    jobs: HashMap<String, Entry>,
+    jobs: HashMap<Arc<str>, Entry>,
     /// `(end of current phase, job)` for every entry: the timer sleeps until the first.
-    deadlines: BTreeSet<(Mono, String)>,
+    deadlines: BTreeSet<(Mono, Arc<str>)>,
     /// `(instant it expired, job)` for expired entries, oldest first: evicted first.
-    expired: BTreeSet<(Mono, String)>,
+    expired: BTreeSet<(Mono, Arc<str>)>,
     last_token: u64,
     waiters: HashMap<String, VecDeque<Waiter>>,
     waiter_jobs: HashMap<WaiterId, String>,
@@ -481,7 +485,7 @@ impl Engine {
         self.jobs
             .iter()
             .map(|(job, e)| JobLease {
-                job: job.clone(),
+                job: String::from(&**job),
                 lease: e.lease.clone(),
             })
             .collect()
@@ -533,8 +537,7 @@ impl Engine {
     /// `Expired`, serving waiters, evicting old entries). Every operation calls it first.
     pub fn advance(&mut self, now: Now) {
         self.notice_sleep(now);
-        // Look before taking: most calls find nothing due, and cloning the first key to look
-        // at it would copy a job name on every operation.
+        // Look before taking: most calls find nothing due.
         while self
             .deadlines
             .first()
@@ -543,7 +546,7 @@ impl Engine {
             let Some((_, job)) = self.deadlines.pop_first() else {
                 break;
             };
-            let Some(entry) = self.jobs.get_mut(&job) else {
+            let Some(entry) = self.jobs.get_mut(&*job) else {
                 continue;
             };
             match entry.phase {
@@ -582,7 +585,7 @@ impl Engine {
             return;
         }
         let fresh_grace = now.mono + self.rules.grace;
-        let affected: Vec<String> = self
+        let affected: Vec<Arc<str>> = self
             .jobs
             .iter()
             .filter(|(_, e)| {
@@ -611,9 +614,30 @@ impl Engine {
         if let Some(until) = self.quarantined_until(now.mono) {
             return Err(Denied::Quarantined { until });
         }
-        let previous = match self.jobs.get(job) {
+        let previous = match self.jobs.get_mut(job) {
             Some(entry) if who.holds(&entry.lease) => {
-                return Ok(self.renew(job, ttl, now));
+                // Renewal is the most frequent change: one lookup, and the deadline moves by
+                // taking the entry out of the set at the old time and back in at the new.
+                let retention = self.rules.retention;
+                let mut key = (entry.deadline(retention), Arc::clone(&entry.name));
+                self.deadlines.remove(&key);
+                if entry.phase == Phase::Expired {
+                    self.expired
+                        .remove(&(entry.lease.expires, Arc::clone(&entry.name)));
+                }
+                entry.lease.ttl = ttl;
+                entry.lease.expires = now.mono + ttl;
+                entry.lease.grace_until = entry.lease.expires + self.rules.grace;
+                entry.phase = Phase::Held;
+                key.0 = entry.deadline(retention);
+                let lease = entry.lease.clone();
+                self.deadlines.insert(key);
+                self.emit(EventKind::Renewed, job, &lease, now);
+                return Ok(Grant {
+                    job: job.to_owned(),
+                    kind: GrantKind::Renewed,
+                    lease,
+                });
             }
             Some(entry) => match entry.lease.state(now.mono) {
                 LeaseState::Held => return Err(Denied::Held(entry.lease.clone())),
@@ -636,31 +660,6 @@ impl Engine {
             }
         };
         Ok(self.grant_new(job, who, ttl, previous, now))
-    }
-
-    fn renew(&mut self, job: &str, ttl: Duration, now: Now) -> Grant {
-        let (grace, retention) = (self.rules.grace, self.rules.retention);
-        let entry = self.jobs.get_mut(job).expect("caller checked");
-        // Renewal is the most frequent change: one lookup, and one copy of the name that is
-        // taken out of the deadline set at the old deadline and put back at the new one.
-        let mut key = (entry.deadline(retention), job.to_owned());
-        self.deadlines.remove(&key);
-        if entry.phase == Phase::Expired {
-            self.expired.remove(&(entry.lease.expires, key.1.clone()));
-        }
-        entry.lease.ttl = ttl;
-        entry.lease.expires = now.mono + ttl;
-        entry.lease.grace_until = entry.lease.expires + grace;
-        entry.phase = Phase::Held;
-        key.0 = entry.deadline(retention);
-        let lease = entry.lease.clone();
-        self.deadlines.insert(key);
-        self.emit(EventKind::Renewed, job, &lease, now);
-        Grant {
-            job: job.to_owned(),
-            kind: GrantKind::Renewed,
-            lease,
-        }
     }
 
     fn grant_new(
@@ -686,9 +685,11 @@ impl Engine {
             expires,
             grace_until: expires + self.rules.grace,
         };
+        let name: Arc<str> = Arc::from(job);
         self.jobs.insert(
-            job.to_owned(),
+            Arc::clone(&name),
             Entry {
+                name,
                 lease: lease.clone(),
                 phase: Phase::Held,
             },
@@ -772,21 +773,23 @@ impl Engine {
             .jobs
             .remove(job)
             .expect("caller checked the entry exists");
-        self.expired.remove(&(entry.lease.expires, job.to_owned()));
+        self.expired.remove(&(entry.lease.expires, entry.name));
         entry.lease
     }
 
     fn schedule(&mut self, job: &str) {
-        let at = self.jobs[job].deadline(self.rules.retention);
-        self.deadlines.insert((at, job.to_owned()));
+        let entry = &self.jobs[job];
+        let at = entry.deadline(self.rules.retention);
+        self.deadlines.insert((at, Arc::clone(&entry.name)));
     }
 
     /// Takes `job` off the deadline set. The expired set is not touched: the callers that
-    /// move an entry out of the expired phase (`remove`, `renew`) take it out there themselves.
+    /// move an entry out of the expired phase (`remove`, a renewal in `try_grant`) take it out
+    /// there themselves.
     fn unschedule(&mut self, job: &str) {
         if let Some(entry) = self.jobs.get(job) {
             let at = entry.deadline(self.rules.retention);
-            self.deadlines.remove(&(at, job.to_owned()));
+            self.deadlines.remove(&(at, Arc::clone(&entry.name)));
         }
     }
 

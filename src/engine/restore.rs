@@ -112,7 +112,7 @@ impl Engine {
                 || validate_name(&l.holder).is_err()
                 || l.run.as_deref().is_some_and(|r| validate_name(r).is_err())
                 || ttl.is_zero()
-                || self.jobs.contains_key(&l.job)
+                || self.jobs.contains_key(l.job.as_str())
             {
                 skipped += 1;
                 continue;
@@ -134,9 +134,11 @@ impl Engine {
                 expires,
                 grace_until: expires + self.rules.grace,
             };
+            let name: std::sync::Arc<str> = std::sync::Arc::from(l.job.as_str());
             self.jobs.insert(
-                l.job.clone(),
+                std::sync::Arc::clone(&name),
                 Entry {
+                    name,
                     lease,
                     phase: Phase::Held,
                 },

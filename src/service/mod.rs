@@ -228,7 +228,12 @@ impl LockService {
             (result, renewal)
         });
         let grant = result.map_err(WaitError::Denied)?;
-        self.deliver(grant, seq.or(renewal)).await
+        match (&self.inner.saver, seq.or(renewal)) {
+            // Most renewals wait for nothing; boxing the wait keeps their future (which the
+            // HTTP layer allocates and moves for every request) small.
+            (Some(_), Some(seq)) => Box::pin(self.deliver(grant, Some(seq))).await,
+            _ => Ok(grant),
+        }
     }
 
     /// Waits until change `seq` (the one that made `grant`, if any) is on disk, at most

@@ -16,4 +16,4 @@ pub use duration::{
     Compact, GoDuration, ParseDurationError, parse_go_duration, parse_non_negative, parse_positive,
     serde_go,
 };
-pub use wall::{from_unix_ms, readable_utc, rfc3339, rfc3339_millis, unix_ms};
+pub use wall::{from_unix_ms, push_rfc3339, readable_utc, rfc3339, rfc3339_millis, unix_ms};

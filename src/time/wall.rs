@@ -16,6 +16,15 @@ pub fn rfc3339(t: SystemTime) -> String {
     Rfc3339::new(secs, None).as_str().to_owned()
 }
 
+/// Appends [`rfc3339`] of `t` to `out`, for JSON written by hand without a `String` per time.
+pub fn push_rfc3339(out: &mut Vec<u8>, t: SystemTime) {
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+        .min(LAST_SECOND_OF_9999);
+    out.extend_from_slice(Rfc3339::new(secs, None).as_bytes());
+}
+
 /// 9999-12-31T23:59:59Z: the formatter writes four-digit years only.
 const LAST_SECOND_OF_9999: u64 = 253_402_300_799;
 
@@ -58,7 +67,11 @@ impl Rfc3339 {
     }
 
     fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.bytes[..self.len]).expect("only ASCII digits and separators")
+        std::str::from_utf8(self.as_bytes()).expect("only ASCII digits and separators")
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len]
     }
 }
 
@@ -140,6 +153,12 @@ mod tests {
             rfc3339(SystemTime::UNIX_EPOCH + Duration::from_millis(1_999)),
             "1970-01-01T00:00:01Z"
         );
+        let mut out = b"at ".to_vec();
+        push_rfc3339(
+            &mut out,
+            SystemTime::UNIX_EPOCH + Duration::from_secs(951_782_400),
+        );
+        assert_eq!(out, b"at 2000-02-29T00:00:00Z");
     }
 
     #[test]

@@ -23,8 +23,11 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 use std::fmt::Write as _;
+use std::pin::Pin;
 use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
 use std::time::Instant;
+use tower::Service;
 
 /// What happened to a lock request or lease. Grants are `granted` (the job was free) plus
 /// `taken_over` (a lapsed lease was replaced).
@@ -412,7 +415,8 @@ impl Drop for SubscriberGuard {
 }
 
 /// Middleware that times every request and counts 4xx replies and refusals. Install with
-/// `axum::middleware::from_fn_with_state(metrics, metrics::track)` around the whole app.
+/// `axum::middleware::from_fn_with_state(metrics, metrics::track)` around the whole app, or
+/// (cheaper) as [`TrackLayer`].
 pub async fn track(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
     let route = Route::of(request.uri().path());
     let verb = Verb::of(request.method());
@@ -420,6 +424,89 @@ pub async fn track(State(metrics): State<Metrics>, request: Request, next: Next)
     let response = next.run(request).await;
     metrics.response(route, verb, started, &response);
     response
+}
+
+/// What [`track`] does, as a tower layer: `router.layer(TrackLayer::new(metrics))`. axum's
+/// `from_fn` clones the service behind it and boxes a future for every request (two
+/// allocations, one of a kilobyte); this wraps the inner future in place.
+#[derive(Clone)]
+pub struct TrackLayer(Metrics);
+
+impl TrackLayer {
+    pub fn new(metrics: Metrics) -> TrackLayer {
+        TrackLayer(metrics)
+    }
+}
+
+impl<S> tower::Layer<S> for TrackLayer {
+    type Service = Track<S>;
+
+    fn layer(&self, inner: S) -> Track<S> {
+        Track {
+            inner,
+            metrics: self.0.clone(),
+        }
+    }
+}
+
+/// A service timed and counted by [`TrackLayer`].
+#[derive(Clone)]
+pub struct Track<S> {
+    inner: S,
+    metrics: Metrics,
+}
+
+impl<S> Service<Request> for Track<S>
+where
+    S: Service<Request, Response = Response>,
+    S::Future: Unpin,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = Tracked<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Tracked<S::Future> {
+        let route = Route::of(request.uri().path());
+        let verb = Verb::of(request.method());
+        let started = Instant::now();
+        Tracked {
+            inner: self.inner.call(request),
+            metrics: self.metrics.clone(),
+            route,
+            verb,
+            started,
+        }
+    }
+}
+
+/// A request's future, counted when it yields its response.
+pub struct Tracked<F> {
+    inner: F,
+    metrics: Metrics,
+    route: Route,
+    verb: Verb,
+    started: Instant,
+}
+
+impl<F, E> Future for Tracked<F>
+where
+    F: Future<Output = Result<Response, E>> + Unpin,
+{
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = &mut *self;
+        let result = std::task::ready!(Pin::new(&mut this.inner).poll(cx));
+        if let Ok(response) = &result {
+            this.metrics
+                .response(this.route, this.verb, this.started, response);
+        }
+        Poll::Ready(result)
+    }
 }
 
 /// `GET /metrics`.
