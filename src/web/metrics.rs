@@ -13,7 +13,6 @@ use crate::api::{ErrorReason, Refusal};
 use crate::engine::EventKind;
 use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
@@ -414,19 +413,8 @@ impl Drop for SubscriberGuard {
     }
 }
 
-/// Middleware that times every request and counts 4xx replies and refusals. Install with
-/// `axum::middleware::from_fn_with_state(metrics, metrics::track)` around the whole app, or
-/// (cheaper) as [`TrackLayer`].
-pub async fn track(State(metrics): State<Metrics>, request: Request, next: Next) -> Response {
-    let route = Route::of(request.uri().path());
-    let verb = Verb::of(request.method());
-    let started = Instant::now();
-    let response = next.run(request).await;
-    metrics.response(route, verb, started, &response);
-    response
-}
-
-/// What [`track`] does, as a tower layer: `router.layer(TrackLayer::new(metrics))`. axum's
+/// Times every request and counts 4xx replies and refusals, as a tower layer around the whole
+/// app: `router.layer(TrackLayer::new(metrics))`. axum's
 /// `from_fn` clones the service behind it and boxes a future for every request (two
 /// allocations, one of a kilobyte); this wraps the inner future in place.
 #[derive(Clone)]
