@@ -158,6 +158,11 @@ fn sigint_while_waiting_gives_up_and_leaves_the_queue() {
     signal(run.id() as libc::pid_t, libc::SIGINT);
     let status = wait_exit(&mut run, Duration::from_secs(10));
     assert_eq!(status.code(), Some(130));
+    let err = stderr_of(&mut run);
+    assert!(
+        err.contains("SIGINT while waiting for job; the command was not started"),
+        "{err}"
+    );
     assert!(eventually(Duration::from_secs(10), || server.status("job")
         ["waiting"]
         == 0));
@@ -1114,4 +1119,30 @@ fn with_nothing_left_behind_lock_ends_as_soon_as_the_command_does() {
     let took = started.elapsed();
     assert_eq!(code, 0, "{err}");
     assert!(took < 4 * SECOND, "took {took:?}");
+}
+
+#[test]
+fn sigterm_and_sighup_while_waiting_are_named_and_exit_128_plus_their_number() {
+    let server = Server::start(&[]);
+    assert_eq!(server.run(&["acquire", "job", "--client", "nas"]).0, 0);
+    for (signo, name) in [(libc::SIGTERM, "SIGTERM"), (libc::SIGHUP, "SIGHUP")] {
+        let mut run = spawn_lock(
+            &server,
+            &["job", "--wait", "60s", "--client", "laptop", "--", "true"],
+        );
+        assert!(eventually(Duration::from_secs(20), || server.status("job")
+            ["waiting"]
+            == 1));
+        signal(run.id() as libc::pid_t, signo);
+        let status = wait_exit(&mut run, Duration::from_secs(10));
+        let err = stderr_of(&mut run);
+        assert_eq!(status.code(), Some(128 + signo), "{err}");
+        assert!(
+            err.contains(&format!("{name} while waiting for job")),
+            "{err}"
+        );
+        assert!(eventually(Duration::from_secs(10), || server.status("job")
+            ["waiting"]
+            == 0));
+    }
 }

@@ -26,6 +26,23 @@ fn on_a_terminal(server: &Server, command_line: &str) -> Command {
     cmd
 }
 
+/// Waits up to 20 s for `child` (under `script`) to end and returns its output; kills it and
+/// fails if it does not end (a command stopped on the terminal would hang the test).
+fn finish(mut child: Child) -> std::process::Output {
+    drop(child.stdin.take());
+    let ended = eventually(20 * SECOND, || child.try_wait().unwrap().is_some());
+    if !ended {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().expect("script");
+    assert!(
+        ended,
+        "still running after 20 s: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    out
+}
+
 fn output(cmd: &mut Command) -> (i32, String) {
     let out = cmd
         .stdin(Stdio::null())
@@ -183,7 +200,7 @@ fn on_a_terminal_lock_says_once_whom_it_waits_for_and_when_it_got_the_job() {
             .expect("script");
         assert!(eventually(20 * SECOND, || server.status("job")["waiting"] == 1));
         assert_eq!(server.run(&["release", "job", "--client", "nas"]).0, 0);
-        let out = child.wait_with_output().expect("script");
+        let out = finish(child);
         let text = String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n");
         assert_eq!(out.status.code(), Some(0), "{text}");
         assert_eq!(server.run(&["acquire", "job", "--client", "nas"]).0, 0);
@@ -210,8 +227,7 @@ fn on_a_terminal_lock_says_once_whom_it_waits_for_and_when_it_got_the_job() {
 #[test]
 fn stdin_gives_the_command_the_terminal_and_without_it_the_command_reads_nothing() {
     let server = Server::start(&[]);
-    // Whether its stdin is the terminal, then what it read: an empty read alone could also
-    // mean the typed line was gone before the command read it (seen under cargo-mutants).
+    // Whether its stdin is the terminal, then what it read.
     let read =
         "sh -c 'test -t 0 && echo stdin:tty; test -t 0 || echo stdin:other; read x; echo got:$x'";
     for (flag, want) in [
@@ -227,11 +243,31 @@ fn stdin_gives_the_command_the_terminal_and_without_it_the_command_reads_nothing
             .expect("script");
         let mut input = child.stdin.as_ref().expect("piped");
         std::io::Write::write_all(&mut input, b"hello\n").expect("write");
-        let out = child.wait_with_output().expect("script");
+        let out = finish(child);
         let text = String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n");
         assert_eq!(out.status.code(), Some(0), "{flag}: {text}");
         assert!(text.contains(want), "{flag}: {text}");
     }
+}
+
+#[test]
+fn without_stdin_piped_input_still_reaches_the_command() {
+    // Only a terminal is kept from the command; a pipe is its input as usual.
+    let server = Server::start(&[]);
+    let mut child = server
+        .cli()
+        .args(["lock", "job", "--client", "laptop", "--", "cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut input = child.stdin.take().expect("piped");
+    std::io::Write::write_all(&mut input, b"hello\n").expect("write");
+    drop(input);
+    let out = child.wait_with_output().expect("foolock lock");
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\n");
 }
 
 #[test]
@@ -247,7 +283,7 @@ fn after_a_command_given_the_terminal_the_terminal_is_taken_back() {
         .expect("script");
     let mut input = child.stdin.as_ref().expect("piped");
     std::io::Write::write_all(&mut input, b"hello\n").expect("write");
-    let out = child.wait_with_output().expect("script");
+    let out = finish(child);
     let text = String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n");
     assert!(text.contains("after:hello"), "{text}");
 }

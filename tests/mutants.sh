@@ -14,7 +14,8 @@
 # the reason, in .cargo/mutants.toml. Results go to target/mutants/AREA/mutants.out, and a
 # summary to target/mutants/summary.txt. Exits non-zero if any mutant was missed.
 # MUTANTS_TARGET_DIR: where the areas other than the engine build (default
-# target/mutants-build).
+# target/mutants-build). MUTANTS_ARGS: more arguments for cargo-mutants, e.g. `--iterate`
+# to test again only the mutants the last run of each area did not catch.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -75,12 +76,13 @@ run_area() {
     local words
     words=$(area_args "$area")
     # Split into words without expanding the globs: cargo-mutants matches them itself.
-    local -a args
+    local -a args more
     read -r -a args <<< "$words"
+    read -r -a more <<< "${MUTANTS_ARGS:-}"
     echo "== mutants: $area $*"
     local started=$SECONDS rc=0
     CARGO_TARGET_DIR=$(target_dir_for "$area") \
-        cargo mutants --no-shuffle --colors never -o "$out/$area" "$@" "${args[@]}" || rc=$?
+        cargo mutants --no-shuffle --colors never -o "$out/$area" "$@" "${more[@]}" "${args[@]}" || rc=$?
     # The target directory now holds the last mutant's build, newer than the sources here:
     # make them newer still, or the next `cargo test` would take that build as up to date.
     touch src/lib.rs

@@ -757,7 +757,11 @@ mod tests {
             .acquire("j", "a", Duration::from_millis(500))
             .await
             .unwrap();
-        assert_eq!(events.recv().await.unwrap().kind, EventKind::Acquired);
+        let acquired = tokio::time::timeout(Duration::from_secs(5), events.recv())
+            .await
+            .expect("the grant's event at once")
+            .unwrap();
+        assert_eq!(acquired.kind, EventKind::Acquired);
         let expired = tokio::time::timeout(Duration::from_secs(5), events.recv())
             .await
             .expect("expiry event within 5 s")
@@ -791,6 +795,36 @@ mod tests {
             .expect("granted after grace");
         assert_eq!(grant.lease.holder, "b");
         running.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn a_queued_waiter_is_told_the_server_is_stopping_when_it_shuts_down() {
+        let service = LockService::new(Rules::default(), Arc::new(SystemClock));
+        service
+            .acquire("j", "a", Duration::from_secs(60))
+            .await
+            .unwrap();
+        let stop = CancellationToken::new();
+        let waiting = service.acquire_waiting(
+            "j",
+            "b",
+            Duration::from_secs(10),
+            Duration::from_secs(60),
+            &stop,
+        );
+        let stopping = async {
+            while service.with_engine(|e, _| e.waiting()) == 0 {
+                tokio::task::yield_now().await;
+            }
+            stop.cancel();
+        };
+        let (result, ()) = tokio::time::timeout(Duration::from_secs(10), async {
+            tokio::join!(waiting, stopping)
+        })
+        .await
+        .expect("the waiter leaves at once");
+        assert_eq!(result, Err(WaitError::Stopped));
+        assert_eq!(service.with_engine(|e, _| e.waiting()), 0, "left the queue");
     }
 
     #[tokio::test]
