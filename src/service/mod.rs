@@ -772,6 +772,72 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_lease_ending_before_the_one_the_timer_sleeps_for_expires_on_time() {
+        let running = service_with_timer();
+        let service = running.service().clone();
+        let mut events = service.subscribe();
+        service
+            .acquire("long", "a", Duration::from_secs(60))
+            .await
+            .unwrap();
+        // Once the timer sleeps until the long lease's end, a shorter lease must wake it.
+        while service.lock().timer_target.is_none() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        service
+            .acquire("short", "b", Duration::from_millis(500))
+            .await
+            .unwrap();
+        let expired = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                let event = events.recv().await.unwrap();
+                if event.kind == EventKind::Expired {
+                    break event;
+                }
+            }
+        })
+        .await
+        .expect("the short lease expires within seconds, not when the long one ends");
+        assert_eq!(expired.job, "short");
+        running.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn the_waiter_count_is_announced_when_it_changes_and_only_then() {
+        let service = LockService::new(Rules::default(), Arc::new(SystemClock));
+        let mut changes = service.waiters_changed();
+        changes.borrow_and_update();
+        service
+            .acquire("j", "a", Duration::from_secs(60))
+            .await
+            .unwrap();
+        assert!(!changes.has_changed().unwrap(), "a grant moved no waiter");
+        let stop = CancellationToken::new();
+        let waiting = service.acquire_waiting(
+            "j",
+            "b",
+            Duration::from_secs(10),
+            Duration::from_secs(60),
+            &stop,
+        );
+        let watching = async {
+            tokio::time::timeout(Duration::from_secs(5), changes.changed())
+                .await
+                .expect("b's queueing is announced")
+                .unwrap();
+            assert_eq!(service.status("j").waiting, 1);
+            changes.borrow_and_update();
+            service.release("j", "a").await.unwrap();
+            tokio::time::timeout(Duration::from_secs(5), changes.changed())
+                .await
+                .expect("b's leaving the queue is announced")
+                .unwrap();
+        };
+        let (granted, ()) = tokio::join!(waiting, watching);
+        assert_eq!(granted.unwrap().lease.holder, "b");
+    }
+
+    #[tokio::test]
     async fn waiter_is_served_by_the_timer_when_grace_ends() {
         let running = service_with_timer();
         let service = running.service().clone();
