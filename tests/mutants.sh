@@ -43,8 +43,8 @@ area_args() {
         engine) echo "-f src/engine/*.rs -C --lib -- engine::" ;;
         # What must be on disk before a reply, and the expiry timer: the unit tests (the
         # service's own, and the power cuts, which go through it) and the integration tests
-        # that watch the state file and the timer.
-        service) echo "$HEADLESS -f src/service/*.rs -C --lib -C --test=long_poll -C --test=state_file $SKIP_SLOW" ;;
+        # that watch the state file and the timer, and the review bugs (an unsaved grant undone).
+        service) echo "$HEADLESS -f src/service/*.rs -C --lib -C --test=long_poll -C --test=state_file -C --test=review_bugs $SKIP_SLOW" ;;
         # The state directory's files: the unit tests (the power-cut file system) and the
         # state file against the real binary.
         store) echo "$HEADLESS -f src/store.rs -f src/store/*.rs -C --lib -C --test=state_file $SKIP_SLOW" ;;
