@@ -1348,3 +1348,27 @@ fn after_the_last_token_a_released_job_is_not_handed_to_its_waiter() {
     );
     assert_eq!(e.get("a", at(2)), None);
 }
+
+#[test]
+fn peek_shows_the_recorded_lease_without_advancing() {
+    let mut e = engine();
+    assert!(e.peek("backup").is_none());
+    e.acquire("backup", "a", secs(10), at(0)).unwrap();
+    let lease = e.peek("backup").expect("recorded");
+    assert_eq!(lease.holder, "a");
+    assert_eq!(lease.ttl, secs(10));
+    assert_eq!(lease.expires, at(10).mono);
+}
+
+#[test]
+fn events_lists_what_take_events_will_take_without_taking_it() {
+    let mut e = engine();
+    e.acquire("backup", "a", secs(10), at(0)).unwrap();
+    e.acquire("backup", "a", secs(10), at(1)).unwrap();
+    let kinds: Vec<EventKind> = e.events().iter().map(|ev| ev.kind.clone()).collect();
+    assert_eq!(kinds.len(), 2, "{kinds:?}");
+    assert_eq!(e.events().len(), 2, "looking takes nothing");
+    let taken: Vec<EventKind> = e.take_events().into_iter().map(|ev| ev.kind).collect();
+    assert_eq!(taken, kinds);
+    assert!(e.events().is_empty());
+}
