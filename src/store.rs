@@ -24,6 +24,8 @@
 mod disk;
 #[cfg(test)]
 mod power_cut;
+#[cfg(test)]
+mod watched_disk;
 
 use crate::engine::{Found, SavedState, Watermarks};
 use disk::{Disk, RealDisk};

@@ -176,10 +176,11 @@ pub(super) fn write_loop(service: LockService, mut store: Store) {
                     Batching::PerChange => (*saver.written.borrow() + 1).min(seq),
                 };
                 service.lock().pending.written_token = snapshot.last_token;
+                // Wake the waiting replies only when the number moves.
                 saver.written.send_if_modified(|w| {
-                    let changed = covered > *w;
-                    *w = (*w).max(covered);
-                    changed
+                    let before = *w;
+                    *w = before.max(covered);
+                    *w != before
                 });
                 if closing {
                     tracing::info!(path = %store.path().display(), "saved final state");

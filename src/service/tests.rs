@@ -295,3 +295,90 @@ async fn dropped_waiter_is_forgotten() {
         "nobody was granted the job"
     );
 }
+
+/// A writer for the log that keeps what is written, to read it back.
+#[derive(Clone, Default)]
+struct LogBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl LogBuffer {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
+    /// The lines that contain `what`.
+    fn lines_with(&self, what: &str) -> Vec<String> {
+        let text = self.text();
+        text.lines()
+            .filter(|l| l.contains(what))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn every_grant_release_expiry_and_takeover_is_logged_with_job_holder_and_token() {
+    // The README's promise for the server log: it is where an operator finds out who held a
+    // job and when.
+    let log = LogBuffer::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer({
+            let log = log.clone();
+            move || log.clone()
+        })
+        .with_ansi(false)
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    // This runtime has one thread, so every event of the test goes to this subscriber.
+    let _logging = tracing::subscriber::set_default(subscriber);
+    let rules = Rules {
+        grace: Duration::ZERO,
+        ..Rules::default()
+    };
+    let service = LockService::new(rules, Arc::new(SystemClock));
+    let hour = Duration::from_secs(3600);
+
+    service.acquire("built", "alice", hour).await.unwrap();
+    service.release("built", "alice").await.unwrap();
+    service.acquire("forced", "bob", hour).await.unwrap();
+    service.force_release("forced").await.unwrap();
+    service
+        .acquire("lapsed", "carol", Duration::from_millis(100))
+        .await
+        .unwrap();
+    // dave takes it over once carol's lease has run out (no grace here).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while service.acquire("lapsed", "dave", hour).await.is_err() {
+        assert!(Instant::now() < deadline, "carol's lease never ran out");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    for (what, job, holder, token) in [
+        ("acquired", "built", "alice", 1),
+        ("released", "built", "alice", 1),
+        ("acquired", "forced", "bob", 2),
+        ("force released", "forced", "bob", 2),
+        ("acquired", "lapsed", "carol", 3),
+        ("lease expired", "lapsed", "carol", 3),
+        ("taken over after lapsed lease", "lapsed", "dave", 4),
+    ] {
+        let lines = log.lines_with(&format!("job=\"{job}\" holder=\"{holder}\" token={token}"));
+        assert!(
+            lines.iter().any(|l| l.contains(what)),
+            "no {what:?} for {job} by {holder}:\n{}",
+            log.text()
+        );
+    }
+    let takeover = log.lines_with("taken over");
+    assert!(takeover[0].contains("previous=\"carol\""), "{takeover:?}");
+}

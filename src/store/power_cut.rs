@@ -568,9 +568,12 @@ async fn every_acknowledged_change_survives_a_power_cut_and_tokens_never_go_back
     );
 }
 
-/// A disk that reads (an empty directory) but refuses every write, like a full or read-only
-/// file system on which the lock file already exists.
-struct Refusing;
+/// A disk that reads (an empty directory, or one holding `state_file`) but refuses every
+/// write, like a full or read-only file system on which the lock file already exists.
+#[derive(Default)]
+struct Refusing {
+    state_file: Option<Vec<u8>>,
+}
 
 impl Disk for Refusing {
     fn create_dir_all(&mut self, _: &Path) -> io::Result<()> {
@@ -592,17 +595,41 @@ impl Disk for Refusing {
         Ok(())
     }
     fn read(&mut self, path: &Path) -> io::Result<Vec<u8>> {
-        Err(not_found(path))
+        match &self.state_file {
+            Some(bytes) if path.ends_with(super::STATE_FILE) => Ok(bytes.clone()),
+            _ => Err(not_found(path)),
+        }
     }
-    fn exists(&mut self, _: &Path) -> bool {
-        false
+    fn exists(&mut self, path: &Path) -> bool {
+        self.state_file.is_some() && path.ends_with(super::STATE_FILE)
     }
 }
 
 #[test]
 fn a_directory_that_takes_no_writes_is_refused_when_opened() {
     let opened = Store::open_on(
-        Box::new(Refusing),
+        Box::new(Refusing::default()),
+        Path::new("/state"),
+        Batching::GroupCommit,
+        None,
+    );
+    assert!(
+        matches!(opened, Err(super::StoreError::NotWritable { .. })),
+        "{:?}",
+        opened.err()
+    );
+}
+
+#[test]
+fn a_directory_with_saved_state_that_takes_no_writes_is_refused_when_opened() {
+    // A disk gone read-only or full since the last run: reading the saved table works, and
+    // nothing needs writing to load it, but the first grant could not be saved. Better a
+    // startup error than a server that refuses every grant.
+    let saved = serde_json::to_vec(&lease_of(60_000, 3)).unwrap();
+    let opened = Store::open_on(
+        Box::new(Refusing {
+            state_file: Some(saved),
+        }),
         Path::new("/state"),
         Batching::GroupCommit,
         None,
