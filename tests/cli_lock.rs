@@ -7,7 +7,7 @@ mod support;
 
 use std::io::Read;
 use std::process::{Child, Stdio};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 use support::{
     BIN, Proxy, Server, alive, eventually, finish, log_time, on_a_terminal, path_str, read_pid,
     signal, wait_exit,
@@ -241,7 +241,11 @@ fn lost_lock_when_the_server_stops_answering_stops_the_command_before_the_lease_
         eventually(Duration::from_secs(20), || dir.join("term").exists()),
         "the command was not stopped"
     );
-    let term_seen = SystemTime::now();
+    // When the command's trap ran, not when this test noticed: a slow test must not make
+    // the stop look later than it was.
+    let term_seen = std::fs::metadata(dir.join("term"))
+        .and_then(|m| m.modified())
+        .expect("mtime");
 
     let exit = wait_exit(&mut run, Duration::from_secs(15));
     let err = stderr_of(&mut run);
@@ -926,13 +930,17 @@ fn a_final_release_the_server_refuses_is_reported_and_not_retried() {
 
 #[test]
 fn what_the_command_leaves_running_gets_sigterm_then_sigkill_after_the_grace() {
-    // The command starts two processes in its group and exits: one ends on SIGTERM (noting
-    // it), one ignores it. With a 30 s ttl the grace between the two signals is 3 s.
+    // The command starts two processes in its group and exits once both have set their
+    // traps: one ends on SIGTERM (noting it), one ignores it. With a 30 s ttl the grace
+    // between the two signals is 3 s.
     let server = Server::start(&[]);
     let dir = server.dir().to_owned();
     let script = format!(
-        "(trap 'touch {d}/term; exit' TERM; sleep 60 & wait) & echo $! > {d}/polite; \
-         (trap '' TERM; exec sleep 60) & echo $! > {d}/stubborn; touch {d}/started",
+        "(trap 'touch {d}/term; exit' TERM; touch {d}/polite.ready; sleep 60 & wait) & \
+         echo $! > {d}/polite; \
+         (trap '' TERM; touch {d}/stubborn.ready; exec sleep 60) & echo $! > {d}/stubborn; \
+         while [ ! -e {d}/polite.ready ] || [ ! -e {d}/stubborn.ready ]; do sleep 0.1; done; \
+         touch {d}/started",
         d = dir.display()
     );
     let mut run = spawn_lock(
