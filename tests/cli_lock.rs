@@ -608,6 +608,9 @@ fn an_interrupted_request_gives_back_only_a_lease_granted_after_it_was_sent() {
     // is not ours to give back, though its holder name is ours: its token is not above the
     // newest token from before the request.
     let server = Server::start(&["--grace-period", "1s"]);
+    // Another grant first, so that lease's token is not the server's first (the check must
+    // read the newest token, not assume one).
+    assert_eq!(server.run(&["acquire", "other", "--client", "y"]).0, 0);
     assert_eq!(
         server
             .run(&["acquire", "job", "--client", "x", "--ttl", "1s"])
@@ -615,6 +618,7 @@ fn an_interrupted_request_gives_back_only_a_lease_granted_after_it_was_sent() {
         0
     );
     let token = server.status("job")["token"].clone();
+    assert_eq!(token, 2);
     // Expired, so the new run's check before asking does not refuse it.
     assert!(eventually(Duration::from_secs(10), || server.status("job")
         ["state"]
