@@ -1,7 +1,8 @@
 //! The CLI as people use it day to day, against a real server: exit codes that tell a busy job
-//! and foolock's own failures from the command's, status/list agreement, messages on a
-//! terminal (through `script`, which gives the command a pseudo-terminal), `--stdin`, a second
-//! Ctrl-C, completions, `serve --listen`, plain `foolock` without a display, and settings.
+//! and foolock's own failures from the command's, status/list agreement, messages, completions,
+//! `serve --listen`, plain `foolock` without a display (through `script`, which gives it a
+//! pseudo-terminal), and settings. `foolock lock` on a terminal and with `--stdin` is in
+//! tests/cli_lock.rs.
 #![cfg(unix)]
 
 mod support;
@@ -9,39 +10,9 @@ mod support;
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-use support::{
-    BIN, Server, alive, eventually, listening_addr, path_str, read_pid, signal, wait_exit,
-};
+use support::{BIN, Server, eventually, listening_addr, on_a_terminal, path_str, wait_exit};
 
 const SECOND: Duration = Duration::from_secs(1);
-
-/// `sh -c SCRIPT` under a pseudo-terminal: `script -qec`, whose exit code is the command's.
-fn on_a_terminal(server: &Server, command_line: &str) -> Command {
-    let mut cmd = Command::new("script");
-    cmd.args(["-qec", command_line, "/dev/null"])
-        .env("FOOLOCK_SERVER", &server.url)
-        .env("FOOLOCK_CONFIG", server.dir().join("client.toml"))
-        .env_remove("FOOLOCK_CLIENT")
-        .env_remove("RUST_LOG");
-    cmd
-}
-
-/// Waits up to 20 s for `child` (under `script`) to end and returns its output; kills it and
-/// fails if it does not end (a command stopped on the terminal would hang the test).
-fn finish(mut child: Child) -> std::process::Output {
-    drop(child.stdin.take());
-    let ended = eventually(20 * SECOND, || child.try_wait().unwrap().is_some());
-    if !ended {
-        let _ = child.kill();
-    }
-    let out = child.wait_with_output().expect("script");
-    assert!(
-        ended,
-        "still running after 20 s: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    out
-}
 
 fn output(cmd: &mut Command) -> (i32, String) {
     let out = cmd
@@ -185,139 +156,6 @@ fn acquire_waits_for_a_busy_job_with_wait() {
     let (code, _, err) = server.run(&["acquire", "job", "--client", "x", "--wait", "1s"]);
     assert_eq!(code, 1);
     assert!(err.contains("gave up after waiting 1s"), "{err}");
-}
-
-#[test]
-fn on_a_terminal_lock_says_once_whom_it_waits_for_and_when_it_got_the_job() {
-    let server = Server::start(&[]);
-    assert_eq!(server.run(&["acquire", "job", "--client", "nas"]).0, 0);
-    let run = |quiet: &str| {
-        let line = format!("{BIN} lock job --client laptop --wait 30s {quiet} -- echo ran");
-        let child = on_a_terminal(&server, &line)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("script");
-        assert!(eventually(20 * SECOND, || server.status("job")["waiting"] == 1));
-        assert_eq!(server.run(&["release", "job", "--client", "nas"]).0, 0);
-        let out = finish(child);
-        let text = String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n");
-        assert_eq!(out.status.code(), Some(0), "{text}");
-        assert_eq!(server.run(&["acquire", "job", "--client", "nas"]).0, 0);
-        text
-    };
-    let text = run("");
-    assert_eq!(
-        text.matches("job is held by nas since").count(),
-        1,
-        "{text}"
-    );
-    assert!(text.contains("waiting up to 30s"), "{text}");
-    assert!(text.contains("foolock: got job after "), "{text}");
-    assert!(text.contains("ran"), "{text}");
-    assert!(
-        !text.contains("ns)") && !text.contains('T'),
-        "local time, human: {text}"
-    );
-    let quiet = run("-q");
-    assert!(!quiet.contains("foolock:"), "{quiet}");
-    assert!(quiet.contains("ran"), "{quiet}");
-}
-
-#[test]
-fn stdin_gives_the_command_the_terminal_and_without_it_the_command_reads_nothing() {
-    let server = Server::start(&[]);
-    // Whether its stdin is the terminal, then what it read.
-    let read =
-        "sh -c 'test -t 0 && echo stdin:tty; test -t 0 || echo stdin:other; read x; echo got:$x'";
-    for (flag, want) in [
-        ("--stdin", "stdin:tty\ngot:hello"),
-        ("--pass-stdin", "stdin:tty\ngot:hello"),
-        ("", "stdin:other\ngot:\n"),
-    ] {
-        let line = format!("{BIN} lock job --client laptop {flag} -- {read}");
-        let child = on_a_terminal(&server, &line)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("script");
-        let mut input = child.stdin.as_ref().expect("piped");
-        std::io::Write::write_all(&mut input, b"hello\n").expect("write");
-        let out = finish(child);
-        let text = String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n");
-        assert_eq!(out.status.code(), Some(0), "{flag}: {text}");
-        assert!(text.contains(want), "{flag}: {text}");
-    }
-}
-
-#[test]
-fn without_stdin_piped_input_still_reaches_the_command() {
-    // Only a terminal is kept from the command; a pipe is its input as usual.
-    let server = Server::start(&[]);
-    let mut child = server
-        .cli()
-        .args(["lock", "job", "--client", "laptop", "--", "cat"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let mut input = child.stdin.take().expect("piped");
-    std::io::Write::write_all(&mut input, b"hello\n").expect("write");
-    drop(input);
-    let out = child.wait_with_output().expect("foolock lock");
-    assert_eq!(out.status.code(), Some(0));
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello\n");
-}
-
-#[test]
-fn after_a_command_given_the_terminal_the_terminal_is_taken_back() {
-    // What runs next on the terminal must be able to read it: a job left in the background
-    // of its own terminal cannot.
-    let server = Server::start(&[]);
-    let line = format!("{BIN} lock job --client laptop --stdin -- true; read y; echo after:$y");
-    let child = on_a_terminal(&server, &line)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("script");
-    let mut input = child.stdin.as_ref().expect("piped");
-    std::io::Write::write_all(&mut input, b"hello\n").expect("write");
-    let out = finish(child);
-    let text = String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n");
-    assert!(text.contains("after:hello"), "{text}");
-}
-
-#[test]
-fn a_second_ctrl_c_kills_the_commands_group_and_says_so() {
-    let server = Server::start(&[]);
-    let dir = server.dir().to_owned();
-    // A command that shrugs off SIGINT and has a child of its own.
-    let script = format!(
-        "trap '' INT; sleep 60 & echo $! > {d}/child.tmp; mv {d}/child.tmp {d}/child; \
-         echo $$ > {d}/pid.tmp; mv {d}/pid.tmp {d}/pid; wait",
-        d = dir.display()
-    );
-    let mut run = server
-        .cli()
-        .args([
-            "lock", "job", "--client", "laptop", "--", "sh", "-c", &script,
-        ])
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    assert!(eventually(10 * SECOND, || dir.join("pid").exists()));
-    let pid = read_pid(&dir.join("pid")).expect("pid");
-    let child = read_pid(&dir.join("child")).expect("child pid");
-    signal(run.id() as libc::pid_t, libc::SIGINT);
-    std::thread::sleep(SECOND);
-    assert!(alive(pid), "the first interrupt is only passed on");
-    signal(run.id() as libc::pid_t, libc::SIGINT);
-    let status = wait_exit(&mut run, 10 * SECOND);
-    assert_eq!(status.code(), Some(128 + 9));
-    assert!(stderr_of(&mut run).contains("second interrupt: killed the command"));
-    assert!(eventually(2 * SECOND, || !alive(pid) && !alive(child)));
-    assert_eq!(server.status("job")["holder"], "", "released");
 }
 
 #[test]
@@ -509,91 +347,6 @@ fn config_errors_name_the_line_and_what_the_value_must_be_once() {
     );
     assert_eq!(err.matches("ten").count(), 1, "{err}");
     assert!(!err.contains("usize"), "{err}");
-}
-
-#[test]
-fn a_crashed_runs_lapsed_lease_is_taken_over_as_a_fresh_run_and_a_refusal_extends_nothing() {
-    let server = Server::start(&["--grace-period", "1s"]);
-    // What a killed run leaves behind: a lease under this machine's id that nobody renews.
-    let (code, _, err) = server.run(&["acquire", "stale", "--client", "x", "--ttl", "3s"]);
-    assert_eq!(code, 0, "{err}");
-    let before = server.status("stale");
-    let (code, _, err) = server.run(&["lock", "stale", "--client", "x", "--", "true"]);
-    assert_eq!(code, 1, "refused while the lease runs: {err}");
-    assert!(
-        err.contains("--client x"),
-        "the hint names the client id: {err}"
-    );
-    let after = server.status("stale");
-    assert_eq!(after["token"], before["token"]);
-    assert!(
-        after["expires_in_ms"].as_i64() <= before["expires_in_ms"].as_i64(),
-        "the refusal did not renew: {before} then {after}"
-    );
-    assert!(eventually(20 * SECOND, || server.status("stale")["state"] == "expired"));
-    let (code, out, err) = server.run(&[
-        "lock",
-        "stale",
-        "--client",
-        "x",
-        "--",
-        "sh",
-        "-c",
-        "echo $FOOLOCK_TOKEN",
-    ]);
-    assert_eq!(code, 0, "{err}");
-    let token: u64 = out.trim().parse().expect("token");
-    assert!(token > before["token"].as_u64().unwrap(), "a fresh grant");
-    assert_eq!(
-        server.status("stale")["holder"],
-        "",
-        "released after the run"
-    );
-}
-
-#[test]
-fn two_runs_on_one_machine_take_turns_first_come_first_served_with_other_devices() {
-    let server = Server::start(&[]);
-    let dir = server.dir().to_owned();
-    let log = dir.join("log");
-    let go = dir.join("go");
-    let first_script = format!(
-        "echo start one >> {log}; while [ ! -e {go} ]; do sleep 0.1; done; echo end one >> {log}",
-        log = path_str(&log),
-        go = path_str(&go)
-    );
-    let step = |tag: &str| {
-        format!(
-            "echo start {tag} >> {log}; echo end {tag} >> {log}",
-            log = path_str(&log)
-        )
-    };
-    let lock = |client: &str, script: &str| {
-        server
-            .cli()
-            .args(["lock", "job", "--wait", "60s", "--client", client, "--"])
-            .args(["sh", "-c", script])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn")
-    };
-    let mut one = lock("x", &first_script);
-    assert!(eventually(20 * SECOND, || log.exists()));
-    let mut other = lock("laptop", &step("laptop"));
-    assert!(eventually(20 * SECOND, || server.status("job")["waiting"] == 1));
-    let mut two = lock("x", &step("two"));
-    assert!(eventually(20 * SECOND, || server.status("job")["waiting"] == 2));
-    std::fs::write(&go, "").unwrap();
-    for run in [&mut one, &mut other, &mut two] {
-        let status = wait_exit(run, 30 * SECOND);
-        assert!(status.success(), "{}", stderr_of(run));
-    }
-    let text = std::fs::read_to_string(&log).unwrap();
-    assert_eq!(
-        text,
-        "start one\nend one\nstart laptop\nend laptop\nstart two\nend two\n"
-    );
 }
 
 #[test]

@@ -31,6 +31,8 @@ fi
 # The platform module's unit tests take most of the library's test time and cannot notice a
 # change in these areas.
 SKIP_SLOW="-- -- --skip platform::"
+# The library's tests outside the client (the CLI's own unit tests).
+NOT_CLIENT="--skip platform:: --skip engine:: --skip service:: --skip store:: --skip api:: --skip web:: --skip server:: --skip config:: --skip time:: --skip exit::"
 # Areas that build the binary do so in a directory of their own (see target_dir_for), without
 # the tray: fewer dependencies to build there, and nothing they test needs a GUI.
 HEADLESS="--no-default-features"
@@ -49,9 +51,12 @@ area_args() {
         # state file against the real binary.
         store) echo "$HEADLESS -f src/store.rs -f src/store/*.rs -C --lib -C --test=state_file $SKIP_SLOW" ;;
         # `foolock lock`: the lease keeper, the supervisor of the command (signals passed on,
-        # SIGKILL after SIGTERM) and the run that joins them. Their unit tests and the CLI
-        # against a real server.
-        lease) echo "$HEADLESS -f src/client/lock/*.rs -C --lib -C --test=cli -C --test=cli_use $SKIP_SLOW" ;;
+        # SIGKILL after SIGTERM) and the run that joins them. The client's unit tests (the
+        # library's other modules skipped) and tests/cli_lock.rs, which holds every test of
+        # `foolock lock` against a real server. Those mostly wait on timers and processes, so
+        # they run 6 at a time (the default is one per core), and 3 mutants are tested at
+        # once, each in its own copy of the tree.
+        lease) echo "$HEADLESS -j 3 -f src/client/lock/*.rs -C --lib -C --test=cli_lock -- -- --test-threads=6 $NOT_CLIENT" ;;
         *)
             echo "unknown area $1 (engine, service, store, lease)" >&2
             return 1
@@ -69,6 +74,24 @@ target_dir_for() {
     esac
 }
 
+# How many mutants cargo-mutants tests at once: its -j/--jobs among the words given, else
+# CARGO_MUTANTS_JOBS, else 1.
+jobs_in() {
+    local jobs=${CARGO_MUTANTS_JOBS:-1} value_next=
+    for word in "$@"; do
+        if [[ -n $value_next ]]; then
+            jobs=$word value_next=
+            continue
+        fi
+        case $word in
+            -j | --jobs) value_next=1 ;;
+            --jobs=*) jobs=${word#--jobs=} ;;
+            -j*) jobs=${word#-j} jobs=${jobs#=} ;;
+        esac
+    done
+    echo "$jobs"
+}
+
 status=0
 run_area() {
     local area=$1
@@ -79,9 +102,16 @@ run_area() {
     local -a args more
     read -r -a args <<< "$words"
     read -r -a more <<< "${MUTANTS_ARGS:-}"
+    # With several jobs, each tests its mutants in a copy of the tree of its own; one target
+    # directory for all of them would have each overwrite the others' builds (a job would test
+    # another job's mutant). Then each copy builds in its own target/, dependencies included.
+    local -a target=(CARGO_TARGET_DIR="$(target_dir_for "$area")")
+    if (($(jobs_in "$@" "${more[@]}" "${args[@]}") > 1)); then
+        target=(-u CARGO_TARGET_DIR)
+    fi
     echo "== mutants: $area $*"
     local started=$SECONDS rc=0
-    CARGO_TARGET_DIR=$(target_dir_for "$area") \
+    env "${target[@]}" \
         cargo mutants --no-shuffle --colors never -o "$out/$area" "$@" "${more[@]}" "${args[@]}" || rc=$?
     # The target directory now holds the last mutant's build, newer than the sources here:
     # make them newer still, or the next `cargo test` would take that build as up to date.
