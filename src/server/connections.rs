@@ -15,11 +15,10 @@
 //! Nothing here blocks: each connection lives in its own task, and the registry's lock is held
 //! only for map updates.
 
-use crate::api::ApiError;
+use super::App;
+use crate::api::{ApiError, Peer};
 use crate::platform::socket::{PeerSocket, send_now};
 use crate::web::Metrics;
-use axum::Router;
-use axum::extract::ConnectInfo;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use hyper::body::Incoming;
@@ -117,7 +116,7 @@ impl Registry {
 /// `metrics`.
 pub async fn serve(
     listener: TcpListener,
-    app: Router,
+    app: App,
     limits: Limits,
     metrics: Metrics,
     shutdown: CancellationToken,
@@ -198,7 +197,7 @@ struct Ends {
 async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
-    app: Router,
+    app: App,
     busy: Arc<AtomicUsize>,
     limits: Limits,
     metrics: Metrics,
@@ -252,7 +251,7 @@ async fn serve_connection(
 
 /// One request: the peer's address and socket for the handlers, then the API.
 async fn handle(
-    app: Router,
+    app: App,
     mut request: hyper::Request<Incoming>,
     peer: SocketAddr,
     socket: PeerSocket,
@@ -266,8 +265,10 @@ async fn handle(
         metrics.refused_before_routing(StatusCode::URI_TOO_LONG);
         return ApiError::UriTooLong(MAX_URI).into_response();
     }
-    request.extensions_mut().insert(ConnectInfo(peer));
-    request.extensions_mut().insert(socket);
+    request.extensions_mut().insert(Peer {
+        addr: peer,
+        socket: Some(socket),
+    });
     match app.oneshot(request.map(axum::body::Body::new)).await {
         Ok(response) => response,
         Err(never) => match never {},
