@@ -109,19 +109,18 @@ impl Server {
 
 /// Everything the server answers: the API, the status page and its event stream, and (if
 /// on) the metrics, behind the access token check (if a token is configured), behind (if on)
-/// the metrics middleware, which is outermost so that it also times and counts the replies of
-/// the layers inside it (401s included). Requests must carry their peer address
-/// (`ConnectInfo`): the admin rule reads it.
-pub(crate) fn app(api: AppState, web: WebState, auth: &Auth) -> Router {
+/// the metrics' timing and counting, which is outermost so that it also times and counts the
+/// replies of the layers inside it (401s included). Requests must carry their peer address
+/// (an [`api::Peer`]): the admin rule reads it.
+pub(crate) fn app(api: AppState, web: WebState, auth: &Auth) -> App {
     // No timeout layer: only requests that wait (`wait=`, the disk) can be slow, and the API
     // bounds those itself (`api::REQUEST_SLACK`), without a timer for every other request.
     let app = auth.protect(api::router(api).merge(web::router(web.clone())));
-    if web.serve_metrics {
-        app.layer(web::metrics::TrackLayer::new(web.metrics))
-    } else {
-        app
-    }
+    web::metrics::Track::new(app, web.serve_metrics.then_some(web.metrics))
 }
+
+/// The whole app as [`app`] builds it: a router inside the metrics' timing.
+pub(crate) type App = web::metrics::Track<Router>;
 
 /// Binds the configured address. A port in use is a clear error, not a panic.
 async fn listen(config: &Config) -> anyhow::Result<TcpListener> {

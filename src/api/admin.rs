@@ -12,9 +12,9 @@
 //! the request's extensions; without one, no token is configured.
 
 use super::wire::{LockReply, Message};
-use super::{ApiError, App, Params, bounded};
+use super::{ApiError, App, Params, Peer, bounded};
 use axum::Json;
-use axum::extract::{ConnectInfo, FromRequestParts, RawQuery, State};
+use axum::extract::{FromRequestParts, RawQuery, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -60,8 +60,8 @@ impl Caller {
     pub(crate) fn from_parts(parts: &Parts) -> Caller {
         let peer = parts
             .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip().to_canonical());
+            .get::<Peer>()
+            .map(|peer| peer.addr.ip().to_canonical());
         let token = Token::of(&parts.extensions);
         let host = host_of(&parts.headers).or_else(|| parts.uri.authority().map(|a| a.as_str()));
         Caller {
@@ -209,7 +209,7 @@ mod tests {
         let (mut parts, ()) = request.body(()).unwrap().into_parts();
         parts
             .extensions
-            .insert(ConnectInfo(peer.parse::<SocketAddr>().unwrap()));
+            .insert(Peer::at(peer.parse::<SocketAddr>().unwrap()));
         Caller::from_parts(&parts)
     }
 

@@ -11,7 +11,7 @@ use super::ApiError;
 use super::admin::Token;
 use crate::config::AuthToken;
 use axum::Router;
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -127,8 +127,8 @@ async fn require(State(auth): State<Auth>, mut request: Request, next: Next) -> 
     if token == Token::Missing && !is_public(request.uri().path()) {
         let peer = request
             .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(peer)| *peer);
+            .get::<super::Peer>()
+            .map(|peer| peer.addr);
         let presented = request.headers().contains_key(header::AUTHORIZATION);
         auth.refused(peer, &request, presented);
         return ApiError::Unauthorized.into_response();

@@ -21,7 +21,7 @@ use crate::service::{LockService, WaitError};
 use crate::time::parse_go_duration;
 pub use admin::admin_allowed;
 use axum::Router;
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderValue, StatusCode};
@@ -30,11 +30,30 @@ use axum::routing::{get, post};
 pub use error::{ApiError, ErrorReason, Refusal};
 use serde::Serialize;
 use std::borrow::Cow;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use wire::{LockReply, LockRow, LocksReply, Message};
+
+/// Where a request comes from, attached to every request by the accept loop: the peer's
+/// address (the admin rule and the log of refused requests read it) and its socket (a waiting
+/// request watches it for a hang-up). One extension rather than two: each is an allocation
+/// for every request.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Peer {
+    pub(crate) addr: SocketAddr,
+    pub(crate) socket: Option<PeerSocket>,
+}
+
+#[cfg(test)]
+impl Peer {
+    /// A peer at `addr` whose socket is not to be watched (tests without a socket).
+    pub(crate) fn at(addr: SocketAddr) -> Peer {
+        Peer { addr, socket: None }
+    }
+}
 
 /// Everything the handlers need.
 #[derive(Clone)]
@@ -111,29 +130,21 @@ fn json_response<T: Serialize + 'static>(
     body: &T,
     capacity: usize,
 ) -> Response {
-    let mut buf = Vec::with_capacity(capacity);
     // The API's own bodies write their JSON by hand (the same bytes, a quarter of the work).
     let any: &dyn std::any::Any = body;
-    let written = if let Some(reply) = any.downcast_ref::<LockReply>() {
-        reply.write_json(&mut buf);
-        Ok(())
-    } else if let Some(listing) = any.downcast_ref::<LocksReply>() {
-        listing.write_json(&mut buf);
-        Ok(())
-    } else {
-        serde_json::to_writer(&mut buf, body)
-    };
-    match written {
-        Ok(()) => {
-            // Built directly: converting the bytes with `into_response` would first set an
-            // octet-stream content type, only for it to be replaced.
-            let mut response = Response::new(Body::from(buf));
-            *response.status_mut() = status;
-            response
-                .headers_mut()
-                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            response
+    let written = json_bytes(capacity, |buf| {
+        if let Some(reply) = any.downcast_ref::<LockReply>() {
+            reply.write_json(buf);
+            Ok(())
+        } else if let Some(listing) = any.downcast_ref::<LocksReply>() {
+            listing.write_json(buf);
+            Ok(())
+        } else {
+            serde_json::to_writer(buf, body)
         }
+    });
+    match written {
+        Ok(bytes) => json_with_status(status, bytes),
         // Our wire types always serialize; should one not, say so without details.
         Err(err) => {
             tracing::error!("cannot serialize a reply: {err}");
@@ -142,16 +153,55 @@ fn json_response<T: Serialize + 'static>(
     }
 }
 
-/// A reply about a lease, written straight from it (see [`wire::LeaseJson`]).
-fn lease_reply(status: StatusCode, body: wire::LeaseJson<'_>) -> Response {
-    let mut buf = Vec::with_capacity(REPLY_CAPACITY);
-    body.write_json(&mut buf);
-    let mut response = Response::new(Body::from(buf));
+/// Replies up to this size are written into a buffer each thread keeps.
+const SCRATCH_KEEP: usize = 4 * REPLY_CAPACITY;
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Vec<u8>> =
+        std::cell::RefCell::new(Vec::with_capacity(REPLY_CAPACITY));
+}
+
+/// What `write` writes, expected to be about `capacity` bytes. A small reply is written into
+/// this thread's buffer and copied out at its exact size: one allocation, where a `Bytes` made
+/// from a `Vec` with room to spare needs a second for its own header.
+fn json_bytes<E>(
+    capacity: usize,
+    write: impl FnOnce(&mut Vec<u8>) -> Result<(), E>,
+) -> Result<Bytes, E> {
+    if capacity > SCRATCH_KEEP {
+        let mut buf = Vec::with_capacity(capacity);
+        write(&mut buf)?;
+        return Ok(Bytes::from(buf));
+    }
+    SCRATCH.with_borrow_mut(|buf| {
+        buf.clear();
+        let written = write(buf).map(|()| Bytes::copy_from_slice(buf));
+        // Names can make a reply kilobytes long; keep no more than that of it.
+        if buf.capacity() > SCRATCH_KEEP {
+            *buf = Vec::with_capacity(REPLY_CAPACITY);
+        }
+        written
+    })
+}
+
+/// A JSON reply of `body`, sent with `status`. Built directly: converting the bytes with
+/// `into_response` would first set an octet-stream content type, only for it to be replaced.
+fn json_with_status(status: StatusCode, body: Bytes) -> Response {
+    let mut response = Response::new(Body::from(body));
     *response.status_mut() = status;
     response
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
+}
+
+/// A reply about a lease, written straight from it (see [`wire::LeaseJson`]).
+fn lease_reply(status: StatusCode, body: wire::LeaseJson<'_>) -> Response {
+    let Ok(bytes) = json_bytes(REPLY_CAPACITY, |buf| {
+        body.write_json(buf);
+        Ok::<_, std::convert::Infallible>(())
+    });
+    json_with_status(status, bytes)
 }
 
 /// A 409 for `body`, marked with why for the metrics layer.
@@ -177,9 +227,36 @@ pub struct Params<'q> {
 impl<'q> Params<'q> {
     pub fn parse(raw: Option<&'q str>) -> Result<Params<'q>, ApiError> {
         let mut p = Params::default();
-        for pair in raw.unwrap_or("").split('&').filter(|pair| !pair.is_empty()) {
-            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let slot = match &*decode(key)? {
+        let mut rest = raw.unwrap_or("");
+        while !rest.is_empty() {
+            // One pass over the pair's bytes: where it ends, where its value starts, and
+            // whether either part has anything to decode.
+            let bytes = rest.as_bytes();
+            let (mut end, mut eq) = (0, None);
+            let (mut key_coded, mut value_coded) = (false, false);
+            while let Some(&b) = bytes.get(end) {
+                match b {
+                    b'&' => break,
+                    b'=' if eq.is_none() => eq = Some(end),
+                    b'+' | b'%' if eq.is_none() => key_coded = true,
+                    b'+' | b'%' => value_coded = true,
+                    _ => {}
+                }
+                end += 1;
+            }
+            // `&` and `=` are ASCII, so every cut below is at a character boundary.
+            let pair = &rest[..end];
+            rest = rest.get(end + 1..).unwrap_or("");
+            let (key, value) = match eq {
+                Some(i) => (&pair[..i], &pair[i + 1..]),
+                None => (pair, ""),
+            };
+            let key = if key_coded {
+                decode(key)?
+            } else {
+                Cow::Borrowed(key)
+            };
+            let slot = match &*key {
                 "client" => &mut p.client,
                 "job" => &mut p.job,
                 "ttl" => &mut p.ttl,
@@ -188,7 +265,11 @@ impl<'q> Params<'q> {
                 _ => continue,
             };
             if slot.is_none() {
-                *slot = Some(decode(value)?);
+                *slot = Some(if value_coded {
+                    decode(value)?
+                } else {
+                    Cow::Borrowed(value)
+                });
             }
         }
         Ok(p)
@@ -283,7 +364,10 @@ async fn post_lock(State(app): App, request: Request) -> Result<Response, ApiErr
     } else {
         // Boxed: a long-poll's future is kilobytes, and every request's handler future (which
         // axum allocates and moves) would otherwise be as large.
-        let socket = request.extensions().get::<PeerSocket>().copied();
+        let socket = request
+            .extensions()
+            .get::<Peer>()
+            .and_then(|peer| peer.socket);
         match Box::pin(wait_or_hang_up(&app, socket, job, who, ttl, wait)).await? {
             Some(result) => result,
             None => {

@@ -4,7 +4,6 @@ use super::*;
 use crate::engine::Rules;
 use crate::time::SystemClock;
 use axum::body::Body;
-use axum::extract::ConnectInfo;
 use axum::http::{Method, Request};
 use http_body_util::BodyExt;
 use serde_json::Value;
@@ -734,7 +733,7 @@ async fn call_from(app: &Router, method: Method, uri: &str, peer: &str) -> (Stat
             Request::builder()
                 .method(method)
                 .uri(uri)
-                .extension(ConnectInfo(peer))
+                .extension(Peer::at(peer))
                 .body(Body::empty())
                 .unwrap(),
         )
@@ -775,4 +774,82 @@ async fn force_release_frees_any_holders_job_from_this_machine_only() {
     );
     let (s, _) = call_from(&app, Method::GET, uri, "127.0.0.1:4000").await;
     assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
+}
+
+/// The query reading `Params::parse` replaced: split on `&`, then on the first `=`, decode the
+/// key, keep the first value of each known one. The byte-level parser must read every query
+/// exactly as this does.
+fn reference_parse(raw: &str) -> Result<[Option<String>; 5], String> {
+    let mut slots: [Option<String>; 5] = Default::default();
+    for pair in raw.split('&').filter(|pair| !pair.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let i = match &*decode(key).map_err(|e| e.to_string())? {
+            "client" => 0,
+            "job" => 1,
+            "ttl" => 2,
+            "wait" => 3,
+            "run" => 4,
+            _ => continue,
+        };
+        if slots[i].is_none() {
+            slots[i] = Some(decode(value).map_err(|e| e.to_string())?.into_owned());
+        }
+    }
+    Ok(slots)
+}
+
+fn read_as_slots(raw: &str) -> Result<[Option<String>; 5], String> {
+    let p = Params::parse(Some(raw)).map_err(|e| e.to_string())?;
+    let own = |v: &Option<Cow<'_, str>>| v.as_deref().map(str::to_owned);
+    Ok([
+        own(&p.client),
+        own(&p.job),
+        own(&p.ttl),
+        own(&p.wait),
+        own(&p.run),
+    ])
+}
+
+#[test]
+fn queries_are_read_as_split_and_decode_would_read_them() {
+    // Every string of up to five of these characters: separators, escapes, a character of
+    // two bytes, and ones that spell a key.
+    let alphabet = ["&", "=", "+", "%", "j", "é", "4"];
+    let mut strings = vec![String::new()];
+    let mut all = Vec::new();
+    for _ in 0..5 {
+        strings = strings
+            .iter()
+            .flat_map(|s| alphabet.iter().map(move |c| format!("{s}{c}")))
+            .collect();
+        all.extend(strings.iter().cloned());
+    }
+    // Every pair of pairs built from keys and values that need decoding or not, are invalid
+    // or are repeated.
+    let keys = [
+        "job", "client", "ttl", "wait", "run", "jo%62", "cl+ient", "x", "", "%FF",
+    ];
+    let values = ["", "a", "a+b", "%41%42", "%zz", "%FF", "é", "b=c"];
+    let pairs: Vec<String> = keys
+        .iter()
+        .flat_map(|k| {
+            values
+                .iter()
+                .map(move |v| format!("{k}={v}"))
+                .chain([k.to_string()])
+        })
+        .collect();
+    for a in &pairs {
+        for b in &pairs {
+            all.push(format!("{a}&{b}"));
+            all.push(format!("&{a}&&{b}&"));
+        }
+    }
+    for raw in &all {
+        assert_eq!(read_as_slots(raw), reference_parse(raw), "{raw:?}");
+    }
+    assert_eq!(
+        Params::parse(None).map(|p| p.job.is_none()).ok(),
+        Some(true)
+    );
 }

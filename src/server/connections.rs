@@ -15,19 +15,18 @@
 //! Nothing here blocks: each connection lives in its own task, and the registry's lock is held
 //! only for map updates.
 
-use crate::api::ApiError;
+use super::App;
+use crate::api::{ApiError, Peer};
 use crate::platform::socket::{PeerSocket, send_now};
 use crate::web::Metrics;
-use axum::Router;
-use axum::extract::ConnectInfo;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
@@ -117,7 +116,7 @@ impl Registry {
 /// `metrics`.
 pub async fn serve(
     listener: TcpListener,
-    app: Router,
+    app: App,
     limits: Limits,
     metrics: Metrics,
     shutdown: CancellationToken,
@@ -198,7 +197,7 @@ struct Ends {
 async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
-    app: Router,
+    app: App,
     busy: Arc<AtomicUsize>,
     limits: Limits,
     metrics: Metrics,
@@ -214,14 +213,20 @@ async fn serve_connection(
             Ok::<_, Infallible>(handle(app, request, peer, socket, &metrics).await)
         }
     });
+    let head = Arc::new(HeadDeadline::default());
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
-        .timer(TokioTimer::new())
+        .timer(HeadTimer(head.clone()))
         .header_read_timeout(limits.header_timeout)
         .max_buf_size(MAX_HEAD);
     let connection = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(connection);
+    let watchdog = watchdog(head);
+    tokio::pin!(watchdog);
+    // Biased: the connection is polled first, so the watchdog sees the deadline of a head
+    // hyper has just started waiting for.
     tokio::select! {
+        biased;
         result = connection.as_mut() => {
             match result {
                 Err(e) if e.is_timeout() => {
@@ -240,19 +245,138 @@ async fn serve_connection(
             }
             return;
         }
+        () = &mut watchdog => {}
         _ = graceful.cancelled() => {}
         _ = cut.cancelled() => return,
     }
     connection.as_mut().graceful_shutdown();
     tokio::select! {
+        biased;
         _ = connection => {}
+        () = &mut watchdog => {}
         _ = cut.cancelled() => {}
     }
 }
 
+/// The deadline of the request head hyper is waiting for on one connection, if any, as
+/// nanoseconds after `base` plus one (0: none).
+struct HeadDeadline {
+    base: Instant,
+    due: AtomicU64,
+}
+
+impl Default for HeadDeadline {
+    fn default() -> Self {
+        HeadDeadline {
+            base: Instant::now(),
+            due: AtomicU64::new(0),
+        }
+    }
+}
+
+impl HeadDeadline {
+    fn encode(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.base).as_nanos()).unwrap_or(u64::MAX - 1)
+            + 1
+    }
+
+    fn get(&self) -> Option<Instant> {
+        match self.due.load(Ordering::Relaxed) {
+            0 => None,
+            n => Some(self.base + Duration::from_nanos(n - 1)),
+        }
+    }
+}
+
+/// hyper's header read timeout without a tokio timer per request. hyper asks its timer for a
+/// new sleep each time it starts reading a request head and drops it once the head is in; on
+/// a kept-alive connection the next head is not there yet, so with tokio's timer every request
+/// added an entry to the timer wheel and removed it again (about a thousand instructions, more
+/// than the rest of reading the head). Here a head's sleep only records its deadline and says
+/// whether it has passed; the connection's one [`watchdog`] timer wakes the connection at that
+/// deadline, and is re-armed only when it fires: about once per `header_timeout`, not per
+/// request.
+#[derive(Clone)]
+struct HeadTimer(Arc<HeadDeadline>);
+
+impl hyper::rt::Timer for HeadTimer {
+    fn sleep(&self, duration: Duration) -> std::pin::Pin<Box<dyn hyper::rt::Sleep>> {
+        self.sleep_until(Instant::now() + duration)
+    }
+
+    fn sleep_until(&self, deadline: Instant) -> std::pin::Pin<Box<dyn hyper::rt::Sleep>> {
+        Box::pin(HeadSleep {
+            deadline,
+            head: self.0.clone(),
+        })
+    }
+}
+
+/// One head's timeout: ready once its deadline has passed. Polled by hyper on the
+/// connection's task, which the [`watchdog`] wakes at the deadline.
+struct HeadSleep {
+    deadline: Instant,
+    head: Arc<HeadDeadline>,
+}
+
+impl Future for HeadSleep {
+    type Output = ();
+
+    fn poll(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        if Instant::now() >= self.deadline {
+            return std::task::Poll::Ready(());
+        }
+        let due = self.head.encode(self.deadline);
+        self.head.due.store(due, Ordering::Relaxed);
+        std::task::Poll::Pending
+    }
+}
+
+impl hyper::rt::Sleep for HeadSleep {}
+
+impl Drop for HeadSleep {
+    fn drop(&mut self) {
+        // The head is in (or hyper replaced this sleep): nothing to wake the connection for.
+        let due = self.head.encode(self.deadline);
+        let _ = self
+            .head
+            .due
+            .compare_exchange(due, 0, Ordering::Relaxed, Ordering::Relaxed);
+    }
+}
+
+/// Wakes its connection's task when the head it waits for is due, so that hyper polls the
+/// head's [`HeadSleep`] and finds its deadline passed. Never completes. Polled after the
+/// connection (a biased `select!`), so it sees a deadline recorded in the same poll.
+async fn watchdog(head: Arc<HeadDeadline>) {
+    let mut alarm: Option<std::pin::Pin<Box<tokio::time::Sleep>>> = None;
+    // The deadline the connection was last woken for, so that a head hyper is not polling
+    // (it never is past its deadline for long) cannot make this spin.
+    let mut woken_for = None;
+    std::future::poll_fn(move |cx| {
+        let Some(due) = head.get() else {
+            return std::task::Poll::Pending;
+        };
+        let due = tokio::time::Instant::from_std(due);
+        let alarm = alarm.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+        // Set for a later head only once it has fired for an earlier one: deadlines only
+        // move later, so it fires at or before every head's deadline.
+        if alarm.is_elapsed() || alarm.deadline() > due {
+            alarm.as_mut().reset(due);
+        }
+        if alarm.as_mut().poll(cx).is_ready() && woken_for != Some(due) {
+            // Already due: poll the connection again at once, once.
+            woken_for = Some(due);
+            cx.waker().wake_by_ref();
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}
+
 /// One request: the peer's address and socket for the handlers, then the API.
 async fn handle(
-    app: Router,
+    app: App,
     mut request: hyper::Request<Incoming>,
     peer: SocketAddr,
     socket: PeerSocket,
@@ -266,8 +390,10 @@ async fn handle(
         metrics.refused_before_routing(StatusCode::URI_TOO_LONG);
         return ApiError::UriTooLong(MAX_URI).into_response();
     }
-    request.extensions_mut().insert(ConnectInfo(peer));
-    request.extensions_mut().insert(socket);
+    request.extensions_mut().insert(Peer {
+        addr: peer,
+        socket: Some(socket),
+    });
     match app.oneshot(request.map(axum::body::Body::new)).await {
         Ok(response) => response,
         Err(never) => match never {},

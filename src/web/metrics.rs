@@ -413,35 +413,20 @@ impl Drop for SubscriberGuard {
     }
 }
 
-/// Times every request and counts 4xx replies and refusals, as a tower layer around the whole
-/// app: `router.layer(TrackLayer::new(metrics))`. axum's
-/// `from_fn` clones the service behind it and boxes a future for every request (two
-/// allocations, one of a kilobyte); this wraps the inner future in place.
-#[derive(Clone)]
-pub struct TrackLayer(Metrics);
-
-impl TrackLayer {
-    pub fn new(metrics: Metrics) -> TrackLayer {
-        TrackLayer(metrics)
-    }
-}
-
-impl<S> tower::Layer<S> for TrackLayer {
-    type Service = Track<S>;
-
-    fn layer(&self, inner: S) -> Track<S> {
-        Track {
-            inner,
-            metrics: self.0.clone(),
-        }
-    }
-}
-
-/// A service timed and counted by [`TrackLayer`].
+/// Times every request and counts 4xx replies and refusals: `Track::new(app, metrics)`, around
+/// the whole app rather than as a `Router::layer`, which would wrap every route on its own and
+/// so clone one more boxed service and box one more future for every request. With no metrics
+/// (`metrics = false`) it only passes requests on.
 #[derive(Clone)]
 pub struct Track<S> {
     inner: S,
-    metrics: Metrics,
+    metrics: Option<Metrics>,
+}
+
+impl<S> Track<S> {
+    pub fn new(inner: S, metrics: Option<Metrics>) -> Track<S> {
+        Track { inner, metrics }
+    }
 }
 
 impl<S> Service<Request> for Track<S>
@@ -458,26 +443,31 @@ where
     }
 
     fn call(&mut self, request: Request) -> Tracked<S::Future> {
-        let route = Route::of(request.uri().path());
-        let verb = Verb::of(request.method());
-        let started = Instant::now();
+        let timing = self.metrics.as_ref().map(|metrics| Timing {
+            metrics: metrics.clone(),
+            route: Route::of(request.uri().path()),
+            verb: Verb::of(request.method()),
+            started: Instant::now(),
+        });
         Tracked {
             inner: self.inner.call(request),
-            metrics: self.metrics.clone(),
-            route,
-            verb,
-            started,
+            timing,
         }
     }
+}
+
+/// What [`Tracked`] needs to count a response.
+struct Timing {
+    metrics: Metrics,
+    route: Route,
+    verb: Verb,
+    started: Instant,
 }
 
 /// A request's future, counted when it yields its response.
 pub struct Tracked<F> {
     inner: F,
-    metrics: Metrics,
-    route: Route,
-    verb: Verb,
-    started: Instant,
+    timing: Option<Timing>,
 }
 
 impl<F, E> Future for Tracked<F>
@@ -489,9 +479,8 @@ where
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = &mut *self;
         let result = std::task::ready!(Pin::new(&mut this.inner).poll(cx));
-        if let Ok(response) = &result {
-            this.metrics
-                .response(this.route, this.verb, this.started, response);
+        if let (Ok(response), Some(t)) = (&result, &this.timing) {
+            t.metrics.response(t.route, t.verb, t.started, response);
         }
         Poll::Ready(result)
     }

@@ -4,15 +4,14 @@
 
 use super::log::{Message, RING};
 use super::{ServerInfo, WebState};
-use crate::api::AppState;
 use crate::api::auth::Auth;
+use crate::api::{AppState, Peer};
 use crate::config::AuthToken;
 use crate::engine::{Engine, Rules};
+use crate::server::App;
 use crate::service::{LockService, Running};
 use crate::time::SystemClock;
-use axum::Router;
 use axum::body::Body;
-use axum::extract::ConnectInfo;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use std::collections::HashMap;
@@ -27,7 +26,7 @@ const OTHER_DEVICE: &str = "192.0.2.7:40000";
 
 struct Harness {
     web: WebState,
-    app: Router,
+    app: App,
     shutdown: CancellationToken,
     /// The service's expiry timer.
     _running: Running,
@@ -98,17 +97,17 @@ fn request(method: &str, uri: &str, peer: &str) -> axum::http::request::Builder 
         .method(method)
         .uri(uri)
         .header("host", "127.0.0.1:8080")
-        .extension(ConnectInfo(peer.parse::<SocketAddr>().unwrap()))
+        .extension(Peer::at(peer.parse::<SocketAddr>().unwrap()))
 }
 
-async fn send(app: &Router, request: Request<Body>) -> (StatusCode, String) {
+async fn send(app: &App, request: Request<Body>) -> (StatusCode, String) {
     let response = app.clone().oneshot(request).await.unwrap();
     let status = response.status();
     let body = response.into_body().collect().await.unwrap().to_bytes();
     (status, String::from_utf8(body.to_vec()).unwrap())
 }
 
-async fn call(app: &Router, method: &str, uri: &str, peer: &str) -> (StatusCode, String) {
+async fn call(app: &App, method: &str, uri: &str, peer: &str) -> (StatusCode, String) {
     send(app, request(method, uri, peer).body(Body::empty()).unwrap()).await
 }
 
@@ -562,7 +561,7 @@ impl SseEvent {
 }
 
 impl SseReader {
-    async fn open(app: &Router, last_event_id: Option<&str>) -> SseReader {
+    async fn open(app: &App, last_event_id: Option<&str>) -> SseReader {
         let mut req = request("GET", "/events", OTHER_DEVICE);
         if let Some(id) = last_event_id {
             req = req.header("last-event-id", id);
