@@ -5,12 +5,11 @@
 
 mod support;
 
-use std::io::Read;
 use std::process::{Child, Stdio};
 use std::time::Duration;
 use support::{
     BIN, Proxy, Server, alive, eventually, finish, log_time, on_a_terminal, path_str, read_pid,
-    signal, wait_exit,
+    signal, stderr_of, wait_exit,
 };
 
 const SECOND: Duration = Duration::from_secs(1);
@@ -31,14 +30,6 @@ fn spawn_lock_at(server: &Server, url: &str, args: &[&str]) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn foolock lock")
-}
-
-fn stderr_of(child: &mut Child) -> String {
-    let mut err = String::new();
-    if let Some(mut pipe) = child.stderr.take() {
-        let _ = pipe.read_to_string(&mut err);
-    }
-    err
 }
 
 #[test]

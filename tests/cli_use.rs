@@ -7,10 +7,12 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-use support::{BIN, Server, eventually, listening_addr, on_a_terminal, path_str, wait_exit};
+use support::{
+    BIN, Server, eventually, listening_addr, on_a_terminal, path_str, stderr_of, wait_exit,
+};
 
 const SECOND: Duration = Duration::from_secs(1);
 
@@ -21,14 +23,6 @@ fn output(cmd: &mut Command) -> (i32, String) {
         .expect("script must be installed (util-linux)");
     let text = String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n");
     (out.status.code().unwrap_or(-1), text)
-}
-
-fn stderr_of(child: &mut Child) -> String {
-    let mut err = String::new();
-    if let Some(mut pipe) = child.stderr.take() {
-        let _ = pipe.read_to_string(&mut err);
-    }
-    err
 }
 
 #[test]

@@ -18,8 +18,8 @@ mod terminal;
 pub use http::{Reply, http, request};
 #[allow(unused_imports)]
 pub use process::{
-    alive, connected_to, copy_executable, eventually, path_str, read_pid, signal, wait_exit,
-    wait_for, write_executable,
+    alive, connected_to, copy_executable, eventually, path_str, read_pid, signal, stderr_of,
+    wait_exit, wait_for, write_executable,
 };
 #[allow(unused_imports)]
 pub use proxy::{Proxy, Seen};

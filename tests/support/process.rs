@@ -56,6 +56,16 @@ pub fn wait_exit(child: &mut Child, limit: Duration) -> ExitStatus {
 }
 
 /// Reads a pid written by a test command, once the file is complete.
+/// Everything the child wrote to its piped stderr, once it has closed it (it has exited).
+pub fn stderr_of(child: &mut Child) -> String {
+    use std::io::Read;
+    let mut err = String::new();
+    if let Some(mut pipe) = child.stderr.take() {
+        let _ = pipe.read_to_string(&mut err);
+    }
+    err
+}
+
 pub fn read_pid(path: &Path) -> Option<libc::pid_t> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
