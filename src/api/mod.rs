@@ -20,9 +20,11 @@ use crate::platform::socket::PeerSocket;
 use crate::service::{LockService, WaitError};
 use crate::time::parse_go_duration;
 pub use admin::admin_allowed;
+use axum::Extension;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
+use axum::http::Uri;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -31,8 +33,9 @@ pub use error::{ApiError, ErrorReason, Refusal};
 use serde::Serialize;
 use std::borrow::Cow;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use wire::{LockReply, LockRow, LocksReply, Message};
@@ -98,16 +101,44 @@ pub fn router(state: AppState) -> Router {
 /// `max_wait` plus [`REQUEST_SLACK`]. Most calls finish without waiting, so the timer is only
 /// armed once `work` has had to wait: a per-request timer wheel entry would cost more than the
 /// rest of a renewal's bookkeeping.
-pub(crate) async fn bounded<F: Future>(app: &AppState, work: F) -> Result<F::Output, ApiError> {
-    let mut work = std::pin::pin!(work);
-    let first = std::future::poll_fn(|cx| Poll::Ready(work.as_mut().poll(cx))).await;
-    match first {
-        Poll::Ready(done) => Ok(done),
-        // Boxed: the timer is only needed by requests that wait, and the handler's future
-        // would otherwise carry its room on every request.
-        Poll::Pending => Box::pin(tokio::time::timeout(app.max_wait + REQUEST_SLACK, work))
-            .await
-            .map_err(|_| ApiError::Timeout),
+pub(crate) fn bounded<F: Future>(app: &AppState, work: F) -> Bounded<F> {
+    Bounded {
+        work,
+        limit: app.max_wait + REQUEST_SLACK,
+        timer: None,
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future [`bounded`] returns. Written out rather than as an `async fn`: the
+    /// generated future kept `work` twice and room for its output, three times the size of
+    /// `work`, and every handler's future (which axum allocates for every request) carries it.
+    pub(crate) struct Bounded<F> {
+        #[pin]
+        work: F,
+        limit: Duration,
+        // Boxed: only requests that wait need it.
+        timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    }
+}
+
+impl<F: Future> Future for Bounded<F> {
+    type Output = Result<F::Output, ApiError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(done) = this.work.poll(cx) {
+            return Poll::Ready(Ok(done));
+        }
+        // Armed when `work` first has to wait, so the limit counts from then.
+        let limit = *this.limit;
+        let timer = this
+            .timer
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(ApiError::Timeout)),
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 
@@ -329,56 +360,83 @@ fn decode(component: &str) -> Result<Cow<'_, str>, ApiError> {
         .map_err(|_| ApiError::InvalidQuery("parameters must be valid UTF-8".into()))
 }
 
-async fn post_lock(State(app): App, request: Request) -> Result<Response, ApiError> {
-    let p = Params::parse(request.uri().query())?;
-    let client = p.client()?;
-    let run = p.run()?;
-    let who = Who { client, run };
-    let job = p.job()?;
-    let rules = app.service.rules();
-    let ttl = match p.ttl.as_deref() {
-        None | Some("") => rules.default_ttl,
-        Some(text) => {
-            let parsed = parse_go_duration(text).map_err(|_| ApiError::InvalidTtl)?;
-            // Zero and negative ttls fail the same range check as ones above max_ttl.
-            rules.check_ttl(parsed.positive().unwrap_or(Duration::ZERO))?
-        }
-    };
-    let wait = match p.wait.as_deref() {
-        None | Some("") => Duration::ZERO,
-        Some(text) => {
-            let parsed = parse_go_duration(text).map_err(|_| ApiError::InvalidWait)?;
-            let range = || ApiError::WaitOutOfRange(app.max_wait);
-            if parsed.0 < 0 {
-                return Err(range());
-            }
-            let wait = Duration::from_nanos(parsed.0 as u64);
-            if wait > app.max_wait {
-                return Err(range());
-            }
-            wait
-        }
-    };
-    let result = if wait.is_zero() {
-        bounded(&app, app.service.acquire(job, who, ttl)).await?
+// Takes the URI and the peer rather than the whole request: the future axum allocates for
+// every request holds what the handler keeps across its await, and at 1 032 bytes or more
+// that allocation misses malloc's per-thread cache (a few hundred instructions per request).
+async fn post_lock(
+    State(app): App,
+    uri: Uri,
+    peer: Option<Extension<Peer>>,
+) -> Result<Response, ApiError> {
+    let p = Params::parse(uri.query())?;
+    let ask = Ask::read(&p, &app)?;
+    // The handler's future is allocated for every request: only what the wait needs lives
+    // across it, and the reply is built by a plain function afterwards.
+    let result = if ask.wait.is_zero() {
+        bounded(&app, app.service.acquire(ask.job, ask.who, ask.ttl)).await?
     } else {
-        // Boxed: a long-poll's future is kilobytes, and every request's handler future (which
-        // axum allocates and moves) would otherwise be as large.
-        let socket = request
-            .extensions()
-            .get::<Peer>()
-            .and_then(|peer| peer.socket);
-        match Box::pin(wait_or_hang_up(&app, socket, job, who, ttl, wait)).await? {
-            Some(result) => result,
-            None => {
-                tracing::info!(job, client, "waiting client hung up");
-                return Err(ApiError::Unavailable {
-                    message: "the client hung up".into(),
-                    retry_after_ms: None,
-                });
-            }
-        }
+        // Boxed: a long-poll's future is kilobytes, and every request's handler future would
+        // otherwise be as large.
+        let socket = peer.and_then(|Extension(peer)| peer.socket);
+        Box::pin(wait_or_hang_up(&app, socket, &ask)).await?
     };
+    lock_reply(&app, ask.job, result)
+}
+
+/// What a `POST /lock` asks for.
+struct Ask<'a> {
+    job: &'a str,
+    who: Who<'a>,
+    ttl: Duration,
+    /// Zero: do not wait.
+    wait: Duration,
+}
+
+impl<'a> Ask<'a> {
+    fn read(p: &'a Params<'_>, app: &AppState) -> Result<Ask<'a>, ApiError> {
+        let client = p.client()?;
+        let run = p.run()?;
+        let who = Who { client, run };
+        let job = p.job()?;
+        let rules = app.service.rules();
+        let ttl = match p.ttl.as_deref() {
+            None | Some("") => rules.default_ttl,
+            Some(text) => {
+                let parsed = parse_go_duration(text).map_err(|_| ApiError::InvalidTtl)?;
+                // Zero and negative ttls fail the same range check as ones above max_ttl.
+                rules.check_ttl(parsed.positive().unwrap_or(Duration::ZERO))?
+            }
+        };
+        let wait = match p.wait.as_deref() {
+            None | Some("") => Duration::ZERO,
+            Some(text) => {
+                let parsed = parse_go_duration(text).map_err(|_| ApiError::InvalidWait)?;
+                let range = || ApiError::WaitOutOfRange(app.max_wait);
+                if parsed.0 < 0 {
+                    return Err(range());
+                }
+                let wait = Duration::from_nanos(parsed.0 as u64);
+                if wait > app.max_wait {
+                    return Err(range());
+                }
+                wait
+            }
+        };
+        Ok(Ask {
+            job,
+            who,
+            ttl,
+            wait,
+        })
+    }
+}
+
+/// The reply to a `POST /lock` for `job` that ended with `result`.
+fn lock_reply(
+    app: &AppState,
+    job: &str,
+    result: Result<Grant, WaitError>,
+) -> Result<Response, ApiError> {
     let result = match result {
         Ok(grant) => Ok(grant),
         Err(WaitError::Denied(denied)) => Err(denied),
@@ -436,18 +494,15 @@ async fn post_lock(State(app): App, request: Request) -> Result<Response, ApiErr
     }
 }
 
-/// Waits up to `wait` for `job`, unless the client hangs up first (`None`).
+/// Waits up to `ask.wait` for its job; a 503 if the client hangs up first.
 async fn wait_or_hang_up(
     app: &AppState,
     socket: Option<PeerSocket>,
-    job: &str,
-    who: Who<'_>,
-    ttl: Duration,
-    wait: Duration,
-) -> Result<Option<Result<Grant, WaitError>>, ApiError> {
+    ask: &Ask<'_>,
+) -> Result<Result<Grant, WaitError>, ApiError> {
     let waiting = app
         .service
-        .acquire_waiting(job, who, ttl, wait, &app.shutdown);
+        .acquire_waiting(ask.job, ask.who, ask.ttl, ask.wait, &app.shutdown);
     // The HTTP layer stops looking for a hang-up while it holds a pipelined request, so
     // watch the socket too: a waiter whose client is gone must leave the queue.
     let hung_up = async {
@@ -462,11 +517,24 @@ async fn wait_or_hang_up(
             () = hung_up => None,
         }
     };
-    bounded(app, waiting).await
+    match bounded(app, waiting).await? {
+        Some(result) => Ok(result),
+        None => {
+            tracing::info!(
+                job = ask.job,
+                client = ask.who.client,
+                "waiting client hung up"
+            );
+            Err(ApiError::Unavailable {
+                message: "the client hung up".into(),
+                retry_after_ms: None,
+            })
+        }
+    }
 }
 
-async fn delete_lock(State(app): App, request: Request) -> Result<Reply<LockReply>, ApiError> {
-    let p = Params::parse(request.uri().query())?;
+async fn delete_lock(State(app): App, uri: Uri) -> Result<Reply<LockReply>, ApiError> {
+    let p = Params::parse(uri.query())?;
     let client = p.client()?;
     let run = p.run()?;
     let job = p.job()?;

@@ -218,7 +218,12 @@ async fn serve_connection(
     builder
         .timer(HeadTimer(head.clone()))
         .header_read_timeout(limits.header_timeout)
-        .max_buf_size(MAX_HEAD);
+        .max_buf_size(MAX_HEAD)
+        // Otherwise hyper reads the socket while each request is in flight, to notice a
+        // hang-up; the request still holds the read buffer then, so every request allocated a
+        // new 8 KiB one. Nothing needs hyper to notice: a waiting request watches its socket
+        // itself, and the rest finish in moments, their reply failing if the client is gone.
+        .half_close(true);
     let connection = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(connection);
     let watchdog = watchdog(head);
