@@ -121,7 +121,7 @@ pub fn build(
                 format!("expired, grace {}", countdown(left))
             };
             JobEntry {
-                job: j.job.clone(),
+                job: j.job.to_string(),
                 label: format!(
                     "{} — {} · {status}",
                     display_name(&j.job),
@@ -297,9 +297,9 @@ mod tests {
     fn job(name: &str, holder: &str, token: u64, ttl: u64, grace: u64) -> JobLease {
         let expires = Mono::from_duration(T0 + Duration::from_secs(ttl));
         JobLease {
-            job: name.to_owned(),
+            job: name.into(),
             lease: Lease {
-                holder: holder.to_owned(),
+                holder: holder.into(),
                 run: None,
                 token,
                 ttl: Duration::from_secs(ttl),

@@ -121,7 +121,7 @@ pub async fn force_release(
         .is_some_and(|v| v.contains("text/html"));
     match bounded(&app, app.service.force_release(&job)).await? {
         Some(lease) => {
-            tracing::warn!(job, holder = lease.holder, peer = ?caller.peer, "force release over HTTP");
+            tracing::warn!(job, holder = &*lease.holder, peer = ?caller.peer, "force release over HTTP");
             if from_form {
                 return Ok(Redirect::to("/").into_response());
             }
@@ -129,7 +129,7 @@ pub async fn force_release(
                 success: Some(true),
                 job: Some(job),
                 message: Some(Message::Released),
-                holder: Some(lease.holder),
+                holder: Some(String::from(&*lease.holder)),
                 ..LockReply::default()
             })
             .into_response())

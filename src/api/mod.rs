@@ -464,7 +464,9 @@ fn lock_reply(
             let message = match grant.kind {
                 GrantKind::Acquired => Message::Acquired,
                 GrantKind::Renewed => Message::Renewed,
-                GrantKind::TookOver { previous, .. } => Message::AcquiredFrom(previous),
+                GrantKind::TookOver { previous, .. } => {
+                    Message::AcquiredFrom(String::from(&*previous))
+                }
             };
             let body = about(&grant.lease, true, None, &message);
             Ok(lease_reply(StatusCode::OK, body))
@@ -630,7 +632,7 @@ async fn get_locks(State(app): App, request: Request) -> Result<Response, ApiErr
     let locks: Vec<LockRow> = rest
         .by_ref()
         .take(limit.unwrap_or(usize::MAX))
-        .map(|j| LockRow::new(j.job, j.lease, &now))
+        .map(|j| LockRow::new(String::from(&*j.job), j.lease, &now))
         .collect();
     let next = match rest.next() {
         Some(_) => locks.last().map(|row| row.job.clone()),

@@ -197,9 +197,9 @@ pub struct LockReply {
 impl LockReply {
     /// A reply describing `lease` on `job` as of `now`: the fields of its [`LockRow`] plus
     /// the lease's ttl.
-    pub fn for_lease(job: String, mut lease: Lease, now: &Now) -> LockReply {
+    pub fn for_lease(job: String, lease: Lease, now: &Now) -> LockReply {
         let ttl_ms = u64::try_from(lease.ttl.as_millis()).unwrap_or(u64::MAX);
-        let run = lease.run.take();
+        let run = lease.run.as_deref().map(String::from);
         let row = LockRow::new(job, lease, now);
         LockReply {
             job: Some(row.job),
@@ -377,7 +377,7 @@ impl LockRow {
         let state = lease.state(now.mono);
         LockRow {
             job,
-            holder: lease.holder,
+            holder: String::from(&*lease.holder),
             token: lease.token,
             acquired_at: rfc3339(lease.acquired_at),
             expires_at: rfc3339(now.wall_at(lease.expires)),
@@ -813,7 +813,7 @@ mod tests {
         };
         let lease = |expires: u64, run: Option<&str>| Lease {
             holder: "mac \"mini\"".into(),
-            run: run.map(str::to_owned),
+            run: run.map(Into::into),
             token: 17,
             ttl: Duration::from_millis(30_500),
             acquired_at: now.wall - Duration::from_secs(3_600),

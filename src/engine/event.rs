@@ -2,6 +2,7 @@
 //! subscribers (the agent's tray and notifications). Persistence does not subscribe: the
 //! service decides under its lock what must be on disk before a reply (`service/saving.rs`).
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,7 +19,7 @@ pub enum EventKind {
     Expired,
     /// A new holder took a job whose previous lease had lapsed past its grace period.
     TakenOver {
-        previous: String,
+        previous: Arc<str>,
         previous_token: u64,
         /// How long before the takeover the previous lease expired.
         lapsed_for: Duration,
@@ -39,12 +40,13 @@ impl EventKind {
 }
 
 /// One change to one job. `holder` and `token` are those of the lease the event is about:
-/// the new holder for grants, the old one for releases and expiry.
+/// the new holder for grants, the old one for releases and expiry. The names are shared with
+/// the table, so that making, broadcasting and receiving an event copies no string.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
     pub kind: EventKind,
-    pub job: String,
-    pub holder: String,
+    pub job: Arc<str>,
+    pub holder: Arc<str>,
     pub token: u64,
     /// Wall-clock time of the event.
     pub at: SystemTime,

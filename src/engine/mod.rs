@@ -146,18 +146,22 @@ impl Who<'_> {
     /// Whether this requester is `lease`'s holder: the same client, and the same run if it
     /// names one.
     pub fn holds(&self, lease: &Lease) -> bool {
-        lease.holder == self.client && self.run.is_none_or(|run| lease.run.as_deref() == Some(run))
+        *lease.holder == *self.client
+            && self.run.is_none_or(|run| lease.run.as_deref() == Some(run))
     }
 }
 
 /// A job's current holder and the terms of its lease.
+///
+/// The names are shared (`Arc<str>`): a lease is copied into every grant, event and listing,
+/// and a renewal, the most frequent operation, then copies pointers instead of strings.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
     /// The client id: the machine's name, as the tray and status show it.
-    pub holder: String,
+    pub holder: Arc<str>,
     /// The run of the holder's that was granted the lease (`run=` in the API), if it said.
     /// Two runs under one client id are two holders; see [`Who`].
-    pub run: Option<String>,
+    pub run: Option<Arc<str>>,
     pub token: u64,
     pub ttl: Duration,
     /// Wall-clock time of the grant to this holder (renewals keep it), for display.
@@ -181,7 +185,8 @@ impl Lease {
 /// A job name with its lease, as listed by [`Engine::list`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobLease {
-    pub job: String,
+    /// Shared with the table's entry.
+    pub job: Arc<str>,
     pub lease: Lease,
 }
 
@@ -194,7 +199,7 @@ pub enum GrantKind {
     Renewed,
     /// The previous holder's lease had expired past its grace period.
     TookOver {
-        previous: String,
+        previous: Arc<str>,
         /// How long ago the previous lease expired.
         lapsed_for: Duration,
     },
@@ -202,7 +207,8 @@ pub enum GrantKind {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grant {
-    pub job: String,
+    /// Shared with the table's entry.
+    pub job: Arc<str>,
     pub kind: GrantKind,
     pub lease: Lease,
 }
@@ -459,9 +465,9 @@ impl Engine {
     /// Removes `job`'s lease with no grace period, reports `why`, and hands the job to its
     /// first waiter.
     fn free(&mut self, job: &str, why: EventKind, now: Now) -> Lease {
-        let lease = self.remove(job);
-        self.emit(why, job, &lease, now);
-        self.serve_waiters(job, now);
+        let (name, lease) = self.remove(job);
+        self.emit(why, &name, &lease, now);
+        self.serve_waiters(&name, now);
         lease
     }
 
@@ -485,7 +491,7 @@ impl Engine {
         self.jobs
             .iter()
             .map(|(job, e)| JobLease {
-                job: String::from(&**job),
+                job: Arc::clone(job),
                 lease: e.lease.clone(),
             })
             .collect()
@@ -614,7 +620,7 @@ impl Engine {
         if let Some(until) = self.quarantined_until(now.mono) {
             return Err(Denied::Quarantined { until });
         }
-        let previous = match self.jobs.get_mut(job) {
+        let (name, previous) = match self.jobs.get_mut(job) {
             Some(entry) if who.holds(&entry.lease) => {
                 // Renewal is the most frequent change: one lookup, and the deadline moves by
                 // taking the entry out of the set at the old time and back in at the new.
@@ -631,10 +637,11 @@ impl Engine {
                 entry.phase = Phase::Held;
                 key.0 = entry.deadline(retention);
                 let lease = entry.lease.clone();
+                let name = Arc::clone(&key.1);
                 self.deadlines.insert(key);
-                self.emit(EventKind::Renewed, job, &lease, now);
+                self.emit(EventKind::Renewed, &name, &lease, now);
                 return Ok(Grant {
-                    job: job.to_owned(),
+                    job: name,
                     kind: GrantKind::Renewed,
                     lease,
                 });
@@ -645,7 +652,10 @@ impl Engine {
                 LeaseState::Expired if self.tokens_exhausted() => {
                     return Err(Denied::TokensExhausted);
                 }
-                LeaseState::Expired => Some(self.remove(job)),
+                LeaseState::Expired => {
+                    let (name, old) = self.remove(job);
+                    (name, Some(old))
+                }
             },
             None => {
                 if self.tokens_exhausted() {
@@ -656,15 +666,17 @@ impl Engine {
                         max_jobs: self.rules.max_jobs,
                     });
                 }
-                None
+                (Arc::from(job), None)
             }
         };
-        Ok(self.grant_new(job, who, ttl, previous, now))
+        Ok(self.grant_new(name, who, ttl, previous, now))
     }
 
+    /// Grants the job `name` to a new holder; `previous` is the lapsed lease it replaces.
+    /// A job that changes hands keeps its name's allocation.
     fn grant_new(
         &mut self,
-        job: &str,
+        name: Arc<str>,
         who: Who<'_>,
         ttl: Duration,
         previous: Option<Lease>,
@@ -677,24 +689,23 @@ impl Engine {
             .expect("callers check that a token is left");
         let expires = now.mono + ttl;
         let lease = Lease {
-            holder: who.client.to_owned(),
-            run: who.run.map(str::to_owned),
+            holder: Arc::from(who.client),
+            run: who.run.map(Arc::from),
             token: self.last_token,
             ttl,
             acquired_at: now.wall,
             expires,
             grace_until: expires + self.rules.grace,
         };
-        let name: Arc<str> = Arc::from(job);
         self.jobs.insert(
             Arc::clone(&name),
             Entry {
-                name,
+                name: Arc::clone(&name),
                 lease: lease.clone(),
                 phase: Phase::Held,
             },
         );
-        self.schedule(job);
+        self.schedule(&name);
         let kind = match previous {
             Some(old) => {
                 let lapsed_for = old.expires.until(now.mono);
@@ -704,7 +715,7 @@ impl Engine {
                         previous_token: old.token,
                         lapsed_for,
                     },
-                    job,
+                    &name,
                     &lease,
                     now,
                 );
@@ -714,12 +725,12 @@ impl Engine {
                 }
             }
             None => {
-                self.emit(EventKind::Acquired, job, &lease, now);
+                self.emit(EventKind::Acquired, &name, &lease, now);
                 GrantKind::Acquired
             }
         };
         Grant {
-            job: job.to_owned(),
+            job: name,
             kind,
             lease,
         }
@@ -732,26 +743,26 @@ impl Engine {
     }
 
     /// Grants a job that just became free to others to its first waiter, if any.
-    fn serve_waiters(&mut self, job: &str, now: Now) {
+    fn serve_waiters(&mut self, job: &Arc<str>, now: Now) {
         if self.tokens_exhausted() {
             return;
         }
-        let Some(queue) = self.waiters.get_mut(job) else {
+        let Some(queue) = self.waiters.get_mut(&**job) else {
             return;
         };
         let Some(waiter) = queue.pop_front() else {
             return;
         };
         if queue.is_empty() {
-            self.waiters.remove(job);
+            self.waiters.remove(&**job);
         }
         self.waiter_jobs.remove(&waiter.id);
-        let previous = self.jobs.contains_key(job).then(|| self.remove(job));
+        let previous = self.jobs.contains_key(&**job).then(|| self.remove(job).1);
         let who = Who {
             client: &waiter.client,
             run: waiter.run.as_deref(),
         };
-        let grant = self.grant_new(job, who, waiter.ttl, previous, now);
+        let grant = self.grant_new(Arc::clone(job), who, waiter.ttl, previous, now);
         self.woken.push(Woken {
             waiter: waiter.id,
             grant,
@@ -767,14 +778,16 @@ impl Engine {
         true
     }
 
-    fn remove(&mut self, job: &str) -> Lease {
+    /// Takes `job`'s entry out of the table; returns its name and lease.
+    fn remove(&mut self, job: &str) -> (Arc<str>, Lease) {
         self.unschedule(job);
         let entry = self
             .jobs
             .remove(job)
             .expect("caller checked the entry exists");
-        self.expired.remove(&(entry.lease.expires, entry.name));
-        entry.lease
+        let key = (entry.lease.expires, entry.name);
+        self.expired.remove(&key);
+        (key.1, entry.lease)
     }
 
     fn schedule(&mut self, job: &str) {
@@ -793,11 +806,12 @@ impl Engine {
         }
     }
 
-    fn emit(&mut self, kind: EventKind, job: &str, lease: &Lease, now: Now) {
+    /// Records an event about `lease` of the job `name` (the entry's, so no name is copied).
+    fn emit(&mut self, kind: EventKind, name: &Arc<str>, lease: &Lease, now: Now) {
         self.events.push(Event {
             kind,
-            job: job.to_owned(),
-            holder: lease.holder.clone(),
+            job: Arc::clone(name),
+            holder: Arc::clone(&lease.holder),
             token: lease.token,
             at: now.wall,
             acquired_at: lease.acquired_at,

@@ -4,6 +4,7 @@
 
 use super::{Engine, Entry, Lease, Phase, Rules, SavedState, Watermarks, validate_name};
 use crate::time::{Now, from_unix_ms};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// What a restart found where the table is saved.
@@ -126,24 +127,24 @@ impl Engine {
                 .min(latest)
                 .max(now.mono + ttl);
             let lease = Lease {
-                holder: l.holder,
-                run: l.run,
+                holder: Arc::from(l.holder),
+                run: l.run.map(Arc::from),
                 token: l.token,
                 ttl,
                 acquired_at: from_unix_ms(l.acquired_at_ms),
                 expires,
                 grace_until: expires + self.rules.grace,
             };
-            let name: std::sync::Arc<str> = std::sync::Arc::from(l.job.as_str());
+            let name: Arc<str> = Arc::from(l.job);
             self.jobs.insert(
-                std::sync::Arc::clone(&name),
+                Arc::clone(&name),
                 Entry {
-                    name,
+                    name: Arc::clone(&name),
                     lease,
                     phase: Phase::Held,
                 },
             );
-            self.schedule(&l.job);
+            self.schedule(&name);
         }
         skipped
     }

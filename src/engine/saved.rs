@@ -55,10 +55,12 @@ impl Engine {
         let leases = self
             .list(now)
             .into_iter()
+            // The file keeps plain strings: its format does not depend on how the table shares
+            // its names.
             .map(|JobLease { job, lease }| SavedLease {
-                job,
-                holder: lease.holder,
-                run: lease.run,
+                job: String::from(&*job),
+                holder: String::from(&*lease.holder),
+                run: lease.run.as_deref().map(String::from),
                 token: lease.token,
                 ttl_ms: u64::try_from(lease.ttl.as_millis()).unwrap_or(u64::MAX),
                 acquired_at_ms: unix_ms(lease.acquired_at),

@@ -39,7 +39,7 @@ fn free_job_is_acquired_with_token_one() {
     let g = e.acquire("backup", "laptop1", secs(10), at(0)).unwrap();
     assert_eq!(g.kind, GrantKind::Acquired);
     assert_eq!(g.lease.token, 1);
-    assert_eq!(g.lease.holder, "laptop1");
+    assert_eq!(&*g.lease.holder, "laptop1");
     assert_eq!(g.lease.expires, at(10).mono);
     assert_eq!(g.lease.grace_until, at(15).mono);
 }
@@ -61,7 +61,7 @@ fn other_client_is_refused_until_the_instant_of_expiry() {
     e.acquire("backup", "a", secs(10), at(0)).unwrap();
     assert!(matches!(
         e.acquire("backup", "b", secs(10), at_ms(9_999)),
-        Err(Denied::Held(l)) if l.holder == "a"
+        Err(Denied::Held(l)) if &*l.holder == "a"
     ));
     // At t = expiry the lease is no longer held: grace begins.
     assert!(matches!(
@@ -183,7 +183,7 @@ fn get_never_creates_entries_and_reports_states() {
     assert_eq!(lease.state(at(10).mono), LeaseState::Grace);
     assert_eq!(lease.state(at(15).mono), LeaseState::Expired);
     // A lapsed job keeps its last holder.
-    assert_eq!(e.get("backup", at(100)).unwrap().holder, "a");
+    assert_eq!(&*e.get("backup", at(100)).unwrap().holder, "a");
 }
 
 #[test]
@@ -206,7 +206,7 @@ fn force_release_frees_and_old_holder_gets_a_new_token() {
     let mut e = engine();
     let first = e.acquire("backup", "a", secs(10), at(0)).unwrap();
     let removed = e.force_release("backup", at(1)).unwrap();
-    assert_eq!(removed.holder, "a");
+    assert_eq!(&*removed.holder, "a");
     assert_eq!(e.force_release("backup", at(1)), None);
     let again = e.acquire("backup", "a", secs(10), at(2)).unwrap();
     assert_eq!(again.kind, GrantKind::Acquired);
@@ -372,7 +372,7 @@ fn waiters_are_granted_in_arrival_order_on_release() {
     let woken = e.take_woken();
     assert_eq!(woken.len(), 1);
     assert_eq!(woken[0].waiter, w1);
-    assert_eq!(woken[0].grant.lease.holder, "b");
+    assert_eq!(&*woken[0].grant.lease.holder, "b");
     assert_eq!(woken[0].grant.kind, GrantKind::Acquired);
     e.release("j", "b", at(3)).unwrap();
     let woken = e.take_woken();
@@ -399,7 +399,7 @@ fn three_or_more_waiters_are_granted_strictly_in_arrival_order() {
         let woken = e.take_woken();
         assert_eq!(woken.len(), 1, "one grant per release");
         assert_eq!(
-            (woken[0].waiter, woken[0].grant.lease.holder.as_str()),
+            (woken[0].waiter, &*woken[0].grant.lease.holder),
             (*w, *client)
         );
         assert_eq!(e.waiting_for("j"), queued.len() - i - 1);
@@ -449,7 +449,7 @@ fn cancelled_waiter_is_never_granted() {
     let woken = e.take_woken();
     assert_eq!(woken.len(), 1);
     assert_eq!(woken[0].waiter, w2);
-    assert_eq!(e.get("j", at(2)).unwrap().holder, "c");
+    assert_eq!(&*e.get("j", at(2)).unwrap().holder, "c");
 }
 
 #[test]
@@ -1165,7 +1165,7 @@ fn another_run_of_the_same_client_is_refused_until_the_lease_and_its_grace_end()
         .unwrap();
     assert_eq!(g.lease.token, first.lease.token + 1);
     assert_eq!(g.lease.run.as_deref(), Some("r2"));
-    assert!(matches!(g.kind, GrantKind::TookOver { ref previous, .. } if previous == "nas"));
+    assert!(matches!(g.kind, GrantKind::TookOver { ref previous, .. } if &**previous == "nas"));
 }
 
 #[test]
@@ -1224,7 +1224,7 @@ fn two_runs_of_one_client_queue_first_come_first_served_with_other_clients() {
     let woken = e.take_woken();
     assert_eq!(woken[0].waiter, r2);
     assert_eq!(woken[0].grant.lease.run.as_deref(), Some("r2"));
-    assert_eq!(woken[0].grant.lease.holder, "nas");
+    assert_eq!(&*woken[0].grant.lease.holder, "nas");
 }
 
 #[test]
@@ -1355,7 +1355,7 @@ fn peek_shows_the_recorded_lease_without_advancing() {
     assert!(e.peek("backup").is_none());
     e.acquire("backup", "a", secs(10), at(0)).unwrap();
     let lease = e.peek("backup").expect("recorded");
-    assert_eq!(lease.holder, "a");
+    assert_eq!(&*lease.holder, "a");
     assert_eq!(lease.ttl, secs(10));
     assert_eq!(lease.expires, at(10).mono);
 }

@@ -420,7 +420,7 @@ impl LockService {
                     // Its request is gone: undo the grant (which may wake the next waiter).
                     let _ = state
                         .engine
-                        .release(&w.grant.job, &w.grant.lease.holder, now);
+                        .release(&w.grant.job, &*w.grant.lease.holder, now);
                 }
             }
         }
@@ -529,8 +529,8 @@ impl Drop for UnsavedGrant<'_> {
             return;
         }
         tracing::warn!(
-            job = grant.job,
-            holder = grant.lease.holder,
+            job = &*grant.job,
+            holder = &*grant.lease.holder,
             token = grant.lease.token,
             "a grant was not saved before its reply was given up; releasing it"
         );
@@ -596,7 +596,7 @@ impl Drop for WaitGuard<'_> {
 }
 
 fn log_event(event: &Event) {
-    let (job, holder, token) = (&event.job, &event.holder, event.token);
+    let (job, holder, token) = (&*event.job, &*event.holder, event.token);
     match &event.kind {
         EventKind::Renewed => tracing::debug!(job, holder, token, "renewed"),
         EventKind::Acquired => tracing::info!(job, holder, token, "acquired"),
@@ -611,7 +611,7 @@ fn log_event(event: &Event) {
             job,
             holder,
             token,
-            previous,
+            previous = &**previous,
             lapsed_ms = lapsed_for.as_millis() as u64,
             "taken over after lapsed lease"
         ),

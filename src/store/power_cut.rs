@@ -448,7 +448,7 @@ fn check_restart(engine: &mut Engine, restored: Restored, m: &mut Model, round: 
     for (j, known) in m.jobs.iter().enumerate() {
         let job = format!("job{j}");
         let lease = engine.get(&job, now);
-        let holder = lease.as_ref().map(|l| (l.holder.clone(), l.token));
+        let holder = lease.as_ref().map(|l| (String::from(&*l.holder), l.token));
         match known {
             Known::Held { client, token } if holder != Some((format!("c{client}"), *token)) => {
                 m.violations.push(format!(

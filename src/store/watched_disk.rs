@@ -250,7 +250,7 @@ async fn a_slow_disk_holds_up_new_grants_but_not_renewals_of_saved_ones() {
     let renewed = tokio::time::timeout(Duration::from_secs(5), service.acquire("mine", "a", HOUR))
         .await
         .expect("the renewal is answered while the disk is busy");
-    assert_eq!(renewed.unwrap().lease.holder, "a");
+    assert_eq!(&*renewed.unwrap().lease.holder, "a");
     assert!(
         !other.is_finished(),
         "b's grant answered before it was saved"

@@ -71,9 +71,9 @@ struct State {
     /// Number of the newest entry (0 before the first).
     last: u64,
     ring: VecDeque<Arc<Entry>>,
-    jobs: BTreeMap<String, JobView>,
+    jobs: BTreeMap<Arc<str>, JobView>,
     /// Jobs whose lease expired, by the end of their grace period, to drop them then.
-    grace_ends: BTreeSet<(SystemTime, String)>,
+    grace_ends: BTreeSet<(SystemTime, Arc<str>)>,
     /// Newest first.
     recent: VecDeque<Recent>,
 }
@@ -100,12 +100,13 @@ impl Entry {
     }
 }
 
-/// A lock event as an entry of the stream describes it (see [`EventJson`]).
+/// A lock event as an entry of the stream describes it (see [`EventJson`]). The names are the
+/// event's, shared with the engine: an entry copies no string.
 #[derive(Debug)]
 struct EventEntry {
     kind: &'static str,
-    job: String,
-    holder: String,
+    job: Arc<str>,
+    holder: Arc<str>,
     token: u64,
     at: SystemTime,
     acquired_at: SystemTime,
@@ -113,7 +114,7 @@ struct EventEntry {
     grace_until: SystemTime,
     waiting: usize,
     count: Option<u64>,
-    previous: Option<String>,
+    previous: Option<Arc<str>>,
     previous_token: Option<u64>,
     lapsed_ms: Option<u64>,
 }
@@ -146,11 +147,12 @@ enum Item {
     Resync,
 }
 
-/// A job held or in its grace period, as the page shows it.
+/// A job held or in its grace period, as the page shows it. The names are shared with the
+/// engine's events, so mirroring a change copies no string.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobView {
-    pub job: String,
-    pub holder: String,
+    pub job: Arc<str>,
+    pub holder: Arc<str>,
     pub token: u64,
     pub acquired_at: SystemTime,
     pub expires_at: SystemTime,
@@ -177,12 +179,12 @@ pub struct Recent {
     /// As in the stream: `acquired`, `renewed`, `released`, `force_released`, `expired`,
     /// `taken_over`.
     pub kind: &'static str,
-    pub job: String,
-    pub holder: String,
+    pub job: Arc<str>,
+    pub holder: Arc<str>,
     pub token: u64,
     pub at: SystemTime,
     /// For a takeover: whose lease lapsed.
-    pub previous: Option<String>,
+    pub previous: Option<Arc<str>>,
     /// How many events this line stands for (renewals only; 1 otherwise).
     pub count: u64,
 }
@@ -362,7 +364,7 @@ impl EventLog {
     /// Queueing and giving up a wait publish no engine event, so readers call this before
     /// they show counts.
     pub fn refresh_waiters(&self) {
-        let names: Vec<String> = self.state().jobs.keys().cloned().collect();
+        let names: Vec<Arc<str>> = self.state().jobs.keys().cloned().collect();
         if names.is_empty() {
             return;
         }
@@ -373,7 +375,7 @@ impl EventLog {
         let mut state = self.state();
         let at = SystemTime::now();
         for (job, waiting) in names.iter().zip(counts) {
-            let Some(view) = state.jobs.get_mut(job) else {
+            let Some(view) = state.jobs.get_mut(&**job) else {
                 continue;
             };
             if view.waiting != waiting {
@@ -446,11 +448,11 @@ impl EventLog {
         }
         let grace_until = event.expires_at + self.inner.grace;
         let waiting = waiting
-            .or_else(|| state.jobs.get(&event.job).map(|j| j.waiting))
+            .or_else(|| state.jobs.get(&*event.job).map(|j| j.waiting))
             .unwrap_or(0);
         // The hot path: a renewal only moves the deadlines of a job the mirror has already.
         let renewed_in_place = event.kind == EventKind::Renewed
-            && match state.jobs.get_mut(&event.job) {
+            && match state.jobs.get_mut(&*event.job) {
                 Some(view) if view.token == event.token => {
                     view.expires_at = event.expires_at;
                     view.grace_until = grace_until;
@@ -462,20 +464,22 @@ impl EventLog {
         if !renewed_in_place {
             match &event.kind {
                 EventKind::Released | EventKind::ForceReleased => {
-                    state.jobs.remove(&event.job);
+                    state.jobs.remove(&*event.job);
                 }
                 EventKind::Acquired
                 | EventKind::Renewed
                 | EventKind::TakenOver { .. }
                 | EventKind::Expired => {
                     if event.kind == EventKind::Expired {
-                        state.grace_ends.insert((grace_until, event.job.clone()));
+                        state
+                            .grace_ends
+                            .insert((grace_until, Arc::clone(&event.job)));
                     }
                     state.jobs.insert(
-                        event.job.clone(),
+                        Arc::clone(&event.job),
                         JobView {
-                            job: event.job.clone(),
-                            holder: event.holder.clone(),
+                            job: Arc::clone(&event.job),
+                            holder: Arc::clone(&event.holder),
                             token: event.token,
                             acquired_at: event.acquired_at,
                             expires_at: event.expires_at,
@@ -492,7 +496,7 @@ impl EventLog {
                 previous_token,
                 lapsed_for,
             } => (
-                Some(previous.as_str()),
+                Some(previous),
                 Some(*previous_token),
                 Some(u64::try_from(lapsed_for.as_millis()).unwrap_or(u64::MAX)),
             ),
@@ -501,8 +505,8 @@ impl EventLog {
         let renewed = event.kind == EventKind::Renewed;
         let entry = EventEntry {
             kind: event.kind.name(),
-            job: event.job.clone(),
-            holder: event.holder.clone(),
+            job: Arc::clone(&event.job),
+            holder: Arc::clone(&event.holder),
             token: event.token,
             at: event.at,
             acquired_at: event.acquired_at,
@@ -510,7 +514,7 @@ impl EventLog {
             grace_until,
             waiting,
             count: renewed.then_some(count),
-            previous: previous.map(str::to_owned),
+            previous: previous.cloned(),
             previous_token,
             lapsed_ms,
         };
@@ -523,7 +527,7 @@ impl EventLog {
         {
             total += state.recent.remove(i).map_or(0, |r| r.count);
         }
-        let previous = previous.map(str::to_owned);
+        let previous = previous.cloned();
         state.recent.push_front(Recent {
             kind: event.kind.name(),
             job: event.job,
@@ -623,7 +627,7 @@ impl EventLog {
 /// Subscribes to `service` and reads its table in one step (under the engine's lock, which
 /// events are published under), so the table is exactly the state before the first event
 /// received.
-fn seed(service: &LockService) -> (broadcast::Receiver<Event>, BTreeMap<String, JobView>) {
+fn seed(service: &LockService) -> (broadcast::Receiver<Event>, BTreeMap<Arc<str>, JobView>) {
     service.with_engine(|engine, now| {
         let source = service.subscribe();
         let jobs = engine
@@ -638,7 +642,7 @@ fn seed(service: &LockService) -> (broadcast::Receiver<Event>, BTreeMap<String, 
                     acquired_at: j.lease.acquired_at,
                     expires_at: now.wall_at(j.lease.expires),
                     grace_until: now.wall_at(j.lease.grace_until),
-                    job: j.job.clone(),
+                    job: Arc::clone(&j.job),
                 };
                 (j.job, view)
             })

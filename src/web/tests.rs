@@ -475,7 +475,7 @@ async fn force_release_is_refused_to_other_devices_and_other_sites() {
         .unwrap();
     assert_eq!(send(&h.app, cross_site).await.0, StatusCode::FORBIDDEN);
     assert_eq!(
-        h.web.service.status("build").lease.unwrap().holder,
+        &*h.web.service.status("build").lease.unwrap().holder,
         "mac",
         "still held"
     );
@@ -756,7 +756,7 @@ async fn renewals_in_a_row_share_one_line_of_recent_events() {
     }
     settle(&h).await;
     let view = h.web.log.view();
-    let build: Vec<_> = view.recent.iter().filter(|r| r.job == "build").collect();
+    let build: Vec<_> = view.recent.iter().filter(|r| &*r.job == "build").collect();
     assert_eq!(build.len(), 2, "{build:?}");
     assert_eq!((build[0].kind, build[0].count), ("renewed", 2));
     assert_eq!(build[1].kind, "acquired");
@@ -781,15 +781,19 @@ async fn waiter_counts_are_shown() {
     settle(&h).await;
     let view = h.web.log.view();
     assert_eq!(
-        view.jobs.iter().find(|j| j.job == "build").unwrap().waiting,
+        view.jobs
+            .iter()
+            .find(|j| &*j.job == "build")
+            .unwrap()
+            .waiting,
         1
     );
     call(&h.app, "DELETE", "/lock?job=build&client=mac", LOOPBACK).await;
     assert_eq!(waiter.await.unwrap().0, StatusCode::OK);
     settle(&h).await;
     let view = h.web.log.view();
-    let build = view.jobs.iter().find(|j| j.job == "build").unwrap();
-    assert_eq!((build.holder.as_str(), build.waiting), ("pc", 0));
+    let build = view.jobs.iter().find(|j| &*j.job == "build").unwrap();
+    assert_eq!((&*build.holder, build.waiting), ("pc", 0));
 }
 
 #[tokio::test]
