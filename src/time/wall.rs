@@ -1,6 +1,7 @@
 //! Wall-clock time as foolock writes it: RFC 3339 for people and the wire (with milliseconds
 //! where a countdown needs them), Unix milliseconds in the state file.
 
+use std::cell::Cell;
 use std::time::{Duration, SystemTime};
 
 /// Formats a wall-clock time as RFC 3339 in UTC with whole seconds (`2026-11-23T12:19:43Z`), like
@@ -22,7 +23,34 @@ pub fn push_rfc3339(out: &mut Vec<u8>, t: SystemTime) {
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
         .min(LAST_SECOND_OF_9999);
-    out.extend_from_slice(Rfc3339::new(secs, None).as_bytes());
+    out.extend_from_slice(&recent_seconds(secs));
+}
+
+thread_local! {
+    /// The last two whole-second times this thread wrote, newest first: a reply carries a
+    /// lease's start and its end, and the same two recur for every request in that second, so
+    /// a cache of two turns the calendar arithmetic into a compare (a tenth of a renewal's
+    /// JSON before). `u64::MAX` is never a key: keys are at most [`LAST_SECOND_OF_9999`].
+    static RECENT: Cell<[(u64, [u8; 20]); 2]> = const { Cell::new([(u64::MAX, [0; 20]); 2]) };
+}
+
+/// The 20 bytes of `secs` (at most [`LAST_SECOND_OF_9999`]) as RFC 3339, from [`RECENT`] if
+/// this thread wrote them lately.
+fn recent_seconds(secs: u64) -> [u8; 20] {
+    RECENT.with(|recent| {
+        let [newest, older] = recent.get();
+        if newest.0 == secs {
+            return newest.1;
+        }
+        if older.0 == secs {
+            recent.set([older, newest]);
+            return older.1;
+        }
+        let mut bytes = [0; 20];
+        bytes.copy_from_slice(Rfc3339::new(secs, None).as_bytes());
+        recent.set([(secs, bytes), newest]);
+        bytes
+    })
 }
 
 /// 9999-12-31T23:59:59Z: the formatter writes four-digit years only.
@@ -161,6 +189,34 @@ mod tests {
         assert_eq!(out, b"at 2000-02-29T00:00:00Z");
     }
 
+    /// The cache of recent times answers what the formatter would, in any order of asking,
+    /// including a key that drops out and comes back.
+    #[test]
+    fn recent_times_are_written_as_if_formatted_afresh() {
+        let fresh = |s: u64| Rfc3339::new(s, None).as_bytes().to_vec();
+        for secs in [
+            5,
+            9,
+            5,
+            9,
+            9,
+            5,
+            7,
+            5,
+            9,
+            0,
+            LAST_SECOND_OF_9999,
+            0,
+            86_399,
+            86_400,
+        ] {
+            assert_eq!(recent_seconds(secs).to_vec(), fresh(secs), "{secs}");
+            let mut out = Vec::new();
+            push_rfc3339(&mut out, SystemTime::UNIX_EPOCH + Duration::from_secs(secs));
+            assert_eq!(out, fresh(secs), "{secs}");
+        }
+    }
+
     #[test]
     fn rfc3339_shows_times_outside_its_years_at_the_nearest_end_instead_of_failing() {
         let before = SystemTime::UNIX_EPOCH - Duration::from_secs(1);
@@ -192,6 +248,9 @@ mod tests {
         for (i, s) in seconds.into_iter().enumerate() {
             let at = SystemTime::UNIX_EPOCH + Duration::from_secs(s);
             assert_eq!(rfc3339(at), humantime(s), "{s}");
+            let mut pushed = Vec::new();
+            push_rfc3339(&mut pushed, at);
+            assert_eq!(pushed, humantime(s).as_bytes(), "{s}");
             // Milliseconds too, from .000 to .999 (and a nanosecond part they must not round).
             let at = at + Duration::from_nanos((i as u64 * 7_919_993) % 1_000_000_000);
             assert_eq!(
