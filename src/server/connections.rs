@@ -76,7 +76,7 @@ struct Entry {
     /// Requests being served on it.
     busy: Arc<AtomicUsize>,
     /// Closes it at once.
-    cut: CancellationToken,
+    ends: Ends,
 }
 
 /// The open connections, oldest first.
@@ -103,7 +103,7 @@ impl Registry {
             .map(|(id, _)| *id);
         match idle.and_then(|id| open.remove(&id)) {
             Some(entry) => {
-                entry.cut.cancel();
+                entry.ends.cut();
                 true
             }
             None => false,
@@ -151,16 +151,15 @@ pub async fn serve(
         let id = next_id;
         let entry = Entry {
             busy: Arc::new(AtomicUsize::new(0)),
-            cut: CancellationToken::new(),
+            ends: Ends::under(&graceful),
         };
-        let (busy, cut) = (entry.busy.clone(), entry.cut.clone());
+        let (busy, ends) = (entry.busy.clone(), entry.ends.clone());
         registry.lock().insert(id, entry);
-        let (app, registry, graceful) = (app.clone(), registry.clone(), graceful.clone());
+        let (app, registry) = (app.clone(), registry.clone());
         let open = metrics.open_connection();
         let metrics = metrics.clone();
         tracker.spawn(async move {
             let _open = open;
-            let ends = Ends { graceful, cut };
             serve_connection(stream, peer, app, busy, limits, metrics, ends).await;
             registry.lock().remove(&id);
         });
@@ -181,16 +180,35 @@ pub async fn serve(
             limits.shutdown_grace.as_secs_f64()
         );
         for entry in open {
-            entry.cut.cancel();
+            entry.ends.cut();
         }
         tracker.wait().await;
     }
 }
 
-/// How a connection is told to end: finish what it serves (`graceful`), or stop now (`cut`).
+/// How a connection is told to end: finish what it serves, or stop now (`cut`). Either
+/// cancels `stop`, the one token a connection watches while it serves: its task polls every
+/// token it waits on each time a request wakes it, and one costs half of two.
+#[derive(Clone)]
 struct Ends {
-    graceful: CancellationToken,
+    /// Cancelled by either end; a child of the server's graceful shutdown.
+    stop: CancellationToken,
     cut: CancellationToken,
+}
+
+impl Ends {
+    /// The ends of a new connection of a server that shuts down with `graceful`.
+    fn under(graceful: &CancellationToken) -> Ends {
+        Ends {
+            stop: graceful.child_token(),
+            cut: CancellationToken::new(),
+        }
+    }
+
+    fn cut(&self) {
+        self.cut.cancel();
+        self.stop.cancel();
+    }
 }
 
 /// One connection, until it closes, is cut, or is asked to finish.
@@ -201,7 +219,7 @@ async fn serve_connection(
     busy: Arc<AtomicUsize>,
     limits: Limits,
     metrics: Metrics,
-    Ends { graceful, cut }: Ends,
+    Ends { stop, cut }: Ends,
 ) {
     let _ = stream.set_nodelay(true);
     let socket = peer_socket(&stream);
@@ -251,8 +269,9 @@ async fn serve_connection(
             return;
         }
         () = &mut watchdog => {}
-        _ = graceful.cancelled() => {}
-        _ = cut.cancelled() => return,
+        _ = stop.cancelled() => if cut.is_cancelled() {
+            return;
+        },
     }
     connection.as_mut().graceful_shutdown();
     tokio::select! {
@@ -473,25 +492,33 @@ mod tests {
     #[test]
     fn at_the_cap_the_oldest_idle_connection_makes_room() {
         let registry = Registry::default();
+        let graceful = CancellationToken::new();
         let entry = |busy: usize| Entry {
             busy: Arc::new(AtomicUsize::new(busy)),
-            cut: CancellationToken::new(),
+            ends: Ends::under(&graceful),
         };
         let cuts: Vec<_> = [1, 0, 0]
             .into_iter()
             .enumerate()
             .map(|(id, busy)| {
                 let e = entry(busy);
-                let cut = e.cut.clone();
+                let ends = e.ends.clone();
                 registry.lock().insert(id as u64, e);
-                cut
+                ends
             })
             .collect();
+        let cut = |i: usize| (cuts[i].cut.is_cancelled(), cuts[i].stop.is_cancelled());
         assert!(registry.make_room(4), "under the cap");
         assert!(registry.make_room(3));
-        assert!(!cuts[0].is_cancelled(), "busy connections are kept");
-        assert!(cuts[1].is_cancelled(), "the oldest idle one goes");
-        assert!(!cuts[2].is_cancelled());
+        assert_eq!(cut(0), (false, false), "busy connections are kept");
+        assert_eq!(cut(1), (true, true), "the oldest idle one goes");
+        assert_eq!(cut(2), (false, false));
+        graceful.cancel();
+        assert_eq!(
+            cut(2),
+            (false, true),
+            "a graceful end stops, but does not cut"
+        );
         registry
             .lock()
             .get(&2)
