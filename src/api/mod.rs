@@ -18,7 +18,7 @@ mod tests;
 use crate::engine::{Denied, Grant, GrantKind, Who, validate_name};
 use crate::platform::socket::PeerSocket;
 use crate::service::{LockService, WaitError};
-use crate::time::parse_go_duration;
+use crate::time::{Now, parse_go_duration};
 pub use admin::admin_allowed;
 use axum::Extension;
 use axum::Router;
@@ -372,15 +372,16 @@ async fn post_lock(
     let ask = Ask::read(&p, &app)?;
     // The handler's future is allocated for every request: only what the wait needs lives
     // across it, and the reply is built by a plain function afterwards.
-    let result = if ask.wait.is_zero() {
-        bounded(&app, app.service.acquire(ask.job, ask.who, ask.ttl)).await?
+    let (result, now) = if ask.wait.is_zero() {
+        bounded(&app, app.service.acquire_at(ask.job, ask.who, ask.ttl)).await?
     } else {
         // Boxed: a long-poll's future is kilobytes, and every request's handler future would
         // otherwise be as large.
         let socket = peer.and_then(|Extension(peer)| peer.socket);
-        Box::pin(wait_or_hang_up(&app, socket, &ask)).await?
+        let result = Box::pin(wait_or_hang_up(&app, socket, &ask)).await?;
+        (result, app.service.now())
     };
-    lock_reply(&app, ask.job, result)
+    lock_reply(ask.job, result, &now)
 }
 
 /// What a `POST /lock` asks for.
@@ -431,11 +432,12 @@ impl<'a> Ask<'a> {
     }
 }
 
-/// The reply to a `POST /lock` for `job` that ended with `result`.
+/// The reply to a `POST /lock` for `job` that ended with `result`, its remaining times as
+/// of `now`.
 fn lock_reply(
-    app: &AppState,
     job: &str,
     result: Result<Grant, WaitError>,
+    now: &Now,
 ) -> Result<Response, ApiError> {
     let result = match result {
         Ok(grant) => Ok(grant),
@@ -447,11 +449,10 @@ fn lock_reply(
             });
         }
     };
-    let now = app.service.now();
     let about = |lease, success, error, message| wire::LeaseJson {
         job,
         lease,
-        now: &now,
+        now,
         success: Some(success),
         error,
         message,

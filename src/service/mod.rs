@@ -215,8 +215,21 @@ impl LockService {
         who: impl Into<Who<'a>>,
         ttl: Duration,
     ) -> Result<Grant, WaitError> {
+        self.acquire_at(job, who, ttl).await.0
+    }
+
+    /// [`acquire`](Self::acquire), also returning an instant the answer still holds at, for
+    /// its reply's remaining times: the one the engine decided at, unless the grant then
+    /// waited for the disk (read again after the wait). Most renewals wait for nothing, and
+    /// reading the clocks again would cost them more than the rest of the engine's work.
+    pub async fn acquire_at<'a>(
+        &self,
+        job: &str,
+        who: impl Into<Who<'a>>,
+        ttl: Duration,
+    ) -> (Result<Grant, WaitError>, Now) {
         let who = who.into();
-        let ((result, renewal), seq) = self.with_state_seq(|state, now| {
+        let ((result, renewal, now), seq) = self.with_state_seq(|state, now| {
             let ttl_before = state.engine.peek(job).map(|lease| lease.ttl);
             let result = state.engine.acquire(job, who, ttl, now);
             note_longer_ttl(&mut state.pending, ttl_before, &result);
@@ -225,14 +238,20 @@ impl LockService {
                 Ok(grant) => state.pending.change_for_renewal(grant),
                 Err(_) => None,
             };
-            (result, renewal)
+            (result, renewal, now)
         });
-        let grant = result.map_err(WaitError::Denied)?;
+        let grant = match result {
+            Ok(grant) => grant,
+            Err(denied) => return (Err(WaitError::Denied(denied)), now),
+        };
         match (&self.inner.saver, seq.or(renewal)) {
             // Most renewals wait for nothing; boxing the wait keeps their future (which the
             // HTTP layer allocates and moves for every request) small.
-            (Some(_), Some(seq)) => Box::pin(self.deliver(grant, Some(seq))).await,
-            _ => Ok(grant),
+            (Some(_), Some(seq)) => {
+                let result = Box::pin(self.deliver(grant, Some(seq))).await;
+                (result, self.now())
+            }
+            _ => (Ok(grant), now),
         }
     }
 
