@@ -69,6 +69,32 @@ async fn grants_and_releases_are_on_disk_when_they_return() {
 }
 
 #[tokio::test]
+async fn a_grant_reports_the_instant_it_was_decided_at_unless_it_waited_for_the_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = service_with_store(dir.path());
+    let service = running.service().clone();
+    let ttl = Duration::from_secs(60);
+    // A new holder waits for its write (a file, an fsync, a rename): the instant is read
+    // after that, so less than the whole ttl is left by then.
+    let (granted, after_write) = service.acquire_at("j", "a", ttl).await;
+    let granted = granted.unwrap();
+    assert!(after_write.mono.until(granted.lease.expires) < ttl);
+    // A renewal waits for nothing: the instant is the one its deadline was counted from.
+    let (renewed, decided) = service.acquire_at("j", "a", ttl).await;
+    let renewed = renewed.unwrap();
+    assert_eq!(renewed.kind, GrantKind::Renewed);
+    assert_eq!(decided.mono.until(renewed.lease.expires), ttl);
+    // So is a refusal's.
+    let (refused, decided) = service.acquire_at("j", "b", ttl).await;
+    let Err(WaitError::Denied(Denied::Held(lease))) = refused else {
+        panic!("b was not refused: {refused:?}");
+    };
+    assert!(decided.mono.until(lease.expires) <= ttl);
+    assert!(decided.mono >= renewed.lease.expires - ttl);
+    running.shutdown().await;
+}
+
+#[tokio::test]
 async fn with_one_write_per_change_each_change_is_on_disk_before_its_reply() {
     // The benchmarks' batching: a write covers only the oldest change not yet written, so
     // changes made together are acknowledged one write after another.
