@@ -225,10 +225,20 @@ async fn serve_connection(
     let socket = peer_socket(&stream);
     let refusals = metrics.clone();
     let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-        let (app, busy, metrics) = (app.clone(), busy.clone(), metrics.clone());
+        // Checked here, where the metrics can be borrowed: the request's future would need a
+        // handle of its own, one more count both workers write for every request.
+        let too_long = uri_too_long(&request);
+        if too_long {
+            metrics.refused_before_routing(StatusCode::URI_TOO_LONG);
+        }
+        let (app, busy) = (app.clone(), busy.clone());
         async move {
             let _serving = Serving::start(busy);
-            Ok::<_, Infallible>(handle(app, request, peer, socket, &metrics).await)
+            Ok::<_, Infallible>(if too_long {
+                ApiError::UriTooLong(MAX_URI).into_response()
+            } else {
+                handle(app, request, peer, socket).await
+            })
         }
     });
     let head = Arc::new(HeadDeadline::default());
@@ -398,22 +408,21 @@ async fn watchdog(head: Arc<HeadDeadline>) {
     .await
 }
 
+/// Whether the request's URI is longer than [`MAX_URI`].
+fn uri_too_long<B>(request: &hyper::Request<B>) -> bool {
+    request
+        .uri()
+        .path_and_query()
+        .is_some_and(|p| p.as_str().len() > MAX_URI)
+}
+
 /// One request: the peer's address and socket for the handlers, then the API.
 async fn handle(
     app: App,
     mut request: hyper::Request<Incoming>,
     peer: SocketAddr,
     socket: PeerSocket,
-    metrics: &Metrics,
 ) -> axum::response::Response {
-    let uri_len = request
-        .uri()
-        .path_and_query()
-        .map_or(0, |p| p.as_str().len());
-    if uri_len > MAX_URI {
-        metrics.refused_before_routing(StatusCode::URI_TOO_LONG);
-        return ApiError::UriTooLong(MAX_URI).into_response();
-    }
     request.extensions_mut().insert(Peer {
         addr: peer,
         socket: Some(socket),

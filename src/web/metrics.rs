@@ -4,11 +4,13 @@
 //! this file, never from job or client names or raw paths.
 //!
 //! Cost on the hot path (a renewal): the latency middleware reads the clock twice and
-//! observes one pre-resolved histogram; grants, renewals, releases and expiries are counted
-//! by the event log from the service's events, off the request path. Held jobs and waiters
-//! are read from the service only when scraped.
+//! observes one pre-resolved histogram, whose counters are per thread (`super::histogram`);
+//! grants, renewals, releases and expiries are counted by the event log from the service's
+//! events, off the request path. Held jobs and waiters are read from the service only when
+//! scraped.
 
 use super::WebState;
+use super::histogram::ShardedHistogram;
 use crate::api::{ErrorReason, Refusal};
 use crate::engine::EventKind;
 use axum::extract::{Request, State};
@@ -18,7 +20,6 @@ use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEn
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 use std::fmt::Write as _;
@@ -183,6 +184,9 @@ const LATENCY_BUCKETS: [f64; 14] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 0.5, 1.0, 5.0, 30.0, 300.0,
 ];
 
+/// The request latency histogram: per-thread counters, so workers do not share a lock.
+type Latency = ShardedHistogram<{ LATENCY_BUCKETS.len() }>;
+
 /// A cheap, cloneable handle to the metrics.
 #[derive(Clone)]
 pub struct Metrics {
@@ -193,9 +197,9 @@ struct Inner {
     registry: Registry,
     outcomes: [Counter; Outcome::ALL.len()],
     client_errors: Family<ReasonLabels, Counter>,
-    latency: Family<RouteLabels, Histogram>,
+    latency: Family<RouteLabels, Latency, fn() -> Latency>,
     /// Histograms resolved once per route and method, so a request does not hash its labels.
-    latency_by_route: [[OnceLock<Histogram>; Verb::COUNT]; Route::COUNT],
+    latency_by_route: [[OnceLock<Latency>; Verb::COUNT]; Route::COUNT],
     held_jobs: Gauge,
     waiters: Gauge,
     connections: Gauge,
@@ -230,9 +234,9 @@ impl Metrics {
             "Requests answered with a 4xx status, by reason (401s are reason=\"unauthorized\")",
             client_errors.clone(),
         );
-        let latency = Family::<RouteLabels, Histogram>::new_with_constructor(
-            (|| Histogram::new(LATENCY_BUCKETS)) as fn() -> Histogram,
-        );
+        let latency = Family::<RouteLabels, Latency, fn() -> Latency>::new_with_constructor(|| {
+            Latency::new(LATENCY_BUCKETS)
+        });
         registry.register(
             "foolock_http_request_duration_seconds",
             "Time from request to response head, by route and method",
@@ -333,7 +337,7 @@ impl Metrics {
                 })
                 .clone()
         })
-        .observe(started.elapsed().as_secs_f64());
+        .observe(started.elapsed());
         match response.extensions().get::<Refusal>() {
             Some(Refusal::Held) => self.outcome(Outcome::Conflict, 1),
             Some(Refusal::Grace) => self.outcome(Outcome::GraceRefused, 1),

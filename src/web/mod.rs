@@ -12,6 +12,7 @@
 //! slow the service down: every buffer between them is bounded and a subscriber that falls
 //! behind is resynchronised from a snapshot instead of being waited for.
 
+mod histogram;
 pub mod log;
 pub mod metrics;
 pub mod page;
