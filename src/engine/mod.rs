@@ -278,9 +278,22 @@ struct Entry {
     lease: Lease,
     /// The phase the table has processed; `deadline()` is when it ends.
     phase: Phase,
+    /// Where the entry sits in the deadline set: at or before `deadline()`. A renewal that
+    /// moves the deadline later leaves it where it was (see `Engine::advance`).
+    scheduled: Mono,
 }
 
 impl Entry {
+    /// A new holder's entry, not yet in the deadline set.
+    fn held(name: Arc<str>, lease: Lease) -> Entry {
+        Entry {
+            name,
+            scheduled: lease.expires,
+            lease,
+            phase: Phase::Held,
+        }
+    }
+
     /// When the phase the table has processed ends.
     fn deadline(&self, retention: Duration) -> Mono {
         match self.phase {
@@ -307,7 +320,8 @@ const SLEEP_THRESHOLD: Duration = Duration::from_secs(1);
 pub struct Engine {
     rules: Rules,
     jobs: HashMap<Arc<str>, Entry>,
-    /// `(end of current phase, job)` for every entry: the timer sleeps until the first.
+    /// `(entry.scheduled, job)` for every entry, so the first is at or before the end of the
+    /// soonest phase: the timer sleeps until then.
     deadlines: BTreeSet<(Mono, Arc<str>)>,
     /// `(instant it expired, job)` for expired entries, oldest first: evicted first.
     expired: BTreeSet<(Mono, Arc<str>)>,
@@ -503,8 +517,10 @@ impl Engine {
         self.jobs.get(job).map(|e| &e.lease)
     }
 
-    /// When the table next changes by itself (a lease expires, a grace period ends, an
-    /// expired entry is forgotten). `None` when nothing is pending: nothing needs to wake.
+    /// When the table next needs advancing: at or before the next instant it changes by
+    /// itself (a lease expires, a grace period ends, an expired entry is forgotten). It may
+    /// be early: after a renewal it stays at the old deadline, and advancing then changes
+    /// nothing but this. `None` when nothing is pending: nothing needs to wake.
     pub fn next_deadline(&self) -> Option<Mono> {
         self.deadlines.first().map(|(at, _)| *at)
     }
@@ -543,18 +559,27 @@ impl Engine {
     /// `Expired`, serving waiters, evicting old entries). Every operation calls it first.
     pub fn advance(&mut self, now: Now) {
         self.notice_sleep(now);
+        let retention = self.rules.retention;
         // Look before taking: most calls find nothing due.
         while self
             .deadlines
             .first()
             .is_some_and(|(at, _)| *at <= now.mono)
         {
-            let Some((_, job)) = self.deadlines.pop_first() else {
+            let Some((at, job)) = self.deadlines.pop_first() else {
                 break;
             };
             let Some(entry) = self.jobs.get_mut(&*job) else {
                 continue;
             };
+            let due = entry.deadline(retention);
+            if due != at {
+                // Renewed since it was scheduled: its phase ends later. Back in at the real
+                // deadline, which this loop reaches again if that has passed too.
+                entry.scheduled = due;
+                self.deadlines.insert((due, job));
+                continue;
+            }
             match entry.phase {
                 Phase::Held => {
                     entry.phase = Phase::Grace;
@@ -622,11 +647,9 @@ impl Engine {
         }
         let (name, previous) = match self.jobs.get_mut(job) {
             Some(entry) if who.holds(&entry.lease) => {
-                // Renewal is the most frequent change: one lookup, and the deadline moves by
-                // taking the entry out of the set at the old time and back in at the new.
-                let retention = self.rules.retention;
-                let mut key = (entry.deadline(retention), Arc::clone(&entry.name));
-                self.deadlines.remove(&key);
+                // Renewal is the most frequent change: one lookup, and the deadline set is
+                // left alone unless the lease now ends sooner than where the entry sits in it;
+                // a later deadline is found when the earlier one comes (`advance`).
                 if entry.phase == Phase::Expired {
                     self.expired
                         .remove(&(entry.lease.expires, Arc::clone(&entry.name)));
@@ -635,10 +658,16 @@ impl Engine {
                 entry.lease.expires = now.mono + ttl;
                 entry.lease.grace_until = entry.lease.expires + self.rules.grace;
                 entry.phase = Phase::Held;
-                key.0 = entry.deadline(retention);
+                let at = entry.lease.expires.min(entry.scheduled);
+                if at != entry.scheduled {
+                    let mut key = (entry.scheduled, Arc::clone(&entry.name));
+                    self.deadlines.remove(&key);
+                    key.0 = at;
+                    entry.scheduled = at;
+                    self.deadlines.insert(key);
+                }
                 let lease = entry.lease.clone();
-                let name = Arc::clone(&key.1);
-                self.deadlines.insert(key);
+                let name = Arc::clone(&entry.name);
                 self.emit(EventKind::Renewed, &name, &lease, now);
                 return Ok(Grant {
                     job: name,
@@ -699,11 +728,7 @@ impl Engine {
         };
         self.jobs.insert(
             Arc::clone(&name),
-            Entry {
-                name: Arc::clone(&name),
-                lease: lease.clone(),
-                phase: Phase::Held,
-            },
+            Entry::held(Arc::clone(&name), lease.clone()),
         );
         self.schedule(&name);
         let kind = match previous {
@@ -790,10 +815,15 @@ impl Engine {
         (key.1, entry.lease)
     }
 
+    /// Puts `job` into the deadline set at the end of its phase (it must not be there).
     fn schedule(&mut self, job: &str) {
-        let entry = &self.jobs[job];
-        let at = entry.deadline(self.rules.retention);
-        self.deadlines.insert((at, Arc::clone(&entry.name)));
+        let entry = self
+            .jobs
+            .get_mut(job)
+            .expect("caller checked the entry exists");
+        entry.scheduled = entry.deadline(self.rules.retention);
+        self.deadlines
+            .insert((entry.scheduled, Arc::clone(&entry.name)));
     }
 
     /// Takes `job` off the deadline set. The expired set is not touched: the callers that
@@ -801,8 +831,8 @@ impl Engine {
     /// there themselves.
     fn unschedule(&mut self, job: &str) {
         if let Some(entry) = self.jobs.get(job) {
-            let at = entry.deadline(self.rules.retention);
-            self.deadlines.remove(&(at, Arc::clone(&entry.name)));
+            self.deadlines
+                .remove(&(entry.scheduled, Arc::clone(&entry.name)));
         }
     }
 

@@ -2,7 +2,7 @@
 //! starts from (nothing, the saved table, or a quarantine after the saved table was lost)
 //! and for how long a quarantine lasts.
 
-use super::{Engine, Entry, Lease, Phase, Rules, SavedState, Watermarks, validate_name};
+use super::{Engine, Entry, Lease, Rules, SavedState, Watermarks, validate_name};
 use crate::time::{Now, from_unix_ms};
 use std::sync::Arc;
 use std::time::Duration;
@@ -136,14 +136,8 @@ impl Engine {
                 grace_until: expires + self.rules.grace,
             };
             let name: Arc<str> = Arc::from(l.job);
-            self.jobs.insert(
-                Arc::clone(&name),
-                Entry {
-                    name: Arc::clone(&name),
-                    lease,
-                    phase: Phase::Held,
-                },
-            );
+            self.jobs
+                .insert(Arc::clone(&name), Entry::held(Arc::clone(&name), lease));
             self.schedule(&name);
         }
         skipped

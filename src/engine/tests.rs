@@ -312,6 +312,68 @@ fn next_deadline_tracks_expiry_grace_and_retention() {
     assert_eq!(e.next_deadline(), None);
 }
 
+/// A renewal that moves the deadline later leaves the entry where it sits in the deadline
+/// set: the timer wakes at the old deadline once, finds the new one and sleeps again.
+#[test]
+fn a_renewal_to_a_later_deadline_is_found_when_the_old_one_comes() {
+    let mut e = engine();
+    e.acquire("j", "a", secs(10), at(0)).unwrap();
+    for s in 1..=100 {
+        e.acquire("j", "a", secs(10), at_ms(s * 50)).unwrap();
+    }
+    assert_eq!(e.deadlines.len(), 1, "renewals do not add to the deadline set");
+    assert_eq!(e.next_deadline(), Some(at(10).mono), "early, which is allowed");
+    e.take_events();
+    e.advance(at(10));
+    assert!(e.take_events().is_empty(), "renewed until 15: nothing ends at 10");
+    assert_eq!(e.next_deadline(), Some(at(15).mono));
+    assert!(e.acquire("j", "b", secs(10), at_ms(14_999)).is_err());
+    // Held until 15, grace until 20: free to others at 20 and not before.
+    assert!(e.acquire("j", "b", secs(10), at_ms(19_999)).is_err());
+    assert_eq!(kind(e.acquire("j", "b", secs(10), at(20))), GrantKind::TookOver {
+        previous: Arc::from("a"),
+        lapsed_for: secs(5),
+    });
+}
+
+/// One advance across a renewed lease's old deadline, its new one and the end of its grace
+/// ends both phases, in order, at their own instants.
+#[test]
+fn one_advance_past_several_moved_deadlines_ends_each_phase_in_order() {
+    let mut e = engine();
+    e.acquire("renewed", "a", secs(10), at(0)).unwrap();
+    e.acquire("renewed", "a", secs(10), at(5)).unwrap();
+    e.acquire("other", "b", secs(12), at(5)).unwrap();
+    e.take_events();
+    e.advance(at(30));
+    let seen: Vec<(&str, EventKind)> = e
+        .events()
+        .iter()
+        .map(|ev| (&*ev.job, ev.kind.clone()))
+        .collect();
+    assert_eq!(seen, [
+        ("renewed", EventKind::Expired),
+        ("other", EventKind::Expired),
+    ]);
+    assert_eq!(e.live_jobs(), 0, "both grace periods (20 and 22) ended by 30");
+    assert_eq!(e.next_deadline(), Some(at(20).mono + e.rules().retention));
+}
+
+/// A renewal with a shorter ttl ends sooner than where the entry sat: it moves back.
+#[test]
+fn a_renewal_with_a_shorter_ttl_ends_at_its_own_earlier_deadline() {
+    let mut e = engine();
+    e.acquire("j", "a", secs(100), at(0)).unwrap();
+    e.acquire("j", "a", secs(10), at(1)).unwrap();
+    assert_eq!(e.next_deadline(), Some(at(11).mono));
+    e.take_events();
+    e.advance(at(11));
+    let kinds: Vec<EventKind> = e.take_events().into_iter().map(|ev| ev.kind).collect();
+    assert_eq!(kinds, [EventKind::Expired]);
+    assert!(e.acquire("j", "b", secs(10), at_ms(15_999)).is_err());
+    assert!(e.acquire("j", "b", secs(10), at(16)).is_ok());
+}
+
 #[test]
 fn events_describe_each_change() {
     let mut e = engine();
