@@ -321,19 +321,33 @@ fn a_renewal_to_a_later_deadline_is_found_when_the_old_one_comes() {
     for s in 1..=100 {
         e.acquire("j", "a", secs(10), at_ms(s * 50)).unwrap();
     }
-    assert_eq!(e.deadlines.len(), 1, "renewals do not add to the deadline set");
-    assert_eq!(e.next_deadline(), Some(at(10).mono), "early, which is allowed");
+    assert_eq!(
+        e.deadlines.len(),
+        1,
+        "renewals do not add to the deadline set"
+    );
+    assert_eq!(
+        e.next_deadline(),
+        Some(at(10).mono),
+        "early, which is allowed"
+    );
     e.take_events();
     e.advance(at(10));
-    assert!(e.take_events().is_empty(), "renewed until 15: nothing ends at 10");
+    assert!(
+        e.take_events().is_empty(),
+        "renewed until 15: nothing ends at 10"
+    );
     assert_eq!(e.next_deadline(), Some(at(15).mono));
     assert!(e.acquire("j", "b", secs(10), at_ms(14_999)).is_err());
     // Held until 15, grace until 20: free to others at 20 and not before.
     assert!(e.acquire("j", "b", secs(10), at_ms(19_999)).is_err());
-    assert_eq!(kind(e.acquire("j", "b", secs(10), at(20))), GrantKind::TookOver {
-        previous: Arc::from("a"),
-        lapsed_for: secs(5),
-    });
+    assert_eq!(
+        kind(e.acquire("j", "b", secs(10), at(20))),
+        GrantKind::TookOver {
+            previous: Arc::from("a"),
+            lapsed_for: secs(5),
+        }
+    );
 }
 
 /// One advance across a renewed lease's old deadline, its new one and the end of its grace
@@ -351,11 +365,18 @@ fn one_advance_past_several_moved_deadlines_ends_each_phase_in_order() {
         .iter()
         .map(|ev| (&*ev.job, ev.kind.clone()))
         .collect();
-    assert_eq!(seen, [
-        ("renewed", EventKind::Expired),
-        ("other", EventKind::Expired),
-    ]);
-    assert_eq!(e.live_jobs(), 0, "both grace periods (20 and 22) ended by 30");
+    assert_eq!(
+        seen,
+        [
+            ("renewed", EventKind::Expired),
+            ("other", EventKind::Expired),
+        ]
+    );
+    assert_eq!(
+        e.live_jobs(),
+        0,
+        "both grace periods (20 and 22) ended by 30"
+    );
     assert_eq!(e.next_deadline(), Some(at(20).mono + e.rules().retention));
 }
 

@@ -341,7 +341,9 @@ impl hyper::rt::Timer for HeadTimer {
     fn sleep_until(&self, deadline: Instant) -> std::pin::Pin<Box<dyn hyper::rt::Sleep>> {
         Box::pin(HeadSleep {
             deadline,
+            due: self.0.encode(deadline),
             head: self.0.clone(),
+            polled: false,
         })
     }
 }
@@ -350,18 +352,24 @@ impl hyper::rt::Timer for HeadTimer {
 /// connection's task, which the [`watchdog`] wakes at the deadline.
 struct HeadSleep {
     deadline: Instant,
+    /// `deadline` as `HeadDeadline` records it.
+    due: u64,
     head: Arc<HeadDeadline>,
+    polled: bool,
 }
 
 impl Future for HeadSleep {
     type Output = ();
 
     fn poll(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<()> {
-        if Instant::now() >= self.deadline {
+        let this = self.get_mut();
+        // hyper polls a head's sleep first as it makes it, one header timeout before its
+        // deadline: only later polls (the watchdog's wake-up among them) need the clock. Were
+        // the first one late, the watchdog would wake the connection again at once.
+        if std::mem::replace(&mut this.polled, true) && Instant::now() >= this.deadline {
             return std::task::Poll::Ready(());
         }
-        let due = self.head.encode(self.deadline);
-        self.head.due.store(due, Ordering::Relaxed);
+        this.head.due.store(this.due, Ordering::Relaxed);
         std::task::Poll::Pending
     }
 }
@@ -371,11 +379,10 @@ impl hyper::rt::Sleep for HeadSleep {}
 impl Drop for HeadSleep {
     fn drop(&mut self) {
         // The head is in (or hyper replaced this sleep): nothing to wake the connection for.
-        let due = self.head.encode(self.deadline);
         let _ = self
             .head
             .due
-            .compare_exchange(due, 0, Ordering::Relaxed, Ordering::Relaxed);
+            .compare_exchange(self.due, 0, Ordering::Relaxed, Ordering::Relaxed);
     }
 }
 
