@@ -224,6 +224,7 @@ async fn serve_connection(
     let _ = stream.set_nodelay(true);
     let socket = peer_socket(&stream);
     let refusals = metrics.clone();
+    let app = app.for_connection();
     let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
         // Checked here, where the metrics can be borrowed: the request's future would need a
         // handle of its own, one more count both workers write for every request.

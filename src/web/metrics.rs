@@ -424,12 +424,29 @@ impl Drop for SubscriberGuard {
 #[derive(Clone)]
 pub struct Track<S> {
     inner: S,
-    metrics: Option<Metrics>,
+    /// Cloned for every request (the app, then its timing): see [`Track::for_connection`].
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl<S> Track<S> {
     pub fn new(inner: S, metrics: Option<Metrics>) -> Track<S> {
-        Track { inner, metrics }
+        Track {
+            inner,
+            metrics: metrics.map(Arc::new),
+        }
+    }
+
+    /// A copy for one connection, with a metrics handle of its own: the handle is cloned for
+    /// every request, and one shared by all connections would have both workers update its
+    /// reference count, one cache line, for every request.
+    pub fn for_connection(&self) -> Track<S>
+    where
+        S: Clone,
+    {
+        Track {
+            inner: self.inner.clone(),
+            metrics: self.metrics.as_deref().cloned().map(Arc::new),
+        }
     }
 }
 
@@ -462,7 +479,7 @@ where
 
 /// What [`Tracked`] needs to count a response.
 struct Timing {
-    metrics: Metrics,
+    metrics: Arc<Metrics>,
     route: Route,
     verb: Verb,
     started: Instant,
