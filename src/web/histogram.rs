@@ -188,6 +188,6 @@ mod tests {
                 s.buckets.iter().any(|n| n.load(Ordering::Relaxed) > 0)
             })
             .collect();
-        assert!(used.len() > 1, "every thread wrote one shard");
+        assert!(used.len() > 1, "the threads wrote more than one shard");
     }
 }
